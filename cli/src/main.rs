@@ -1,0 +1,174 @@
+//! `bakehouse`: the command line. Every command runs the same handlers the Lambda functions
+//! run; this file only parses flags and dispatches.
+
+mod demo;
+mod invoke;
+mod sql;
+mod status;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use bakehouse::config::{Config, Overrides};
+use bakehouse::domain::dataset::Dataset;
+use bakehouse::adapters::iceberg::TableDef;
+use bakehouse::hops::ingest::{IngestSummary, ObjectInput, ingest_bytes, ingest_object};
+use bakehouse::hops::{Deps, to_gold, to_silver};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "bakehouse", version, about = "A serverless lakehouse for a bakery chain")]
+struct Cli {
+    /// Warehouse: file:///absolute/path or s3://bucket/prefix [default: ./.bakehouse/warehouse]
+    #[arg(long, global = true, env = "BAKEHOUSE_WAREHOUSE")]
+    warehouse: Option<String>,
+    /// Catalog: sqlite:///path or postgres://… [default: ./.bakehouse/catalog.db]
+    #[arg(long, global = true, env = "BAKEHOUSE_CATALOG")]
+    catalog: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The whole pipeline on a generated day, embedded (no servers), with a summary
+    Demo {
+        /// Seed of the generated day
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Folder of the demo's warehouse and catalog (wiped first)
+        #[arg(long, default_value = ".bakehouse/demo")]
+        home: PathBuf,
+    },
+    /// Create namespaces and tables, and load the default reference snapshot
+    Init,
+    /// Ingest files (JSON lines or CSV) into bronze, as the S3 trigger does
+    Ingest {
+        /// Dataset of the files; default: the `<dataset>` folder of `…/landing/<dataset>/file`
+        #[arg(long)]
+        dataset: Option<String>,
+        /// Local paths, file:///… or s3://bucket/key
+        #[arg(required = true)]
+        files: Vec<String>,
+    },
+    /// Run bronze → silver and silver → gold until caught up
+    Process,
+    /// Run one function's handler on an AWS event document, as `sam local invoke` would
+    Invoke {
+        /// ingest, bronze-to-silver or silver-to-gold
+        function: String,
+        /// The event document (KafkaEvent, S3Event)
+        #[arg(long)]
+        event: PathBuf,
+    },
+    /// A SQL query over the catalog's tables (DataFusion)
+    Sql {
+        /// The query, e.g. "SELECT count(*) FROM gold.fact_sales"
+        query: String,
+    },
+    /// Tables (snapshots, rows, files, bytes) and each hop's checkpoint
+    Status,
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BAKEHOUSE_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(error) = run(Cli::parse()).await {
+        eprintln!("error: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let overrides = Overrides { warehouse: cli.warehouse, catalog: cli.catalog };
+    if let Command::Demo { seed, home } = cli.command {
+        return demo::run(seed, &home).await;
+    }
+    let config = Config::from_env(&overrides)?;
+    let deps = Deps::open(config).await.context("cannot open the lakehouse")?;
+    match cli.command {
+        Command::Demo { .. } => unreachable!("handled above"),
+        Command::Init => {
+            let created = init(&deps).await?;
+            println!("Created {} tables; default reference snapshot loaded.", created.len());
+        }
+        Command::Ingest { dataset, files } => {
+            let dataset = dataset.map(|d| d.parse::<Dataset>()).transpose()?;
+            for file in &files {
+                let summary = ingest_file(&deps, file, dataset).await?;
+                println!("{file}: {}", describe(&summary));
+            }
+        }
+        Command::Process => {
+            let commits = process(&deps).await?;
+            println!("Caught up: {commits} commits.");
+        }
+        Command::Invoke { function, event } => invoke::run(&deps, &function, &event).await?,
+        Command::Sql { query } => sql::run(&deps, &query).await?,
+        Command::Status => status::run(&deps).await?,
+    }
+    Ok(())
+}
+
+/// Creates the tables and loads the default reference snapshot (once: reruns skip it).
+pub async fn init(deps: &Deps) -> Result<Vec<String>> {
+    let created = deps.lake.create_tables().await?;
+    for dataset in Dataset::REFERENCE {
+        let Some(csv) = bakehouse::domain::reference::default_snapshot(dataset) else { continue };
+        // Only into an empty table: a user's snapshot is never replaced by the default.
+        let table = deps.lake.load(&TableDef::bronze(dataset)).await?;
+        if table.metadata().current_snapshot().is_none() {
+            let key = format!("builtin:reference/{}.csv", dataset.name());
+            ingest_bytes(deps, &key, Some(dataset), csv.as_bytes()).await?;
+        }
+    }
+    Ok(created)
+}
+
+/// Ingests one file through the file-ingest hop.
+pub async fn ingest_file(deps: &Deps, file: &str, dataset: Option<Dataset>) -> Result<IngestSummary> {
+    let (location, key) = if file.starts_with("s3://") {
+        let key = file.trim_start_matches("s3://").split_once('/').map(|(_, k)| k.to_string()).unwrap_or_default();
+        (file.to_string(), key)
+    } else {
+        let path = std::path::Path::new(file.trim_start_matches("file://"));
+        let path = std::fs::canonicalize(path).with_context(|| format!("cannot read {file}"))?;
+        (path.display().to_string(), path.display().to_string())
+    };
+    if dataset.is_none() {
+        let folder = key.rsplit('/').nth(1).unwrap_or_default();
+        if folder.parse::<Dataset>().is_err() {
+            bail!("cannot tell the dataset of {file}: pass --dataset (accepted: {})", Dataset::accepted_names());
+        }
+    }
+    Ok(ingest_object(deps, &ObjectInput { location, key, dataset }).await?)
+}
+
+/// Runs silver then gold until a pass commits nothing; returns the number of commits.
+pub async fn process(deps: &Deps) -> Result<usize> {
+    let mut total = 0;
+    loop {
+        let commits = to_silver::handle(deps, None).await?.len() + to_gold::handle(deps, None).await?.len();
+        total += commits;
+        if commits == 0 {
+            return Ok(total);
+        }
+    }
+}
+
+fn describe(summary: &IngestSummary) -> String {
+    let committed: Vec<String> = summary.committed.iter().map(|(t, n)| format!("{n} → {t}")).collect();
+    let mut text = format!("{} records", summary.records);
+    if !committed.is_empty() {
+        text.push_str(&format!("; {}", committed.join(", ")));
+    }
+    if summary.already_committed > 0 && committed.is_empty() {
+        text.push_str("; already ingested, nothing changed");
+    }
+    text
+}

@@ -1,0 +1,16 @@
+//! The ingest function: a Kafka batch or an S3 `landing/` notification → bronze and quarantine.
+
+use bakehouse::adapters::events::parse_ingest_event;
+use bakehouse::error::HandlerError;
+use bakehouse::hops::{Deps, ingest};
+use lambda_runtime::LambdaEvent;
+use serde_json::Value;
+
+/// Runs the ingest hop on one invocation document.
+///
+/// # Errors
+/// An unsupported document, or a storage error (retryable).
+pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<ingest::IngestSummary, HandlerError> {
+    let event = parse_ingest_event(event.payload).map_err(HandlerError::Event)?;
+    ingest::handle(deps, event).await
+}

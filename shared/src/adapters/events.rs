@@ -1,0 +1,141 @@
+//! AWS event documents: which event an invocation carries (Kafka batch, S3 notification, S3
+//! test event, schedule), the raw records of a Kafka batch, the objects of an S3 notification
+//! (keys URL-decoded), and the tables whose metadata a notification announces.
+
+use aws_lambda_events::event::kafka::KafkaEvent;
+use aws_lambda_events::event::s3::S3Event;
+use base64::Engine;
+use percent_encoding::percent_decode_str;
+use serde_json::Value;
+
+use crate::domain::validate::{Decoded, RawRecord, RejectCode, Rejection};
+
+/// An invocation document of the ingest function.
+#[derive(Debug)]
+pub enum IngestEvent {
+    Kafka(KafkaEvent),
+    S3(S3Event),
+    /// `s3:TestEvent`, sent when a notification is configured: ignored.
+    S3Test,
+}
+
+/// Tells a Kafka batch from an S3 notification.
+///
+/// # Errors
+/// A message naming what the document is missing.
+pub fn parse_ingest_event(value: Value) -> Result<IngestEvent, String> {
+    if value.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") {
+        return Ok(IngestEvent::S3Test);
+    }
+    if value.get("Records").is_some() {
+        return serde_json::from_value(value).map(IngestEvent::S3).map_err(|e| format!("invalid S3 event: {e}"));
+    }
+    if value.get("records").is_some() {
+        return serde_json::from_value(value).map(IngestEvent::Kafka).map_err(|e| format!("invalid Kafka event: {e}"));
+    }
+    Err("expected a Kafka event (\"records\"), an S3 event (\"Records\") or s3:TestEvent".to_string())
+}
+
+/// Parses an S3 notification (for the hops woken by table commits).
+///
+/// # Errors
+/// A message when the document is not an S3 event.
+pub fn parse_s3_event(value: Value) -> Result<Option<S3Event>, String> {
+    if value.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") {
+        return Ok(None);
+    }
+    serde_json::from_value(value).map(Some).map_err(|e| format!("invalid S3 event: {e}"))
+}
+
+/// One record of a Kafka batch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KafkaMessage {
+    pub topic: String,
+    pub partition: i64,
+    pub offset: i64,
+    pub record: RawRecord,
+}
+
+/// The records of a Kafka batch, values base64-decoded as Lambda delivers them. A value that
+/// is missing or not base64 becomes a record already rejected with `bad_encoding`.
+pub fn kafka_messages(event: &KafkaEvent) -> Vec<KafkaMessage> {
+    let mut out = Vec::new();
+    for (key, records) in &event.records {
+        for r in records {
+            let topic = r.topic.clone().unwrap_or_else(|| {
+                key.rsplit_once('-').map_or(key.as_str(), |(topic, _)| topic).to_string()
+            });
+            let source_ref = format!("{topic}/{}/{}", r.partition, r.offset);
+            let (bytes, decoded) = match r.value.as_deref() {
+                None => (Vec::new(), Decoded::Rejected(Rejection::new(RejectCode::BadEncoding, "record has no value"))),
+                Some(b64) => match base64::engine::general_purpose::STANDARD.decode(b64.trim()) {
+                    Ok(bytes) => (bytes, Decoded::Json),
+                    Err(e) => (
+                        b64.as_bytes().to_vec(),
+                        Decoded::Rejected(Rejection::new(RejectCode::BadEncoding, format!("value is not base64: {e}"))),
+                    ),
+                },
+            };
+            out.push(KafkaMessage {
+                topic,
+                partition: r.partition,
+                offset: r.offset,
+                record: RawRecord { source_ref, bytes, decoded },
+            });
+        }
+    }
+    out.sort_by(|a, b| (&a.topic, a.partition, a.offset).cmp(&(&b.topic, b.partition, b.offset)));
+    out
+}
+
+/// An object named by an S3 notification.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ObjectRef {
+    pub bucket: String,
+    /// The key, URL-decoded.
+    pub key: String,
+}
+
+impl ObjectRef {
+    /// `s3://bucket/key`.
+    pub fn url(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.key)
+    }
+}
+
+/// The objects of an S3 notification. Keys arrive URL-encoded with `+` for spaces.
+pub fn s3_objects(event: &S3Event) -> Vec<ObjectRef> {
+    event
+        .records
+        .iter()
+        .filter_map(|r| {
+            let key = match (&r.s3.object.url_decoded_key, &r.s3.object.key) {
+                (Some(decoded), _) if !decoded.is_empty() => decoded.clone(),
+                (_, Some(raw)) => decode_key(raw),
+                _ => return None,
+            };
+            Some(ObjectRef { bucket: r.s3.bucket.name.clone().unwrap_or_default(), key })
+        })
+        .collect()
+}
+
+/// URL-decodes an S3 event key (`+` is a space).
+pub fn decode_key(raw: &str) -> String {
+    percent_decode_str(&raw.replace('+', " ")).decode_utf8_lossy().into_owned()
+}
+
+/// The `namespace.table` names whose metadata files an S3 notification announces
+/// (keys like `…/silver/sales/metadata/00003-….metadata.json`).
+pub fn changed_tables(event: &S3Event) -> Vec<String> {
+    let mut tables: Vec<String> = s3_objects(event)
+        .iter()
+        .filter_map(|o| {
+            let parts: Vec<&str> = o.key.split('/').collect();
+            let i = parts.iter().rposition(|p| *p == "metadata")?;
+            (i >= 2).then(|| format!("{}.{}", parts[i - 2], parts[i - 1]))
+        })
+        .collect();
+    tables.sort();
+    tables.dedup();
+    tables
+}

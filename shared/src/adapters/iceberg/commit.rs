@@ -1,0 +1,363 @@
+//! Our Iceberg commit: append, overwrite and replace in one protocol, with compare-and-swap
+//! on the catalog pointer and re-planning on conflict (NOTES.md explains why the crate's own
+//! `Transaction` is not enough). Steps: reuse untouched manifests, rewrite those holding a
+//! removed file, add a manifest for new files, write the manifest list, the snapshot and the
+//! next metadata file, then swap the catalog pointer only if it still names the metadata the
+//! plan was made from. A lost swap deletes what the attempt wrote and re-plans from the newer
+//! table; a database error leaves everything in place (the outcome is unknown).
+
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
+use std::time::Duration;
+
+use iceberg::spec::{
+    DataFile, MAIN_BRANCH, ManifestContentType, ManifestFile, ManifestListWriter, ManifestWriterBuilder,
+    Snapshot, Summary,
+};
+use iceberg::table::Table;
+use iceberg::{MetadataLocation, TableIdent};
+use sqlx::AnyPool;
+use tracing::{debug, warn};
+
+use super::files::LiveFile;
+use super::{Lakehouse, TableDef};
+use crate::error::StorageError;
+
+/// Summary properties with this prefix are checkpoints, copied into every later snapshot.
+pub const CHECKPOINT_PREFIX: &str = "bakehouse.";
+
+/// The snapshot operation a commit records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    /// Only adds files.
+    Append,
+    /// Replaces the rows of some partitions (gold recomputation).
+    Overwrite,
+    /// Rewrites files without changing rows (compaction).
+    Replace,
+}
+
+impl Operation {
+    fn to_iceberg(self) -> iceberg::spec::Operation {
+        match self {
+            Operation::Append => iceberg::spec::Operation::Append,
+            Operation::Overwrite => iceberg::spec::Operation::Overwrite,
+            Operation::Replace => iceberg::spec::Operation::Replace,
+        }
+    }
+}
+
+/// What one commit changes: files added and removed, and the properties (checkpoints) the new
+/// snapshot's summary carries. Properties are complete, never a delta.
+#[derive(Debug)]
+pub struct CommitPlan {
+    pub operation: Operation,
+    pub add: Vec<DataFile>,
+    pub remove: Vec<LiveFile>,
+    pub properties: HashMap<String, String>,
+}
+
+/// What a committed plan did.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct CommitOutcome {
+    pub table: String,
+    pub snapshot_id: i64,
+    pub sequence_number: i64,
+    pub added_files: usize,
+    pub removed_files: usize,
+    pub added_records: u64,
+    pub removed_records: u64,
+    /// Attempts it took (1 = no conflict).
+    pub attempts: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// The compare-and-swap of a table's metadata pointer in the SQL catalog's `iceberg_tables`.
+pub(super) struct CatalogPointer {
+    pool: AnyPool,
+    dialect: Dialect,
+    catalog_name: &'static str,
+}
+
+impl CatalogPointer {
+    pub(super) fn new(pool: AnyPool, dialect: Dialect, catalog_name: &'static str) -> Self {
+        CatalogPointer { pool, dialect, catalog_name }
+    }
+
+    /// Points the table at `new` if it still points at `expected`; `Ok(false)` if it does not.
+    /// A single autocommit statement: its row count is the truth of the swap.
+    async fn swap(&self, ident: &TableIdent, expected: &str, new: &str) -> Result<bool, sqlx::Error> {
+        let sql = match self.dialect {
+            Dialect::Sqlite => {
+                "UPDATE iceberg_tables SET metadata_location = ?, previous_metadata_location = ? \
+                 WHERE catalog_name = ? AND table_namespace = ? AND table_name = ? AND metadata_location = ?"
+            }
+            Dialect::Postgres => {
+                "UPDATE iceberg_tables SET metadata_location = $1, previous_metadata_location = $2 \
+                 WHERE catalog_name = $3 AND table_namespace = $4 AND table_name = $5 AND metadata_location = $6"
+            }
+        };
+        let namespace = ident.namespace().join(".");
+        let result = sqlx::query(sql)
+            .bind(new)
+            .bind(expected)
+            .bind(self.catalog_name)
+            .bind(namespace)
+            .bind(ident.name())
+            .bind(expected)
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected() == 1)
+    }
+}
+
+/// Why one attempt did not land.
+enum AttemptError {
+    /// Another writer moved the table on (or a file to remove is gone): re-plan.
+    Conflict,
+    Failed(StorageError),
+}
+
+impl From<StorageError> for AttemptError {
+    fn from(e: StorageError) -> Self {
+        AttemptError::Failed(e)
+    }
+}
+
+impl Lakehouse {
+    /// Commits to `def` with optimistic concurrency: `plan` is called with the freshly loaded
+    /// table, returns what to commit (or `None` when there is nothing to do), and is called
+    /// again on a newer table after every lost race, so checkpoints and dedupe are always
+    /// computed from the state the commit lands on.
+    ///
+    /// # Errors
+    /// The planner's error, a storage error, or [`StorageError::ConflictsExhausted`].
+    pub async fn commit_with<F>(&self, def: &TableDef, mut plan: F) -> Result<Option<CommitOutcome>, StorageError>
+    where
+        F: AsyncFnMut(&Table) -> Result<Option<CommitPlan>, StorageError>,
+    {
+        for attempt in 1..=self.commit_attempts {
+            let table = self.load(def).await?;
+            let Some(commit_plan) = plan(&table).await? else {
+                return Ok(None);
+            };
+            match self.try_commit(&table, commit_plan).await {
+                Ok(mut outcome) => {
+                    outcome.attempts = attempt;
+                    return Ok(Some(outcome));
+                }
+                Err(AttemptError::Conflict) => {
+                    debug!(table = %def.qualified(), attempt, "Commit conflict, re-planning.");
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                Err(AttemptError::Failed(e)) => return Err(e),
+            }
+        }
+        warn!(table = %def.qualified(), attempts = self.commit_attempts, "Commit conflicts exhausted.");
+        Err(StorageError::ConflictsExhausted { table: def.qualified(), attempts: self.commit_attempts })
+    }
+
+    async fn try_commit(&self, table: &Table, plan: CommitPlan) -> Result<CommitOutcome, AttemptError> {
+        let mut written: Vec<String> = plan.add.iter().map(|f| f.file_path().to_string()).collect();
+        match self.write_and_swap(table, &plan, &mut written).await {
+            Err(AttemptError::Conflict) => {
+                // Nobody references what this attempt wrote: remove it.
+                for path in &written {
+                    if let Err(e) = table.file_io().delete(path).await {
+                        debug!(path, error = %e, "Could not delete a file of a lost commit.");
+                    }
+                }
+                Err(AttemptError::Conflict)
+            }
+            other => other,
+        }
+    }
+
+    async fn write_and_swap(
+        &self,
+        table: &Table,
+        plan: &CommitPlan,
+        written: &mut Vec<String>,
+    ) -> Result<CommitOutcome, AttemptError> {
+        let name = table.identifier().to_string();
+        let ice = |what: &str| StorageError::iceberg(format!("{what} for {name}"));
+        let metadata = table.metadata();
+        let file_io = table.file_io();
+        let current_location = table.metadata_location_result().map_err(ice("read metadata location"))?.to_string();
+        let snapshot_id = new_snapshot_id(table);
+        let sequence_number = metadata.next_sequence_number();
+        let commit_id = uuid::Uuid::new_v4();
+        let schema = metadata.current_schema().clone();
+        let manifest_path = |n: usize| format!("{}/metadata/{commit_id}-m{n}.avro", metadata.location());
+
+        // 1. Keep untouched manifests; rewrite those that hold a file to remove.
+        let remove: HashSet<&str> = plan.remove.iter().map(LiveFile::path).collect();
+        let mut removed: HashSet<String> = HashSet::new();
+        let mut removed_records = 0u64;
+        let mut removed_bytes = 0u64;
+        let mut manifests: Vec<ManifestFile> = Vec::new();
+        if let Some(current) = metadata.current_snapshot() {
+            let list = table.manifest_list_reader(current).load().await.map_err(ice("read manifest list"))?;
+            for manifest_file in list.consume_entries() {
+                if remove.is_empty() || manifest_file.content != ManifestContentType::Data {
+                    manifests.push(manifest_file);
+                    continue;
+                }
+                let manifest = manifest_file.load_manifest(file_io).await.map_err(ice("read manifest"))?;
+                if !manifest.entries().iter().any(|e| e.is_alive() && remove.contains(e.file_path())) {
+                    manifests.push(manifest_file);
+                    continue;
+                }
+                let spec = metadata
+                    .partition_spec_by_id(manifest_file.partition_spec_id)
+                    .ok_or_else(|| StorageError::data(&name)(format!("unknown partition spec {}", manifest_file.partition_spec_id)))?;
+                let path = manifest_path(manifests.len() + 1);
+                let output = file_io.new_output(&path).map_err(ice("create manifest"))?;
+                written.push(path);
+                let mut writer =
+                    ManifestWriterBuilder::new(output, Some(snapshot_id), schema.clone(), spec.as_ref().clone()).build_v2_data();
+                for entry in manifest.entries().iter().filter(|e| e.is_alive()) {
+                    let data_file = entry.data_file().clone();
+                    let seq = entry.sequence_number().unwrap_or(0);
+                    let file_seq = entry.file_sequence_number.or(Some(seq));
+                    if remove.contains(entry.file_path()) {
+                        removed.insert(entry.file_path().to_string());
+                        removed_records += entry.record_count();
+                        removed_bytes += entry.file_size_in_bytes();
+                        writer.add_delete_file(data_file, seq, file_seq).map_err(ice("write manifest"))?;
+                    } else {
+                        let added_by = entry.snapshot_id().unwrap_or(snapshot_id);
+                        writer.add_existing_file(data_file, added_by, seq, file_seq).map_err(ice("write manifest"))?;
+                    }
+                }
+                manifests.push(writer.write_manifest_file().await.map_err(ice("write manifest"))?);
+            }
+        }
+        if removed.len() != remove.len() {
+            // A file the plan read is gone: someone else rewrote it. Re-plan.
+            return Err(AttemptError::Conflict);
+        }
+
+        // 2. One manifest for the new files.
+        let added_records: u64 = plan.add.iter().map(DataFile::record_count).sum();
+        let added_bytes: u64 = plan.add.iter().map(DataFile::file_size_in_bytes).sum();
+        if !plan.add.is_empty() {
+            let path = manifest_path(0);
+            let output = file_io.new_output(&path).map_err(ice("create manifest"))?;
+            written.push(path);
+            let spec = metadata.default_partition_spec().as_ref().clone();
+            let mut writer = ManifestWriterBuilder::new(output, Some(snapshot_id), schema.clone(), spec).build_v2_data();
+            for data_file in &plan.add {
+                writer.add_file(data_file.clone(), sequence_number).map_err(ice("write manifest"))?;
+            }
+            manifests.insert(0, writer.write_manifest_file().await.map_err(ice("write manifest"))?);
+        }
+
+        // 3. Manifest list and snapshot.
+        let list_path = format!("{}/metadata/snap-{snapshot_id}-1-{commit_id}.avro", metadata.location());
+        let list_output = file_io.new_output(&list_path).map_err(ice("create manifest list"))?;
+        written.push(list_path.clone());
+        let mut list_writer = ManifestListWriter::v2(
+            list_output.writer().await.map_err(ice("create manifest list"))?,
+            snapshot_id,
+            metadata.current_snapshot_id(),
+            sequence_number,
+        );
+        list_writer.add_manifests(manifests.into_iter()).map_err(ice("write manifest list"))?;
+        list_writer.close().await.map_err(ice("write manifest list"))?;
+
+        let previous = metadata.current_snapshot().map(|s| &s.summary().additional_properties);
+        let total = |key: &str| previous.and_then(|p| p.get(key)).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        // Checkpoints are carried forward whole, so the current snapshot alone tells the truth.
+        let mut properties: HashMap<String, String> = previous
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| k.starts_with(CHECKPOINT_PREFIX))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        properties.extend(plan.properties.clone());
+        for (key, value) in [
+            ("added-data-files", plan.add.len() as u64),
+            ("added-records", added_records),
+            ("added-files-size", added_bytes),
+            ("deleted-data-files", removed.len() as u64),
+            ("deleted-records", removed_records),
+            ("removed-files-size", removed_bytes),
+            ("total-data-files", (total("total-data-files") + plan.add.len() as u64).saturating_sub(removed.len() as u64)),
+            ("total-records", (total("total-records") + added_records).saturating_sub(removed_records)),
+            ("total-files-size", (total("total-files-size") + added_bytes).saturating_sub(removed_bytes)),
+            ("total-delete-files", 0),
+            ("total-position-deletes", 0),
+            ("total-equality-deletes", 0),
+        ] {
+            properties.insert(key.to_string(), value.to_string());
+        }
+        let timestamp_ms = chrono::Utc::now().timestamp_millis().max(metadata.last_updated_ms() + 1);
+        let snapshot = Snapshot::builder()
+            .with_snapshot_id(snapshot_id)
+            .with_parent_snapshot_id(metadata.current_snapshot_id())
+            .with_sequence_number(sequence_number)
+            .with_timestamp_ms(timestamp_ms)
+            .with_manifest_list(list_path)
+            .with_summary(Summary { operation: plan.operation.to_iceberg(), additional_properties: properties })
+            .with_schema_id(metadata.current_schema_id())
+            .build();
+
+        // 4. The next metadata file.
+        let new_metadata = metadata
+            .clone()
+            .into_builder(Some(current_location.clone()))
+            .set_branch_snapshot(snapshot, MAIN_BRANCH)
+            .and_then(|b| b.build())
+            .map_err(ice("build metadata"))?
+            .metadata;
+        let new_location = MetadataLocation::from_str(&current_location)
+            .map_err(ice("parse metadata location"))?
+            .with_next_version();
+        written.push(new_location.to_string());
+        new_metadata.write_to(file_io, &new_location).await.map_err(ice("write metadata"))?;
+
+        // 5. Swap the pointer.
+        match self.pointer.swap(table.identifier(), &current_location, &new_location.to_string()).await {
+            Ok(true) => Ok(CommitOutcome {
+                table: name,
+                snapshot_id,
+                sequence_number,
+                added_files: plan.add.len(),
+                removed_files: removed.len(),
+                added_records,
+                removed_records,
+                attempts: 1,
+            }),
+            Ok(false) => Err(AttemptError::Conflict),
+            Err(e) => {
+                // Unknown outcome: the swap may have landed. Delete nothing.
+                written.clear();
+                Err(AttemptError::Failed(StorageError::Catalog(e)))
+            }
+        }
+    }
+}
+
+/// A random positive snapshot id not used by the table.
+fn new_snapshot_id(table: &Table) -> i64 {
+    loop {
+        let (hi, lo) = uuid::Uuid::new_v4().as_u64_pair();
+        let id = ((hi ^ lo) >> 1) as i64;
+        if id != 0 && table.metadata().snapshot_by_id(id).is_none() {
+            return id;
+        }
+    }
+}
+
+/// Exponential backoff with full jitter: up to 20 ms × 2^attempt, capped at 2 s.
+fn backoff(attempt: u32) -> Duration {
+    let cap_ms = (20u64 << attempt.min(7)).min(2_000);
+    let jitter = uuid::Uuid::new_v4().as_u128() as u64 % cap_ms.max(1);
+    Duration::from_millis(jitter + 5)
+}

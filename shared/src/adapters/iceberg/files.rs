@@ -1,0 +1,202 @@
+//! Data files: listing the live files of a table's current snapshot, writing rows as Parquet
+//! data files split by partition, and reading rows back.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_array::cast::AsArray;
+use futures::future::try_join_all;
+use iceberg::arrow::schema_to_arrow_schema;
+use iceberg::spec::{DataFile, DataFileFormat, Literal, PartitionKey, PrimitiveLiteral, Struct};
+use iceberg::table::Table;
+use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
+use iceberg::writer::file_writer::ParquetWriterBuilder;
+use iceberg::writer::file_writer::location_generator::{DefaultFileNameGenerator, DefaultLocationGenerator};
+use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
+use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::Lakehouse;
+use crate::error::StorageError;
+
+/// A data file that the current snapshot holds, with the sequence numbers it was added under.
+#[derive(Clone, Debug)]
+pub struct LiveFile {
+    pub data_file: DataFile,
+    /// The snapshot that added the file.
+    pub snapshot_id: i64,
+    /// Data sequence number: the commit order in which its rows were added.
+    pub sequence_number: i64,
+    pub file_sequence_number: Option<i64>,
+}
+
+impl LiveFile {
+    /// The file's path.
+    pub fn path(&self) -> &str {
+        self.data_file.file_path()
+    }
+}
+
+/// The partition value (a date, in days since the epoch) of a file of a table partitioned by
+/// one date or `day()` field; `None` for an unpartitioned file.
+pub fn partition_day(data_file: &DataFile) -> Option<i32> {
+    match data_file.partition().fields().first()? {
+        Some(Literal::Primitive(PrimitiveLiteral::Int(days))) => Some(*days),
+        _ => None,
+    }
+}
+
+impl Lakehouse {
+    /// Every live data file of the table's current snapshot.
+    ///
+    /// # Errors
+    /// A manifest cannot be read.
+    pub async fn live_files(&self, table: &Table) -> Result<Vec<LiveFile>, StorageError> {
+        let Some(snapshot) = table.metadata().current_snapshot() else {
+            return Ok(Vec::new());
+        };
+        let list = table
+            .manifest_list_reader(snapshot)
+            .load()
+            .await
+            .map_err(StorageError::iceberg("read manifest list"))?;
+        let file_io = table.file_io();
+        let manifests = try_join_all(
+            list.entries()
+                .iter()
+                .filter(|m| m.content == iceberg::spec::ManifestContentType::Data)
+                .map(|m| m.load_manifest(file_io)),
+        )
+        .await
+        .map_err(StorageError::iceberg("read manifest"))?;
+        let mut files = Vec::new();
+        for manifest in manifests {
+            for entry in manifest.entries().iter().filter(|e| e.is_alive()) {
+                files.push(LiveFile {
+                    data_file: entry.data_file().clone(),
+                    snapshot_id: entry.snapshot_id().unwrap_or_default(),
+                    sequence_number: entry.sequence_number().unwrap_or_default(),
+                    file_sequence_number: entry.file_sequence_number,
+                });
+            }
+        }
+        // Commit order, then path: the order rows were ingested in.
+        files.sort_by(|a, b| (a.sequence_number, a.path()).cmp(&(b.sequence_number, b.path())));
+        Ok(files)
+    }
+
+    /// Writes rows as Parquet data files of `table`, one group of files per partition value
+    /// (`partition_of` gives the date in days). Nothing is committed.
+    ///
+    /// # Errors
+    /// Conversion to Arrow or writing a file fails.
+    pub async fn write_rows<T: Serialize>(
+        &self,
+        table: &Table,
+        rows: &[T],
+        partition_of: impl Fn(&T) -> i32,
+    ) -> Result<Vec<DataFile>, StorageError> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let name = table.identifier().to_string();
+        let metadata = table.metadata();
+        let schema = metadata.current_schema().clone();
+        let arrow_schema = Arc::new(schema_to_arrow_schema(&schema).map_err(StorageError::iceberg(&name))?);
+        let mut groups: BTreeMap<i32, Vec<&T>> = BTreeMap::new();
+        for row in rows {
+            groups.entry(partition_of(row)).or_default().push(row);
+        }
+        let properties = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
+        let location = DefaultLocationGenerator::new(metadata).map_err(StorageError::iceberg(&name))?;
+        let names = DefaultFileNameGenerator::new(uuid::Uuid::new_v4().to_string(), None, DataFileFormat::Parquet);
+        let rolling = RollingFileWriterBuilder::new_with_default_file_size(
+            ParquetWriterBuilder::new(properties, schema.clone()),
+            table.file_io().clone(),
+            location,
+            names,
+        );
+        let builder = DataFileWriterBuilder::new(rolling);
+        let spec = metadata.default_partition_spec().as_ref().clone();
+        let mut data_files = Vec::new();
+        for (day, group) in groups {
+            let batch = serde_arrow::to_record_batch(arrow_schema.fields(), &group)
+                .map_err(|e| StorageError::data(format!("convert rows of {name}"))(e.to_string()))?;
+            let batch = RecordBatch::try_new(arrow_schema.clone(), batch.columns().to_vec())
+                .map_err(|e| StorageError::data(format!("convert rows of {name}"))(e.to_string()))?;
+            let key = PartitionKey::new(
+                spec.clone(),
+                schema.clone(),
+                Struct::from_iter([Some(Literal::date(day))]),
+            );
+            let mut writer = builder.build(Some(key)).await.map_err(StorageError::iceberg(&name))?;
+            writer.write(batch).await.map_err(StorageError::iceberg(format!("write {name}")))?;
+            data_files.extend(writer.close().await.map_err(StorageError::iceberg(format!("write {name}")))?);
+        }
+        Ok(data_files)
+    }
+
+    /// Reads one string column of the given files (e.g. the natural ids), in file order.
+    ///
+    /// # Errors
+    /// A file cannot be read or has no such column.
+    pub async fn read_strings(&self, table: &Table, files: &[LiveFile], column: &str) -> Result<Vec<String>, StorageError> {
+        let mut out = Vec::new();
+        for file in files {
+            let convert = |e: String| StorageError::Data { context: format!("read {column} of {}", file.path()), message: e };
+            let bytes = table
+                .file_io()
+                .new_input(file.path())
+                .map_err(StorageError::iceberg(file.path()))?
+                .read()
+                .await
+                .map_err(StorageError::iceberg(format!("read {}", file.path())))?;
+            let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| convert(e.to_string()))?;
+            let mask = ProjectionMask::columns(builder.parquet_schema(), [column]);
+            let reader = builder.with_projection(mask).with_batch_size(65_536).build().map_err(|e| convert(e.to_string()))?;
+            for batch in reader {
+                let batch = batch.map_err(|e| convert(e.to_string()))?;
+                let array = batch.column_by_name(column).ok_or_else(|| convert(format!("no column {column}")))?;
+                let array = arrow_cast::cast(array, &arrow_schema::DataType::Utf8).map_err(|e| convert(e.to_string()))?;
+                out.extend(array.as_string::<i32>().iter().flatten().map(str::to_string));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads every row of the given files, in file order.
+    ///
+    /// # Errors
+    /// A file cannot be read or does not match `T`.
+    pub async fn read_rows<T: DeserializeOwned>(&self, table: &Table, files: &[LiveFile]) -> Result<Vec<T>, StorageError> {
+        let file_io = table.file_io();
+        let contents = try_join_all(files.iter().map(|f| async move {
+            file_io
+                .new_input(f.path())
+                .map_err(StorageError::iceberg(f.path()))?
+                .read()
+                .await
+                .map_err(StorageError::iceberg(format!("read {}", f.path())))
+        }))
+        .await?;
+        let mut rows = Vec::new();
+        for (bytes, file) in contents.into_iter().zip(files) {
+            let convert = |e: String| StorageError::Data { context: format!("read {}", file.path()), message: e };
+            let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+                .and_then(|b| b.with_batch_size(8192).build())
+                .map_err(|e| convert(e.to_string()))?;
+            for batch in reader {
+                let batch = batch.map_err(|e| convert(e.to_string()))?;
+                let mut part: Vec<T> = serde_arrow::from_record_batch(&batch).map_err(|e| convert(e.to_string()))?;
+                rows.append(&mut part);
+            }
+        }
+        Ok(rows)
+    }
+}

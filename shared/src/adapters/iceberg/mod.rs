@@ -1,0 +1,177 @@
+//! All Iceberg access: opening the SQL catalog, creating the tables, reading and writing data
+//! files, and committing through our own compare-and-swap commit (`commit.rs`). The crate is
+//! 0.x; when its API changes, only this folder changes.
+
+mod commit;
+mod files;
+pub mod tables;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use iceberg::io::{FileIO, FileIOBuilder};
+use iceberg::table::Table;
+use iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableCreation};
+use iceberg_catalog_sql::{SqlBindStyle, SqlCatalog, SqlCatalogBuilder};
+use iceberg_storage_opendal::OpenDalResolvingStorageFactory;
+use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
+use tracing::instrument;
+
+pub use commit::{CHECKPOINT_PREFIX, CommitOutcome, CommitPlan, Operation};
+pub use files::{LiveFile, partition_day};
+pub use tables::{ALL_TABLES, TableDef};
+
+use crate::config::{CATALOG_NAME, CatalogUri, Config};
+use crate::error::StorageError;
+
+/// Table properties every table is created with.
+const TABLE_PROPERTIES: [(&str, &str); 3] = [
+    ("write.format.default", "parquet"),
+    ("write.parquet.compression-codec", "snappy"),
+    // Our own commit loop retries; the crate's is never used.
+    ("commit.retry.num-retries", "0"),
+];
+
+/// The catalog, the object storage and the commit protocol, opened once per process.
+pub struct Lakehouse {
+    catalog: Arc<SqlCatalog>,
+    pointer: commit::CatalogPointer,
+    file_io: FileIO,
+    warehouse: String,
+    commit_attempts: u32,
+}
+
+impl std::fmt::Debug for Lakehouse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lakehouse").field("warehouse", &self.warehouse).finish_non_exhaustive()
+    }
+}
+
+impl Lakehouse {
+    /// Connects to the catalog database and the warehouse storage.
+    ///
+    /// # Errors
+    /// The database or storage cannot be reached.
+    #[instrument(skip_all, fields(warehouse = %config.warehouse))]
+    pub async fn open(config: &Config) -> Result<Self, StorageError> {
+        sqlx::any::install_default_drivers();
+        let (bind_style, dialect) = match &config.catalog {
+            CatalogUri::Sqlite(path) => {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir).map_err(|e| StorageError::Object {
+                        path: dir.display().to_string(),
+                        message: e.to_string(),
+                    })?;
+                }
+                (SqlBindStyle::QMark, commit::Dialect::Sqlite)
+            }
+            CatalogUri::Postgres(_) => (SqlBindStyle::DollarNumeric, commit::Dialect::Postgres),
+        };
+        if let Some(path) = config.warehouse.strip_prefix("file://") {
+            std::fs::create_dir_all(path)
+                .map_err(|e| StorageError::Object { path: path.to_string(), message: e.to_string() })?;
+        }
+        let url = config.catalog.connect_url();
+        let pool: AnyPool = AnyPoolOptions::new().max_connections(4).connect(&url).await?;
+        if dialect == commit::Dialect::Sqlite {
+            // WAL makes commits visible atomically to concurrent readers (upstream #3061).
+            sqlx::query("PRAGMA journal_mode=WAL").execute(&pool).await?;
+        }
+        let mut props: HashMap<String, String> = config.storage.clone();
+        props.insert("uri".to_string(), url);
+        props.insert("warehouse".to_string(), config.warehouse.clone());
+        props.insert("pool.max-connections".to_string(), "4".to_string());
+        let factory = Arc::new(OpenDalResolvingStorageFactory::new());
+        let catalog = SqlCatalogBuilder::default()
+            .sql_bind_style(bind_style)
+            .with_storage_factory(factory.clone())
+            .load(CATALOG_NAME, props)
+            .await
+            .map_err(StorageError::iceberg("open the catalog"))?;
+        let file_io = FileIOBuilder::new(factory).with_props(config.storage.clone()).build();
+        Ok(Lakehouse {
+            catalog: Arc::new(catalog),
+            pointer: commit::CatalogPointer::new(pool, dialect, CATALOG_NAME),
+            file_io,
+            warehouse: config.warehouse.clone(),
+            commit_attempts: config.commit_attempts,
+        })
+    }
+
+    /// The catalog, for query engines.
+    pub fn catalog(&self) -> Arc<dyn Catalog> {
+        self.catalog.clone()
+    }
+
+    /// Storage access for objects outside tables (landing files).
+    pub fn file_io(&self) -> &FileIO {
+        &self.file_io
+    }
+
+    /// The warehouse location.
+    pub fn warehouse(&self) -> &str {
+        &self.warehouse
+    }
+
+    /// Creates the namespaces and every table that does not exist yet; returns those created.
+    ///
+    /// # Errors
+    /// The catalog refuses a creation for another reason than "already exists".
+    pub async fn create_tables(&self) -> Result<Vec<String>, StorageError> {
+        for namespace in tables::NAMESPACES {
+            let ident = NamespaceIdent::new(namespace.to_string());
+            let exists = self.catalog.namespace_exists(&ident).await.map_err(StorageError::iceberg("check namespace"))?;
+            if !exists {
+                if let Err(e) = self.catalog.create_namespace(&ident, HashMap::new()).await {
+                    // A concurrent init may have created it meanwhile.
+                    if !self.catalog.namespace_exists(&ident).await.unwrap_or(false) {
+                        return Err(StorageError::iceberg(format!("create namespace {namespace}"))(e));
+                    }
+                }
+            }
+        }
+        let mut created = Vec::new();
+        for def in ALL_TABLES {
+            let ident = def.ident();
+            if self.catalog.table_exists(&ident).await.map_err(StorageError::iceberg("check table"))? {
+                continue;
+            }
+            let creation = TableCreation::builder()
+                .name(def.name.to_string())
+                .schema(def.schema().map_err(StorageError::iceberg(def.qualified()))?)
+                .partition_spec(def.partition_spec().map_err(StorageError::iceberg(def.qualified()))?)
+                .properties(TABLE_PROPERTIES.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+                .build();
+            match self.catalog.create_table(ident.namespace(), creation).await {
+                Ok(_) => created.push(def.qualified()),
+                Err(e) => {
+                    if !self.catalog.table_exists(&ident).await.unwrap_or(false) {
+                        return Err(StorageError::iceberg(format!("create table {}", def.qualified()))(e));
+                    }
+                }
+            }
+        }
+        Ok(created)
+    }
+
+    /// A summary property of the table's current snapshot (a checkpoint).
+    pub fn snapshot_property<'t>(table: &'t Table, key: &str) -> Option<&'t str> {
+        table
+            .metadata()
+            .current_snapshot()
+            .and_then(|s| s.summary().additional_properties.get(key))
+            .map(String::as_str)
+    }
+
+    /// Loads a table's current metadata.
+    ///
+    /// # Errors
+    /// The table does not exist (run `bakehouse init`) or cannot be read.
+    pub async fn load(&self, def: &TableDef) -> Result<Table, StorageError> {
+        self.catalog
+            .load_table(&def.ident())
+            .await
+            .map_err(StorageError::iceberg(format!("load table {} (has `bakehouse init` run?)", def.qualified())))
+    }
+}

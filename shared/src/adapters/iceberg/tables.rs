@@ -1,0 +1,301 @@
+//! Every Iceberg table of SPEC §3–5: namespace, name, schema (field ids fixed here, so
+//! they never move) and partition spec. Column names match the row structs in
+//! `domain::records`.
+
+use std::sync::Arc;
+
+use iceberg::spec::{
+    NestedField, PrimitiveType, Schema, Transform, Type, UnboundPartitionSpec,
+};
+use iceberg::{NamespaceIdent, TableIdent};
+
+use crate::domain::dataset::Dataset;
+
+/// The namespaces, in creation order.
+pub const NAMESPACES: [&str; 3] = ["bronze", "silver", "gold"];
+
+/// One table's definition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TableDef {
+    pub namespace: &'static str,
+    pub name: &'static str,
+    columns: &'static [(&'static str, Col)],
+    /// The partition source column and transform (`day` of a timestamp, or `identity` of a date).
+    partition: (&'static str, Part),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Col {
+    Str,
+    Int,
+    Long,
+    Double,
+    Bool,
+    Ts,
+    Date,
+    Dec(u32),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Part {
+    Day,
+    Identity,
+}
+
+use Col::*;
+
+const LINEAGE: [(&str, Col); 4] = [("payload", Str), ("source", Str), ("source_ref", Str), ("ingestion_time", Ts)];
+
+// Bronze: typed fields, raw payload and lineage, partitioned by ingestion date.
+pub const BRONZE_SALES: TableDef = TableDef {
+    namespace: "bronze",
+    name: "sales_events",
+    columns: &[
+        ("event_id", Str), ("transaction_id", Str), ("event_time", Ts), ("store_id", Int),
+        ("product_id", Int), ("customer_id", Str), ("quantity", Int), ("unit_price", Dec(10)),
+        ("promotion_id", Str), LINEAGE[0], LINEAGE[1], LINEAGE[2], LINEAGE[3],
+    ],
+    partition: ("ingestion_time", Part::Day),
+};
+pub const BRONZE_EQUIPMENT_METRICS: TableDef = TableDef {
+    namespace: "bronze",
+    name: "equipment_metrics",
+    columns: &[
+        ("metric_id", Str), ("equipment_id", Int), ("event_time", Ts), ("operational_status", Str),
+        ("power_kw", Double), ("temperature_c", Double), ("interval_seconds", Int), ("readings", Str),
+        LINEAGE[0], LINEAGE[1], LINEAGE[2], LINEAGE[3],
+    ],
+    partition: ("ingestion_time", Part::Day),
+};
+pub const BRONZE_INVENTORY: TableDef = TableDef {
+    namespace: "bronze",
+    name: "inventory_updates",
+    columns: &[
+        ("update_id", Str), ("event_time", Ts), ("store_id", Int), ("product_id", Int),
+        ("beginning_stock", Int), ("restocked_quantity", Int), ("sold_quantity", Int),
+        ("waste_quantity", Int), ("reported_by", Str), LINEAGE[0], LINEAGE[1], LINEAGE[2], LINEAGE[3],
+    ],
+    partition: ("ingestion_time", Part::Day),
+};
+pub const BRONZE_STORES: TableDef = TableDef {
+    namespace: "bronze",
+    name: "stores",
+    columns: &[
+        ("store_id", Int), ("name", Str), ("city", Str), ("region", Str), ("opening_hour", Str),
+        ("closing_hour", Str), ("manager", Str), LINEAGE[0], LINEAGE[1], LINEAGE[2], LINEAGE[3],
+    ],
+    partition: ("ingestion_time", Part::Day),
+};
+pub const BRONZE_PRODUCTS: TableDef = TableDef {
+    namespace: "bronze",
+    name: "products",
+    columns: &[
+        ("product_id", Int), ("name", Str), ("category", Str), ("list_price", Dec(10)),
+        LINEAGE[0], LINEAGE[1], LINEAGE[2], LINEAGE[3],
+    ],
+    partition: ("ingestion_time", Part::Day),
+};
+pub const BRONZE_CUSTOMERS: TableDef = TableDef {
+    namespace: "bronze",
+    name: "customers",
+    columns: &[
+        ("customer_id", Str), ("loyalty_tier", Str), ("city", Str),
+        LINEAGE[0], LINEAGE[1], LINEAGE[2], LINEAGE[3],
+    ],
+    partition: ("ingestion_time", Part::Day),
+};
+pub const BRONZE_EQUIPMENT: TableDef = TableDef {
+    namespace: "bronze",
+    name: "equipment",
+    columns: &[
+        ("equipment_id", Int), ("store_id", Int), ("equipment_type", Str), ("name", Str),
+        LINEAGE[0], LINEAGE[1], LINEAGE[2], LINEAGE[3],
+    ],
+    partition: ("ingestion_time", Part::Day),
+};
+pub const QUARANTINE: TableDef = TableDef {
+    namespace: "bronze",
+    name: "quarantine",
+    columns: &[
+        ("dataset", Str), ("source", Str), ("source_ref", Str), ("error_code", Str),
+        ("error_message", Str), ("raw", Str), ("raw_encoding", Str), ("ingestion_time", Ts),
+    ],
+    partition: ("ingestion_time", Part::Day),
+};
+
+// Silver: cleaned and scored, partitioned by event date.
+const SILVER_TAIL: [(&str, Col); 6] = [
+    ("ingestion_time", Ts), ("lateness_seconds", Double), ("too_late", Bool),
+    ("quality_score", Int), ("failed_rules", Str), ("source_ref", Str),
+];
+pub const SILVER_SALES: TableDef = TableDef {
+    namespace: "silver",
+    name: "sales",
+    columns: &[
+        ("event_id", Str), ("transaction_id", Str), ("event_time", Ts), ("business_date", Date),
+        ("store_id", Int), ("product_id", Int), ("customer_id", Str), ("quantity", Int),
+        ("unit_price", Dec(10)), ("revenue", Dec(14)), ("promotion_id", Str), ("time_of_day", Str),
+        SILVER_TAIL[0], SILVER_TAIL[1], SILVER_TAIL[2], SILVER_TAIL[3], SILVER_TAIL[4], SILVER_TAIL[5],
+    ],
+    partition: ("event_time", Part::Day),
+};
+pub const SILVER_EQUIPMENT_METRICS: TableDef = TableDef {
+    namespace: "silver",
+    name: "equipment_metrics",
+    columns: &[
+        ("metric_id", Str), ("equipment_id", Int), ("event_time", Ts), ("business_date", Date),
+        ("operational_status", Str), ("power_kw", Double), ("temperature_c", Double),
+        ("interval_seconds", Int), ("readings", Str),
+        SILVER_TAIL[0], SILVER_TAIL[1], SILVER_TAIL[2], SILVER_TAIL[3], SILVER_TAIL[4], SILVER_TAIL[5],
+    ],
+    partition: ("event_time", Part::Day),
+};
+pub const SILVER_INVENTORY: TableDef = TableDef {
+    namespace: "silver",
+    name: "inventory",
+    columns: &[
+        ("update_id", Str), ("event_time", Ts), ("business_date", Date), ("store_id", Int),
+        ("product_id", Int), ("beginning_stock", Int), ("restocked_quantity", Int),
+        ("sold_quantity", Int), ("waste_quantity", Int), ("closing_stock", Long),
+        ("waste_ratio", Double), ("reported_by", Str),
+        SILVER_TAIL[0], SILVER_TAIL[1], SILVER_TAIL[2], SILVER_TAIL[3], SILVER_TAIL[4], SILVER_TAIL[5],
+    ],
+    partition: ("event_time", Part::Day),
+};
+
+// Gold: facts partitioned by business date.
+pub const FACT_SALES: TableDef = TableDef {
+    namespace: "gold",
+    name: "fact_sales",
+    columns: &[
+        ("sale_id", Str), ("transaction_id", Str), ("business_date", Date), ("event_time", Ts),
+        ("store_id", Int), ("store_key", Long), ("product_id", Int), ("product_key", Long),
+        ("customer_id", Str), ("quantity", Int), ("unit_price", Dec(10)), ("revenue", Dec(14)),
+        ("time_of_day", Str), ("quality_score", Int),
+    ],
+    partition: ("business_date", Part::Identity),
+};
+pub const FACT_SALES_DAILY: TableDef = TableDef {
+    namespace: "gold",
+    name: "fact_sales_daily",
+    columns: &[
+        ("business_date", Date), ("store_id", Int), ("product_id", Int), ("quantity", Long),
+        ("revenue", Dec(14)), ("line_items", Long), ("transactions", Long),
+    ],
+    partition: ("business_date", Part::Identity),
+};
+pub const FACT_INVENTORY: TableDef = TableDef {
+    namespace: "gold",
+    name: "fact_inventory",
+    columns: &[
+        ("business_date", Date), ("store_id", Int), ("product_id", Int), ("beginning_stock", Int),
+        ("restocked_quantity", Int), ("sold_quantity", Int), ("waste_quantity", Int),
+        ("closing_stock", Long), ("waste_ratio", Double), ("days_of_supply", Double),
+        ("stock_out", Bool), ("updates", Long),
+    ],
+    partition: ("business_date", Part::Identity),
+};
+pub const FACT_EQUIPMENT_PERFORMANCE: TableDef = TableDef {
+    namespace: "gold",
+    name: "fact_equipment_performance",
+    columns: &[
+        ("business_date", Date), ("equipment_id", Int), ("readings", Long),
+        ("operational_hours", Double), ("downtime_minutes", Double), ("energy_kwh", Double),
+        ("avg_power_kw", Double), ("avg_temperature_c", Double), ("max_temperature_c", Double),
+        ("efficiency_score", Double),
+    ],
+    partition: ("business_date", Part::Identity),
+};
+
+/// Every table, in creation order.
+pub const ALL_TABLES: [TableDef; 15] = [
+    BRONZE_SALES, BRONZE_EQUIPMENT_METRICS, BRONZE_INVENTORY, BRONZE_STORES, BRONZE_PRODUCTS,
+    BRONZE_CUSTOMERS, BRONZE_EQUIPMENT, QUARANTINE, SILVER_SALES, SILVER_EQUIPMENT_METRICS,
+    SILVER_INVENTORY, FACT_SALES, FACT_SALES_DAILY, FACT_INVENTORY, FACT_EQUIPMENT_PERFORMANCE,
+];
+
+impl TableDef {
+    /// `namespace.name`.
+    pub fn qualified(&self) -> String {
+        format!("{}.{}", self.namespace, self.name)
+    }
+
+    /// The catalog identifier.
+    pub fn ident(&self) -> TableIdent {
+        TableIdent::new(NamespaceIdent::new(self.namespace.to_string()), self.name.to_string())
+    }
+
+    /// The Iceberg schema: every column optional, field ids 1..n in column order.
+    pub fn schema(&self) -> iceberg::Result<Schema> {
+        let fields = self.columns.iter().enumerate().map(|(i, (name, col))| {
+            let primitive = match col {
+                Str => PrimitiveType::String,
+                Int => PrimitiveType::Int,
+                Long => PrimitiveType::Long,
+                Double => PrimitiveType::Double,
+                Bool => PrimitiveType::Boolean,
+                Ts => PrimitiveType::Timestamptz,
+                Date => PrimitiveType::Date,
+                Dec(precision) => PrimitiveType::Decimal { precision: *precision, scale: 2 },
+            };
+            Arc::new(NestedField::optional(i as i32 + 1, *name, Type::Primitive(primitive)))
+        });
+        Schema::builder().with_schema_id(0).with_fields(fields).build()
+    }
+
+    /// The partition spec: `day(ts)` or `identity(date)` of the partition column.
+    pub fn partition_spec(&self) -> iceberg::Result<UnboundPartitionSpec> {
+        let (column, part) = self.partition;
+        let source_id = self
+            .columns
+            .iter()
+            .position(|(name, _)| *name == column)
+            .map(|i| i as i32 + 1)
+            .ok_or_else(|| iceberg::Error::new(iceberg::ErrorKind::DataInvalid, format!("no column {column}")))?;
+        let (transform, field_name) = match part {
+            Part::Day => (Transform::Day, format!("{column}_day")),
+            Part::Identity => (Transform::Identity, column.to_string()),
+        };
+        UnboundPartitionSpec::builder()
+            .with_spec_id(0)
+            .add_partition_field(source_id, field_name, transform)
+            .map(|b| b.build())
+    }
+
+    /// The name of the column the table is partitioned on (its value is a date in days).
+    pub fn partition_column(&self) -> &'static str {
+        self.partition.0
+    }
+
+    /// The bronze table of a dataset.
+    pub fn bronze(dataset: Dataset) -> TableDef {
+        match dataset {
+            Dataset::SalesEvents => BRONZE_SALES,
+            Dataset::EquipmentMetrics => BRONZE_EQUIPMENT_METRICS,
+            Dataset::InventoryUpdates => BRONZE_INVENTORY,
+            Dataset::Stores => BRONZE_STORES,
+            Dataset::Products => BRONZE_PRODUCTS,
+            Dataset::Customers => BRONZE_CUSTOMERS,
+            Dataset::Equipment => BRONZE_EQUIPMENT,
+        }
+    }
+
+    /// Looks a table up by `namespace.name`.
+    pub fn find(qualified: &str) -> Option<TableDef> {
+        ALL_TABLES.into_iter().find(|t| t.qualified() == qualified)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_table_has_a_valid_schema_and_spec() {
+        for table in ALL_TABLES {
+            let schema = table.schema().expect("schema");
+            assert!(schema.field_by_name(table.partition_column()).is_some());
+            table.partition_spec().expect("spec");
+        }
+    }
+}

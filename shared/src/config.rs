@@ -1,0 +1,255 @@
+//! Typed configuration from flags or the environment (SPEC §7). `Config::from_lookup` is the
+//! one place that reads settings; defaults give the embedded mode under `./.bakehouse/`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::domain::gold::{DEFAULT_MIN_QUALITY_SCORE, GoldPolicy};
+use crate::domain::silver::SilverPolicy;
+use crate::domain::time::MICROS_PER_HOUR;
+use crate::error::ConfigError;
+
+pub const ENV_WAREHOUSE: &str = "BAKEHOUSE_WAREHOUSE";
+pub const ENV_CATALOG: &str = "BAKEHOUSE_CATALOG";
+pub const ENV_MIN_QUALITY_SCORE: &str = "BAKEHOUSE_MIN_QUALITY_SCORE";
+pub const ENV_ALLOWED_LATENESS_HOURS: &str = "BAKEHOUSE_ALLOWED_LATENESS_HOURS";
+pub const ENV_COMMIT_ATTEMPTS: &str = "BAKEHOUSE_COMMIT_ATTEMPTS";
+pub const ENV_S3_PATH_STYLE: &str = "BAKEHOUSE_S3_PATH_STYLE";
+pub const ENV_AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
+pub const ENV_AWS_REGION: &str = "AWS_REGION";
+pub const ENV_AWS_ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
+pub const ENV_AWS_SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
+pub const ENV_AWS_SESSION_TOKEN: &str = "AWS_SESSION_TOKEN";
+
+/// The folder of the embedded mode, relative to the working directory.
+pub const DEFAULT_HOME: &str = ".bakehouse";
+/// The SQL catalog's name (its `catalog_name` column), shared with other engines.
+pub const CATALOG_NAME: &str = "bakehouse";
+/// Default attempts of one commit under contention.
+pub const DEFAULT_COMMIT_ATTEMPTS: u32 = 30;
+/// Default allowed lateness in hours.
+pub const DEFAULT_ALLOWED_LATENESS_HOURS: i64 = 48;
+
+/// Where the catalog lives.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CatalogUri {
+    /// SQLite database file (`sqlite:///path`).
+    Sqlite(PathBuf),
+    /// PostgreSQL (`postgres://user:pass@host:port/db`).
+    Postgres(String),
+}
+
+impl CatalogUri {
+    const ACCEPTED: &'static str = "sqlite:///path/to/catalog.db or postgres://user:password@host:port/database";
+
+    /// Parses `sqlite:///…` or `postgres://…` (`postgresql://` too).
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the accepted forms.
+    pub fn parse(value: &str) -> Result<Self, ConfigError> {
+        let invalid = || ConfigError::Invalid { name: ENV_CATALOG, value: value.to_string(), accepted: Self::ACCEPTED };
+        if let Some(path) = value.strip_prefix("sqlite://") {
+            let path = path.split('?').next().unwrap_or_default();
+            if path.is_empty() {
+                return Err(invalid());
+            }
+            Ok(CatalogUri::Sqlite(absolute(Path::new(path))))
+        } else if value.starts_with("postgres://") || value.starts_with("postgresql://") {
+            Ok(CatalogUri::Postgres(value.to_string()))
+        } else {
+            Err(invalid())
+        }
+    }
+
+    /// The URL the database driver connects to.
+    pub fn connect_url(&self) -> String {
+        match self {
+            CatalogUri::Sqlite(path) => format!("sqlite://{}?mode=rwc", path.display()),
+            CatalogUri::Postgres(url) => url.clone(),
+        }
+    }
+}
+
+/// The settings every hop and command share.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `file:///abs/path` or `s3://bucket/prefix`, without a trailing slash.
+    pub warehouse: String,
+    pub catalog: CatalogUri,
+    /// Storage properties for Iceberg's FileIO (S3 endpoint, credentials, region).
+    pub storage: HashMap<String, String>,
+    pub silver: SilverPolicy,
+    pub gold: GoldPolicy,
+    /// Attempts of one commit under contention before giving up (retryably).
+    pub commit_attempts: u32,
+}
+
+/// Overrides from command-line flags, which win over the environment.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub warehouse: Option<String>,
+    pub catalog: Option<String>,
+}
+
+impl Config {
+    /// Reads the process environment.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] for a value that is not accepted.
+    pub fn from_env(overrides: &Overrides) -> Result<Self, ConfigError> {
+        Self::from_lookup(overrides, |name| std::env::var(name).ok())
+    }
+
+    /// Builds the configuration from a lookup function (the environment, or a map in tests).
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] for a value that is not accepted.
+    pub fn from_lookup(overrides: &Overrides, lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let home = absolute(Path::new(DEFAULT_HOME));
+        let warehouse = overrides
+            .warehouse
+            .clone()
+            .or_else(|| get(ENV_WAREHOUSE))
+            .unwrap_or_else(|| format!("file://{}", home.join("warehouse").display()));
+        let warehouse = parse_warehouse(&warehouse)?;
+        let catalog = match overrides.catalog.clone().or_else(|| get(ENV_CATALOG)) {
+            Some(value) => CatalogUri::parse(&value)?,
+            None => CatalogUri::Sqlite(home.join("catalog.db")),
+        };
+        let min_quality_score = match get(ENV_MIN_QUALITY_SCORE) {
+            None => DEFAULT_MIN_QUALITY_SCORE,
+            Some(v) => v.trim().parse().ok().filter(|s| (0..=100).contains(s)).ok_or(ConfigError::Invalid {
+                name: ENV_MIN_QUALITY_SCORE,
+                value: v,
+                accepted: "an integer from 0 to 100",
+            })?,
+        };
+        let lateness_hours = match get(ENV_ALLOWED_LATENESS_HOURS) {
+            None => DEFAULT_ALLOWED_LATENESS_HOURS,
+            Some(v) => v.trim().parse().ok().filter(|h: &i64| (0..=24 * 365).contains(h)).ok_or(ConfigError::Invalid {
+                name: ENV_ALLOWED_LATENESS_HOURS,
+                value: v,
+                accepted: "a whole number of hours from 0 to 8760",
+            })?,
+        };
+        let commit_attempts = match get(ENV_COMMIT_ATTEMPTS) {
+            None => DEFAULT_COMMIT_ATTEMPTS,
+            Some(v) => v.trim().parse().ok().filter(|n| *n >= 1).ok_or(ConfigError::Invalid {
+                name: ENV_COMMIT_ATTEMPTS,
+                value: v,
+                accepted: "a whole number ≥ 1",
+            })?,
+        };
+        let mut storage = HashMap::new();
+        let mut path_style_default = false;
+        if let Some(endpoint) = get(ENV_AWS_ENDPOINT_URL) {
+            storage.insert("s3.endpoint".to_string(), endpoint);
+            // Custom endpoints (Garage, s3s-fs, LocalStack) need path-style addressing.
+            path_style_default = true;
+        }
+        let path_style = match get(ENV_S3_PATH_STYLE).as_deref() {
+            None => path_style_default,
+            Some("true" | "1") => true,
+            Some("false" | "0") => false,
+            Some(other) => {
+                return Err(ConfigError::Invalid { name: ENV_S3_PATH_STYLE, value: other.to_string(), accepted: "true or false" });
+            }
+        };
+        storage.insert("s3.path-style-access".to_string(), path_style.to_string());
+        for (env, prop) in [
+            (ENV_AWS_REGION, "s3.region"),
+            (ENV_AWS_ACCESS_KEY_ID, "s3.access-key-id"),
+            (ENV_AWS_SECRET_ACCESS_KEY, "s3.secret-access-key"),
+            (ENV_AWS_SESSION_TOKEN, "s3.session-token"),
+        ] {
+            if let Some(value) = get(env) {
+                storage.insert(prop.to_string(), value);
+            }
+        }
+        Ok(Config {
+            warehouse,
+            catalog,
+            storage,
+            silver: SilverPolicy { allowed_lateness_micros: lateness_hours * MICROS_PER_HOUR },
+            gold: GoldPolicy { min_quality_score },
+            commit_attempts,
+        })
+    }
+}
+
+fn parse_warehouse(value: &str) -> Result<String, ConfigError> {
+    let invalid = || ConfigError::Invalid {
+        name: ENV_WAREHOUSE,
+        value: value.to_string(),
+        accepted: "file:///absolute/path or s3://bucket/prefix",
+    };
+    let trimmed = value.trim().trim_end_matches('/');
+    if let Some(path) = trimmed.strip_prefix("file://") {
+        if !path.starts_with('/') {
+            return Err(invalid());
+        }
+        Ok(trimmed.to_string())
+    } else if let Some(rest) = trimmed.strip_prefix("s3://") {
+        if rest.is_empty() || rest.starts_with('/') {
+            return Err(invalid());
+        }
+        Ok(trimmed.to_string())
+    } else {
+        Err(invalid())
+    }
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().map(|d| d.join(path)).unwrap_or_else(|_| path.to_path_buf())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn defaults_are_embedded_under_dot_bakehouse() {
+        let config = Config::from_lookup(&Overrides::default(), lookup(&[])).unwrap();
+        assert!(config.warehouse.starts_with("file:///") && config.warehouse.ends_with(".bakehouse/warehouse"));
+        assert!(matches!(config.catalog, CatalogUri::Sqlite(ref p) if p.ends_with(".bakehouse/catalog.db")));
+        assert_eq!(config.gold.min_quality_score, 50);
+        assert_eq!(config.silver.allowed_lateness_micros, 48 * MICROS_PER_HOUR);
+    }
+
+    #[test]
+    fn flags_win_over_environment() {
+        let overrides = Overrides { warehouse: Some("s3://lake/wh".into()), catalog: None };
+        let config = Config::from_lookup(&overrides, lookup(&[
+            (ENV_WAREHOUSE, "file:///tmp/x"),
+            (ENV_CATALOG, "postgres://u:p@127.0.0.1:5432/db"),
+            (ENV_AWS_ENDPOINT_URL, "http://127.0.0.1:3900"),
+        ])).unwrap();
+        assert_eq!(config.warehouse, "s3://lake/wh");
+        assert_eq!(config.catalog, CatalogUri::Postgres("postgres://u:p@127.0.0.1:5432/db".into()));
+        assert_eq!(config.storage.get("s3.path-style-access").map(String::as_str), Some("true"));
+    }
+
+    #[test]
+    fn bad_values_name_the_setting_and_the_accepted_values() {
+        for (name, value, accepted) in [
+            (ENV_WAREHOUSE, "/tmp/x", "file:///absolute/path"),
+            (ENV_CATALOG, "mysql://x", "sqlite:///"),
+            (ENV_MIN_QUALITY_SCORE, "101", "0 to 100"),
+            (ENV_ALLOWED_LATENESS_HOURS, "-1", "hours"),
+            (ENV_S3_PATH_STYLE, "maybe", "true or false"),
+        ] {
+            let err = Config::from_lookup(&Overrides::default(), lookup(&[(name, value)])).unwrap_err().to_string();
+            assert!(err.contains(name) && err.contains(value) && err.contains(accepted), "{err}");
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! Pure domain logic: records, validation, quality rules, silver derivations, gold
+//! aggregates. Never imports AWS, Lambda, Kafka or Iceberg crates; time is a parameter.
+
+pub mod dataset;
+pub mod gold;
+pub mod money;
+pub mod quality;
+pub mod records;
+pub mod reference;
+pub mod silver;
+pub mod time;
+pub mod validate;

@@ -1,0 +1,288 @@
+//! The rows of every table, one struct per table. Field names are the column names of SPEC
+//! §3–5; timestamps are UTC microseconds, dates days since the epoch, money [`Money`].
+//! The Iceberg schemas that match them live in `adapters::iceberg::tables`.
+
+use serde::{Deserialize, Serialize};
+
+use super::money::Money;
+
+/// Where a bronze record came from: `kafka` or `file`, plus topic/partition/offset or key:line.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Lineage {
+    pub source: String,
+    pub source_ref: String,
+    pub ingestion_time: i64,
+}
+
+/// `bronze.sales_events`: one validated sales line item.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BronzeSale {
+    pub event_id: String,
+    pub transaction_id: Option<String>,
+    pub event_time: i64,
+    pub store_id: i32,
+    pub product_id: i32,
+    pub customer_id: Option<String>,
+    pub quantity: i32,
+    pub unit_price: Money,
+    pub promotion_id: Option<String>,
+    pub payload: String,
+    pub source: String,
+    pub source_ref: String,
+    pub ingestion_time: i64,
+}
+
+/// `bronze.equipment_metrics`: one validated sensor reading.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BronzeReading {
+    pub metric_id: String,
+    pub equipment_id: i32,
+    pub event_time: i64,
+    pub operational_status: String,
+    pub power_kw: f64,
+    pub temperature_c: Option<f64>,
+    pub interval_seconds: i32,
+    pub readings: Option<String>,
+    pub payload: String,
+    pub source: String,
+    pub source_ref: String,
+    pub ingestion_time: i64,
+}
+
+/// `bronze.inventory_updates`: one validated stock count.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BronzeInventory {
+    pub update_id: String,
+    pub event_time: i64,
+    pub store_id: i32,
+    pub product_id: i32,
+    pub beginning_stock: i32,
+    pub restocked_quantity: i32,
+    pub sold_quantity: i32,
+    pub waste_quantity: i32,
+    pub reported_by: Option<String>,
+    pub payload: String,
+    pub source: String,
+    pub source_ref: String,
+    pub ingestion_time: i64,
+}
+
+/// `bronze.stores`: one store of a reference snapshot.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BronzeStore {
+    pub store_id: i32,
+    pub name: Option<String>,
+    pub city: Option<String>,
+    pub region: Option<String>,
+    pub opening_hour: Option<String>,
+    pub closing_hour: Option<String>,
+    pub manager: Option<String>,
+    pub payload: String,
+    pub source: String,
+    pub source_ref: String,
+    pub ingestion_time: i64,
+}
+
+/// `bronze.products`: one product of a reference snapshot.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BronzeProduct {
+    pub product_id: i32,
+    pub name: Option<String>,
+    pub category: Option<String>,
+    pub list_price: Option<Money>,
+    pub payload: String,
+    pub source: String,
+    pub source_ref: String,
+    pub ingestion_time: i64,
+}
+
+/// `bronze.customers`: one customer of a reference snapshot.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BronzeCustomer {
+    pub customer_id: String,
+    pub loyalty_tier: Option<String>,
+    pub city: Option<String>,
+    pub payload: String,
+    pub source: String,
+    pub source_ref: String,
+    pub ingestion_time: i64,
+}
+
+/// `bronze.equipment`: one piece of equipment of a reference snapshot.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BronzeEquipment {
+    pub equipment_id: i32,
+    pub store_id: Option<i32>,
+    pub equipment_type: Option<String>,
+    pub name: Option<String>,
+    pub payload: String,
+    pub source: String,
+    pub source_ref: String,
+    pub ingestion_time: i64,
+}
+
+/// `bronze.quarantine`: a record that failed schema validation, with the reason.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QuarantineRow {
+    pub dataset: String,
+    pub source: String,
+    pub source_ref: String,
+    pub error_code: String,
+    pub error_message: String,
+    /// The raw bytes: UTF-8 text as is, anything else base64 (see `raw_encoding`).
+    pub raw: String,
+    /// `text` or `base64`.
+    pub raw_encoding: String,
+    pub ingestion_time: i64,
+}
+
+/// `silver.sales`: a deduplicated, scored line item.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SilverSale {
+    pub event_id: String,
+    pub transaction_id: Option<String>,
+    pub event_time: i64,
+    pub business_date: i32,
+    pub store_id: i32,
+    pub product_id: i32,
+    pub customer_id: Option<String>,
+    pub quantity: i32,
+    pub unit_price: Money,
+    pub revenue: Money,
+    pub promotion_id: Option<String>,
+    pub time_of_day: String,
+    pub ingestion_time: i64,
+    pub lateness_seconds: f64,
+    pub too_late: bool,
+    pub quality_score: i32,
+    pub failed_rules: String,
+    pub source_ref: String,
+}
+
+/// `silver.equipment_metrics`: a deduplicated, scored reading.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SilverReading {
+    pub metric_id: String,
+    pub equipment_id: i32,
+    pub event_time: i64,
+    pub business_date: i32,
+    pub operational_status: String,
+    pub power_kw: f64,
+    pub temperature_c: Option<f64>,
+    pub interval_seconds: i32,
+    pub readings: Option<String>,
+    pub ingestion_time: i64,
+    pub lateness_seconds: f64,
+    pub too_late: bool,
+    pub quality_score: i32,
+    pub failed_rules: String,
+    pub source_ref: String,
+}
+
+/// `silver.inventory`: a deduplicated, scored stock count.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SilverInventory {
+    pub update_id: String,
+    pub event_time: i64,
+    pub business_date: i32,
+    pub store_id: i32,
+    pub product_id: i32,
+    pub beginning_stock: i32,
+    pub restocked_quantity: i32,
+    pub sold_quantity: i32,
+    pub waste_quantity: i32,
+    pub closing_stock: i64,
+    pub waste_ratio: f64,
+    pub reported_by: Option<String>,
+    pub ingestion_time: i64,
+    pub lateness_seconds: f64,
+    pub too_late: bool,
+    pub quality_score: i32,
+    pub failed_rules: String,
+    pub source_ref: String,
+}
+
+/// `gold.fact_sales`: one gold-eligible line item.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FactSale {
+    pub sale_id: String,
+    pub transaction_id: Option<String>,
+    pub business_date: i32,
+    pub event_time: i64,
+    pub store_id: i32,
+    pub store_key: Option<i64>,
+    pub product_id: i32,
+    pub product_key: Option<i64>,
+    pub customer_id: Option<String>,
+    pub quantity: i32,
+    pub unit_price: Money,
+    pub revenue: Money,
+    pub time_of_day: String,
+    pub quality_score: i32,
+}
+
+/// `gold.fact_sales_daily`: business_date × store × product.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FactSalesDaily {
+    pub business_date: i32,
+    pub store_id: i32,
+    pub product_id: i32,
+    pub quantity: i64,
+    pub revenue: Money,
+    pub line_items: i64,
+    pub transactions: i64,
+}
+
+/// `gold.fact_inventory`: the day's latest stock count per store × product.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FactInventory {
+    pub business_date: i32,
+    pub store_id: i32,
+    pub product_id: i32,
+    pub beginning_stock: i32,
+    pub restocked_quantity: i32,
+    pub sold_quantity: i32,
+    pub waste_quantity: i32,
+    pub closing_stock: i64,
+    pub waste_ratio: f64,
+    pub days_of_supply: Option<f64>,
+    pub stock_out: bool,
+    pub updates: i64,
+}
+
+/// `gold.fact_equipment_performance`: business_date × equipment.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FactEquipmentPerformance {
+    pub business_date: i32,
+    pub equipment_id: i32,
+    pub readings: i64,
+    pub operational_hours: f64,
+    pub downtime_minutes: f64,
+    pub energy_kwh: f64,
+    pub avg_power_kw: f64,
+    pub avg_temperature_c: Option<f64>,
+    pub max_temperature_c: Option<f64>,
+    pub efficiency_score: Option<f64>,
+}
+
+/// A bronze row: it carries its lineage (the ingestion time is the partition source).
+pub trait Ingested {
+    /// UTC microseconds.
+    fn ingestion_time(&self) -> i64;
+    /// `topic/partition/offset` or `key:line`.
+    fn source_ref(&self) -> &str;
+}
+
+macro_rules! ingested {
+    ($($t:ty),*) => {$(
+        impl Ingested for $t {
+            fn ingestion_time(&self) -> i64 {
+                self.ingestion_time
+            }
+            fn source_ref(&self) -> &str {
+                &self.source_ref
+            }
+        }
+    )*};
+}
+ingested!(BronzeSale, BronzeReading, BronzeInventory, BronzeStore, BronzeProduct, BronzeCustomer, BronzeEquipment, QuarantineRow);

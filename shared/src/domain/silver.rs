@@ -1,0 +1,134 @@
+//! Bronze → silver (SPEC §4): deduplication by natural id (first ingested wins, across all
+//! time), derived columns, the quality score and lateness. Pure functions.
+
+use std::collections::HashSet;
+
+use super::quality::{assess_inventory, assess_reading, assess_sale, closing_stock};
+use super::records::*;
+use super::reference::ReferenceIndex;
+use super::time::{MICROS_PER_HOUR, MICROS_PER_SECOND, date_of, hour_of};
+
+/// Default allowed lateness (SPEC §4: 48 h).
+pub const DEFAULT_ALLOWED_LATENESS_MICROS: i64 = 48 * MICROS_PER_HOUR;
+
+/// Settings of the silver derivation.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SilverPolicy {
+    /// Records later than this (ingestion − event time) are `too_late`.
+    pub allowed_lateness_micros: i64,
+}
+
+impl Default for SilverPolicy {
+    fn default() -> Self {
+        SilverPolicy { allowed_lateness_micros: DEFAULT_ALLOWED_LATENESS_MICROS }
+    }
+}
+
+impl SilverPolicy {
+    fn lateness(&self, event_time: i64, ingestion_time: i64) -> (f64, bool) {
+        let micros = ingestion_time.saturating_sub(event_time);
+        (micros as f64 / MICROS_PER_SECOND as f64, micros > self.allowed_lateness_micros)
+    }
+}
+
+/// `time_of_day` of SPEC §4 by UTC hour: morning 06–11, lunch 11–15, afternoon 15–18, else evening.
+pub fn time_of_day(event_time: i64) -> &'static str {
+    match hour_of(event_time) {
+        6..=10 => "morning",
+        11..=14 => "lunch",
+        15..=17 => "afternoon",
+        _ => "evening",
+    }
+}
+
+/// `waste / (beginning + restocked)`, 0 when the denominator is 0.
+pub fn waste_ratio(update: &BronzeInventory) -> f64 {
+    let available = i64::from(update.beginning_stock) + i64::from(update.restocked_quantity);
+    if available == 0 { 0.0 } else { f64::from(update.waste_quantity) / available as f64 }
+}
+
+/// Keeps the first row for each natural id, in input order, dropping ids already in `seen`
+/// (the ids silver holds); the kept ids are added to `seen`.
+pub fn dedupe_first<T>(
+    rows: impl IntoIterator<Item = T>,
+    id: impl Fn(&T) -> &str,
+    seen: &mut HashSet<String>,
+) -> Vec<T> {
+    rows.into_iter().filter(|row| seen.insert(id(row).to_string())).collect()
+}
+
+/// A sales line item in silver.
+pub fn sale_to_silver(b: BronzeSale, reference: &ReferenceIndex, policy: &SilverPolicy) -> SilverSale {
+    let assessment = assess_sale(&b, reference);
+    let (lateness_seconds, too_late) = policy.lateness(b.event_time, b.ingestion_time);
+    SilverSale {
+        business_date: date_of(b.event_time),
+        // Validation bounds quantity × unit_price, so this cannot overflow.
+        revenue: b.unit_price.times(i64::from(b.quantity)).unwrap_or_default(),
+        time_of_day: time_of_day(b.event_time).to_string(),
+        lateness_seconds,
+        too_late,
+        quality_score: assessment.score,
+        failed_rules: assessment.failed_rules(),
+        event_id: b.event_id,
+        transaction_id: b.transaction_id,
+        event_time: b.event_time,
+        store_id: b.store_id,
+        product_id: b.product_id,
+        customer_id: b.customer_id,
+        quantity: b.quantity,
+        unit_price: b.unit_price,
+        promotion_id: b.promotion_id,
+        ingestion_time: b.ingestion_time,
+        source_ref: b.source_ref,
+    }
+}
+
+/// A sensor reading in silver.
+pub fn reading_to_silver(b: BronzeReading, reference: &ReferenceIndex, policy: &SilverPolicy) -> SilverReading {
+    let assessment = assess_reading(&b, reference);
+    let (lateness_seconds, too_late) = policy.lateness(b.event_time, b.ingestion_time);
+    SilverReading {
+        business_date: date_of(b.event_time),
+        lateness_seconds,
+        too_late,
+        quality_score: assessment.score,
+        failed_rules: assessment.failed_rules(),
+        metric_id: b.metric_id,
+        equipment_id: b.equipment_id,
+        event_time: b.event_time,
+        operational_status: b.operational_status,
+        power_kw: b.power_kw,
+        temperature_c: b.temperature_c,
+        interval_seconds: b.interval_seconds,
+        readings: b.readings,
+        ingestion_time: b.ingestion_time,
+        source_ref: b.source_ref,
+    }
+}
+
+/// A stock count in silver.
+pub fn inventory_to_silver(b: BronzeInventory, reference: &ReferenceIndex, policy: &SilverPolicy) -> SilverInventory {
+    let assessment = assess_inventory(&b, reference);
+    let (lateness_seconds, too_late) = policy.lateness(b.event_time, b.ingestion_time);
+    SilverInventory {
+        business_date: date_of(b.event_time),
+        closing_stock: closing_stock(&b),
+        waste_ratio: waste_ratio(&b),
+        lateness_seconds,
+        too_late,
+        quality_score: assessment.score,
+        failed_rules: assessment.failed_rules(),
+        update_id: b.update_id,
+        event_time: b.event_time,
+        store_id: b.store_id,
+        product_id: b.product_id,
+        beginning_stock: b.beginning_stock,
+        restocked_quantity: b.restocked_quantity,
+        sold_quantity: b.sold_quantity,
+        waste_quantity: b.waste_quantity,
+        reported_by: b.reported_by,
+        ingestion_time: b.ingestion_time,
+        source_ref: b.source_ref,
+    }
+}

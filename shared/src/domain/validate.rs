@@ -1,0 +1,628 @@
+//! Schema validation (SPEC §3): raw input records → typed bronze rows, or a [`Rejection`] with
+//! an error code. Also the decoders that split a batch file (JSON lines, CSV) into raw records.
+//! Pure: no I/O, no clock; the caller stamps lineage.
+
+use base64::Engine;
+use serde_json::{Map, Value};
+
+use super::dataset::Dataset;
+use super::money::Money;
+use super::records::*;
+use super::time::parse_timestamp;
+
+/// Largest accepted record, in bytes (SPEC §3: 1 MiB).
+pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
+/// Largest line revenue accepted, in cents: keeps `decimal(14,2)` daily sums far from overflow.
+pub const MAX_LINE_REVENUE_CENTS: i64 = 1_000_000_000_000 - 1;
+/// Statuses accepted for `operational_status`.
+pub const OPERATIONAL_STATUSES: [&str; 6] =
+    ["running", "idle", "starting", "stopping", "maintenance", "error"];
+/// Default `interval_seconds` of a reading (SPEC §2).
+pub const DEFAULT_INTERVAL_SECONDS: i32 = 30;
+
+/// Why a record was quarantined; `code()` is the `error_code` column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RejectCode {
+    /// The bytes are not UTF-8.
+    NotUtf8,
+    /// Not parseable JSON (or a CSV row that could not be read).
+    NotJson,
+    /// JSON, but not an object.
+    NotObject,
+    /// Larger than [`MAX_RECORD_BYTES`].
+    TooLarge,
+    /// A required field is absent or null.
+    MissingField,
+    /// A field has the wrong JSON type.
+    WrongType,
+    /// A timestamp is not RFC 3339 with an offset, or out of range.
+    BadTimestamp,
+    /// A string is empty where 1–64 chars are required, or too long.
+    BadLength,
+    /// A value outside its type's range (integer beyond 32 bits, decimal(10,2) overflow).
+    OutOfRange,
+    /// A value outside its allowed set: unknown status, more than two decimals, interval ≤ 0.
+    InvalidValue,
+    /// A CSV row whose column count differs from the header's.
+    BadCsvRow,
+    /// A Kafka record value that is not valid base64, or has no value.
+    BadEncoding,
+    /// The topic or `landing/` folder names no known dataset.
+    UnknownDataset,
+    /// The object is neither JSON lines nor CSV (by its extension).
+    UnsupportedFile,
+}
+
+impl RejectCode {
+    /// Every code, in declaration order.
+    pub const ALL: [RejectCode; 14] = [
+        RejectCode::NotUtf8,
+        RejectCode::NotJson,
+        RejectCode::NotObject,
+        RejectCode::TooLarge,
+        RejectCode::MissingField,
+        RejectCode::WrongType,
+        RejectCode::BadTimestamp,
+        RejectCode::BadLength,
+        RejectCode::OutOfRange,
+        RejectCode::InvalidValue,
+        RejectCode::BadCsvRow,
+        RejectCode::BadEncoding,
+        RejectCode::UnknownDataset,
+        RejectCode::UnsupportedFile,
+    ];
+
+    /// The `error_code` text.
+    pub fn code(self) -> &'static str {
+        match self {
+            RejectCode::NotUtf8 => "not_utf8",
+            RejectCode::NotJson => "not_json",
+            RejectCode::NotObject => "not_object",
+            RejectCode::TooLarge => "too_large",
+            RejectCode::MissingField => "missing_field",
+            RejectCode::WrongType => "wrong_type",
+            RejectCode::BadTimestamp => "bad_timestamp",
+            RejectCode::BadLength => "bad_length",
+            RejectCode::OutOfRange => "out_of_range",
+            RejectCode::InvalidValue => "invalid_value",
+            RejectCode::BadCsvRow => "bad_csv_row",
+            RejectCode::BadEncoding => "bad_encoding",
+            RejectCode::UnknownDataset => "unknown_dataset",
+            RejectCode::UnsupportedFile => "unsupported_file",
+        }
+    }
+}
+
+/// A record that failed validation: the code and a message naming the field.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rejection {
+    pub code: RejectCode,
+    pub message: String,
+}
+
+impl Rejection {
+    /// A rejection with a message.
+    pub fn new(code: RejectCode, message: impl Into<String>) -> Self {
+        Rejection { code, message: message.into() }
+    }
+}
+
+/// One input record before validation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RawRecord {
+    /// Where it came from: `topic/partition/offset` or `key:line`.
+    pub source_ref: String,
+    /// The raw bytes as received (a JSON line, a CSV row, a Kafka value).
+    pub bytes: Vec<u8>,
+    /// Already split into fields (CSV rows), or a decoding failure found before validation.
+    pub decoded: Decoded,
+}
+
+/// What the decoder already knows about a raw record.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Decoded {
+    /// The bytes should be one JSON object.
+    Json,
+    /// Fields read from a CSV row, typed as SPEC §2 says ("as in JSON").
+    Fields(Map<String, Value>),
+    /// The decoder already rejected it.
+    Rejected(Rejection),
+}
+
+/// A validated record, ready for its bronze table.
+#[derive(Clone, Debug, PartialEq)]
+pub enum BronzeRecord {
+    Sale(BronzeSale),
+    Reading(BronzeReading),
+    Inventory(BronzeInventory),
+    Store(BronzeStore),
+    Product(BronzeProduct),
+    Customer(BronzeCustomer),
+    Equipment(BronzeEquipment),
+}
+
+/// Validates one raw record of `dataset`, stamping `lineage` on the result.
+///
+/// # Errors
+/// A [`Rejection`] naming the first failing check; the caller quarantines the record.
+pub fn validate(
+    dataset: Dataset,
+    record: &RawRecord,
+    lineage: &Lineage,
+) -> Result<BronzeRecord, Rejection> {
+    if record.bytes.len() > MAX_RECORD_BYTES {
+        return Err(Rejection::new(
+            RejectCode::TooLarge,
+            format!("record is {} bytes; the limit is {MAX_RECORD_BYTES}", record.bytes.len()),
+        ));
+    }
+    let (object, payload) = match &record.decoded {
+        Decoded::Rejected(rejection) => return Err(rejection.clone()),
+        Decoded::Fields(fields) => (fields.clone(), Value::Object(fields.clone()).to_string()),
+        Decoded::Json => {
+            let text = std::str::from_utf8(&record.bytes)
+                .map_err(|e| Rejection::new(RejectCode::NotUtf8, format!("not UTF-8: {e}")))?;
+            let value: Value = serde_json::from_str(text)
+                .map_err(|e| Rejection::new(RejectCode::NotJson, format!("not JSON: {e}")))?;
+            match value {
+                Value::Object(map) => (map, text.trim().to_string()),
+                other => {
+                    return Err(Rejection::new(
+                        RejectCode::NotObject,
+                        format!("expected a JSON object, found {}", json_type(&other)),
+                    ));
+                }
+            }
+        }
+    };
+    let o = Obj(&object);
+    let l = lineage.clone();
+    Ok(match dataset {
+        Dataset::SalesEvents => {
+            let event_id = o.id("event_id")?;
+            let transaction_id = o.opt_str("transaction_id", Some((1, 64)))?;
+            let event_time = o.timestamp("event_time")?;
+            let store_id = o.int("store_id")?;
+            let product_id = o.int("product_id")?;
+            let customer_id = o.opt_str("customer_id", Some((0, 64)))?;
+            let quantity = o.int("quantity")?;
+            let unit_price = o.money("unit_price")?;
+            let promotion_id = o.opt_str("promotion_id", None)?;
+            let revenue = unit_price.times(i64::from(quantity));
+            if revenue.is_none_or(|r| r.0.abs() > MAX_LINE_REVENUE_CENTS) {
+                return Err(Rejection::new(
+                    RejectCode::OutOfRange,
+                    "quantity × unit_price exceeds 9999999999.99",
+                ));
+            }
+            BronzeRecord::Sale(BronzeSale {
+                event_id,
+                transaction_id,
+                event_time,
+                store_id,
+                product_id,
+                customer_id,
+                quantity,
+                unit_price,
+                promotion_id,
+                payload,
+                source: l.source,
+                source_ref: l.source_ref,
+                ingestion_time: l.ingestion_time,
+            })
+        }
+        Dataset::EquipmentMetrics => {
+            let metric_id = o.id("metric_id")?;
+            let equipment_id = o.int("equipment_id")?;
+            let event_time = o.timestamp("event_time")?;
+            let operational_status = o.string("operational_status")?;
+            if !OPERATIONAL_STATUSES.contains(&operational_status.as_str()) {
+                return Err(Rejection::new(
+                    RejectCode::InvalidValue,
+                    format!(
+                        "operational_status {operational_status:?} is not one of {}",
+                        OPERATIONAL_STATUSES.join(", ")
+                    ),
+                ));
+            }
+            let power_kw = o.number("power_kw")?;
+            let temperature_c = o.opt_number("temperature_c")?;
+            let interval_seconds = o.opt_int("interval_seconds")?.unwrap_or(DEFAULT_INTERVAL_SECONDS);
+            if interval_seconds <= 0 {
+                return Err(Rejection::new(
+                    RejectCode::InvalidValue,
+                    format!("interval_seconds must be > 0, got {interval_seconds}"),
+                ));
+            }
+            let readings = match o.get("readings") {
+                None => None,
+                Some(v @ Value::Object(_)) => Some(v.to_string()),
+                Some(other) => return Err(wrong_type("readings", "a JSON object", other)),
+            };
+            BronzeRecord::Reading(BronzeReading {
+                metric_id,
+                equipment_id,
+                event_time,
+                operational_status,
+                power_kw,
+                temperature_c,
+                interval_seconds,
+                readings,
+                payload,
+                source: l.source,
+                source_ref: l.source_ref,
+                ingestion_time: l.ingestion_time,
+            })
+        }
+        Dataset::InventoryUpdates => BronzeRecord::Inventory(BronzeInventory {
+            update_id: o.id("update_id")?,
+            event_time: o.timestamp("event_time")?,
+            store_id: o.int("store_id")?,
+            product_id: o.int("product_id")?,
+            beginning_stock: o.int("beginning_stock")?,
+            restocked_quantity: o.int("restocked_quantity")?,
+            sold_quantity: o.int("sold_quantity")?,
+            waste_quantity: o.int("waste_quantity")?,
+            reported_by: o.opt_str("reported_by", None)?,
+            payload,
+            source: l.source,
+            source_ref: l.source_ref,
+            ingestion_time: l.ingestion_time,
+        }),
+        Dataset::Stores => BronzeRecord::Store(BronzeStore {
+            store_id: o.int("store_id")?,
+            name: o.text("name")?,
+            city: o.text("city")?,
+            region: o.text("region")?,
+            opening_hour: o.text("opening_hour")?,
+            closing_hour: o.text("closing_hour")?,
+            manager: o.text("manager")?,
+            payload,
+            source: l.source,
+            source_ref: l.source_ref,
+            ingestion_time: l.ingestion_time,
+        }),
+        Dataset::Products => BronzeRecord::Product(BronzeProduct {
+            product_id: o.int("product_id")?,
+            name: o.text("name")?,
+            category: o.text("category")?,
+            list_price: o.opt_money("list_price")?,
+            payload,
+            source: l.source,
+            source_ref: l.source_ref,
+            ingestion_time: l.ingestion_time,
+        }),
+        Dataset::Customers => BronzeRecord::Customer(BronzeCustomer {
+            customer_id: match o.text("customer_id")? {
+                Some(id) if (1..=64).contains(&id.chars().count()) => id,
+                Some(_) => return Err(bad_length("customer_id", 1, 64)),
+                None => return Err(missing("customer_id")),
+            },
+            loyalty_tier: o.text("loyalty_tier")?,
+            city: o.text("city")?,
+            payload,
+            source: l.source,
+            source_ref: l.source_ref,
+            ingestion_time: l.ingestion_time,
+        }),
+        Dataset::Equipment => BronzeRecord::Equipment(BronzeEquipment {
+            equipment_id: o.int("equipment_id")?,
+            store_id: o.opt_int("store_id")?,
+            equipment_type: o.text("equipment_type")?,
+            name: o.text("name")?,
+            payload,
+            source: l.source,
+            source_ref: l.source_ref,
+            ingestion_time: l.ingestion_time,
+        }),
+    })
+}
+
+/// The quarantine row for a rejected record.
+pub fn quarantine_row(
+    dataset: &str,
+    record: &RawRecord,
+    rejection: &Rejection,
+    lineage: &Lineage,
+) -> QuarantineRow {
+    let (raw, raw_encoding) = match std::str::from_utf8(&record.bytes) {
+        Ok(text) => (text.to_string(), "text"),
+        Err(_) => (base64::engine::general_purpose::STANDARD.encode(&record.bytes), "base64"),
+    };
+    QuarantineRow {
+        dataset: dataset.to_string(),
+        source: lineage.source.clone(),
+        source_ref: lineage.source_ref.clone(),
+        error_code: rejection.code.code().to_string(),
+        error_message: rejection.message.clone(),
+        raw,
+        raw_encoding: raw_encoding.to_string(),
+        ingestion_time: lineage.ingestion_time,
+    }
+}
+
+/// The kind of value a column holds, for typing CSV fields "as in JSON".
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum FieldKind {
+    Number,
+    Object,
+    Text,
+}
+
+fn field_kind(dataset: Dataset, field: &str) -> FieldKind {
+    const NUMERIC: [&str; 13] = [
+        "store_id", "product_id", "quantity", "unit_price", "equipment_id", "power_kw",
+        "temperature_c", "interval_seconds", "beginning_stock", "restocked_quantity",
+        "sold_quantity", "waste_quantity", "list_price",
+    ];
+    match field {
+        "readings" if dataset == Dataset::EquipmentMetrics => FieldKind::Object,
+        f if NUMERIC.contains(&f) => FieldKind::Number,
+        _ => FieldKind::Text,
+    }
+}
+
+/// Splits a JSON-lines file into records, one per non-blank line (`key:line`, 1-based).
+/// A leading UTF-8 byte-order mark and `\r` line ends are accepted.
+pub fn decode_jsonl(bytes: &[u8], key: &str) -> Vec<RawRecord> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    bytes
+        .split(|b| *b == b'\n')
+        .enumerate()
+        .filter(|(_, line)| !line.iter().all(u8::is_ascii_whitespace))
+        .map(|(index, line)| RawRecord {
+            source_ref: format!("{key}:{}", index + 1),
+            bytes: line.strip_suffix(b"\r").unwrap_or(line).to_vec(),
+            decoded: Decoded::Json,
+        })
+        .collect()
+}
+
+/// Splits a CSV file (header row first) into records (`key:line`, the row's first line).
+/// Empty fields are null; numeric columns are typed as JSON numbers when they parse as one.
+pub fn decode_csv(bytes: &[u8], key: &str, dataset: Dataset) -> Vec<RawRecord> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .from_reader(bytes);
+    let header: Vec<String> = match reader.byte_headers() {
+        Ok(h) => h.iter().map(|f| String::from_utf8_lossy(f).trim().to_string()).collect(),
+        Err(e) => {
+            return vec![RawRecord {
+                source_ref: format!("{key}:1"),
+                bytes: bytes.iter().take_while(|b| **b != b'\n').copied().collect(),
+                decoded: Decoded::Rejected(Rejection::new(RejectCode::BadCsvRow, e.to_string())),
+            }];
+        }
+    };
+    let mut starts = Vec::new();
+    let mut rows = Vec::new();
+    let mut record = csv::ByteRecord::new();
+    loop {
+        let position = reader.position().clone();
+        match reader.read_byte_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {
+                starts.push((position.byte() as usize, position.line()));
+                rows.push(Ok(record.clone()));
+            }
+            Err(e) => {
+                starts.push((position.byte() as usize, position.line()));
+                rows.push(Err(e.to_string()));
+                // The reader cannot resume reliably after a fatal error (e.g. I/O); stop here.
+                if !matches!(e.kind(), csv::ErrorKind::Utf8 { .. } | csv::ErrorKind::UnequalLengths { .. }) {
+                    break;
+                }
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(rows.len());
+    for (i, row) in rows.into_iter().enumerate() {
+        let (start, line) = starts[i];
+        let end = starts.get(i + 1).map_or(bytes.len(), |(s, _)| *s).min(bytes.len());
+        let raw = trim_line_end(&bytes[start.min(end)..end]).to_vec();
+        let decoded = match row {
+            Err(message) => Decoded::Rejected(Rejection::new(RejectCode::BadCsvRow, message)),
+            Ok(fields) if fields.len() != header.len() => Decoded::Rejected(Rejection::new(
+                RejectCode::BadCsvRow,
+                format!("row has {} fields; the header has {}", fields.len(), header.len()),
+            )),
+            Ok(fields) => match csv_fields(dataset, &header, &fields) {
+                Ok(map) => Decoded::Fields(map),
+                Err(rejection) => Decoded::Rejected(rejection),
+            },
+        };
+        out.push(RawRecord { source_ref: format!("{key}:{line}"), bytes: raw, decoded });
+    }
+    out
+}
+
+fn trim_line_end(bytes: &[u8]) -> &[u8] {
+    let bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    bytes.strip_suffix(b"\r").unwrap_or(bytes)
+}
+
+fn csv_fields(
+    dataset: Dataset,
+    header: &[String],
+    fields: &csv::ByteRecord,
+) -> Result<Map<String, Value>, Rejection> {
+    let mut map = Map::new();
+    for (name, raw) in header.iter().zip(fields.iter()) {
+        let text = std::str::from_utf8(raw).map_err(|e| {
+            Rejection::new(RejectCode::NotUtf8, format!("field {name} is not UTF-8: {e}"))
+        })?;
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            match field_kind(dataset, name) {
+                FieldKind::Number => match serde_json::from_str::<Value>(text.trim()) {
+                    Ok(n @ Value::Number(_)) => n,
+                    _ => Value::String(text.to_string()),
+                },
+                FieldKind::Object => serde_json::from_str(text).unwrap_or(Value::String(text.to_string())),
+                FieldKind::Text => Value::String(text.to_string()),
+            }
+        };
+        map.insert(name.clone(), value);
+    }
+    Ok(map)
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn missing(field: &str) -> Rejection {
+    Rejection::new(RejectCode::MissingField, format!("required field {field} is missing or null"))
+}
+
+fn wrong_type(field: &str, expected: &str, found: &Value) -> Rejection {
+    Rejection::new(
+        RejectCode::WrongType,
+        format!("field {field} must be {expected}, found {}", json_type(found)),
+    )
+}
+
+fn bad_length(field: &str, min: usize, max: usize) -> Rejection {
+    Rejection::new(RejectCode::BadLength, format!("field {field} must have {min}–{max} characters"))
+}
+
+/// Typed access to a record's fields; each accessor names the field in its rejection.
+struct Obj<'a>(&'a Map<String, Value>);
+
+impl Obj<'_> {
+    /// The field's value; absent and null are the same.
+    fn get(&self, field: &str) -> Option<&Value> {
+        self.0.get(field).filter(|v| !v.is_null())
+    }
+
+    fn string(&self, field: &str) -> Result<String, Rejection> {
+        match self.get(field) {
+            None => Err(missing(field)),
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(other) => Err(wrong_type(field, "a string", other)),
+        }
+    }
+
+    /// A required identifier: a string of 1–64 characters.
+    fn id(&self, field: &str) -> Result<String, Rejection> {
+        let s = self.string(field)?;
+        if !(1..=64).contains(&s.chars().count()) {
+            return Err(bad_length(field, 1, 64));
+        }
+        Ok(s)
+    }
+
+    fn opt_str(&self, field: &str, length: Option<(usize, usize)>) -> Result<Option<String>, Rejection> {
+        match self.get(field) {
+            None => Ok(None),
+            Some(Value::String(s)) => match length {
+                Some((min, max)) if !(min..=max).contains(&s.chars().count()) => {
+                    Err(bad_length(field, min, max))
+                }
+                _ => Ok(Some(s.clone())),
+            },
+            Some(other) => Err(wrong_type(field, "a string", other)),
+        }
+    }
+
+    /// A lenient reference attribute: a string, or a number/boolean kept as its text.
+    fn text(&self, field: &str) -> Result<Option<String>, Rejection> {
+        match self.get(field) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(v @ (Value::Number(_) | Value::Bool(_))) => Ok(Some(v.to_string())),
+            Some(other) => Err(wrong_type(field, "a string", other)),
+        }
+    }
+
+    fn opt_int(&self, field: &str) -> Result<Option<i32>, Rejection> {
+        let Some(value) = self.get(field) else { return Ok(None) };
+        let Value::Number(n) = value else {
+            return Err(wrong_type(field, "an integer", value));
+        };
+        let whole = if let Some(i) = n.as_i64() {
+            Some(i as f64)
+        } else {
+            n.as_f64().filter(|f| f.is_finite() && f.fract() == 0.0)
+        };
+        match whole {
+            None => Err(wrong_type(field, "an integer", value)),
+            Some(w) if w < f64::from(i32::MIN) || w > f64::from(i32::MAX) => Err(Rejection::new(
+                RejectCode::OutOfRange,
+                format!("field {field} = {n} does not fit a 32-bit integer"),
+            )),
+            Some(w) => Ok(Some(w as i32)),
+        }
+    }
+
+    fn int(&self, field: &str) -> Result<i32, Rejection> {
+        self.opt_int(field)?.ok_or_else(|| missing(field))
+    }
+
+    fn opt_number(&self, field: &str) -> Result<Option<f64>, Rejection> {
+        match self.get(field) {
+            None => Ok(None),
+            Some(Value::Number(n)) => n
+                .as_f64()
+                .filter(|f| f.is_finite())
+                .map(Some)
+                .ok_or_else(|| Rejection::new(RejectCode::OutOfRange, format!("field {field} is not finite"))),
+            Some(other) => Err(wrong_type(field, "a number", other)),
+        }
+    }
+
+    fn number(&self, field: &str) -> Result<f64, Rejection> {
+        self.opt_number(field)?.ok_or_else(|| missing(field))
+    }
+
+    fn timestamp(&self, field: &str) -> Result<i64, Rejection> {
+        match self.get(field) {
+            None => Err(missing(field)),
+            Some(Value::String(s)) => parse_timestamp(s).ok_or_else(|| {
+                Rejection::new(
+                    RejectCode::BadTimestamp,
+                    format!("field {field} = {s:?} is not an RFC 3339 timestamp with offset"),
+                )
+            }),
+            Some(other) => Err(wrong_type(field, "an RFC 3339 string", other)),
+        }
+    }
+
+    /// A `decimal(10,2)` amount: a number with at most two decimals (text accepted for CSV).
+    fn opt_money(&self, field: &str) -> Result<Option<Money>, Rejection> {
+        let money = match self.get(field) {
+            None => return Ok(None),
+            Some(Value::Number(n)) => match (n.as_i64(), n.as_f64()) {
+                (Some(i), _) => i.checked_mul(100).map(Money),
+                (None, Some(f)) => Money::from_f64(f),
+                _ => None,
+            },
+            Some(other) => return Err(wrong_type(field, "a number", other)),
+        };
+        match money {
+            None => Err(Rejection::new(
+                RejectCode::InvalidValue,
+                format!("field {field} must be a number with at most two decimals"),
+            )),
+            Some(m) if !m.fits_precision(10) => Err(Rejection::new(
+                RejectCode::OutOfRange,
+                format!("field {field} = {m} does not fit decimal(10,2)"),
+            )),
+            Some(m) => Ok(Some(m)),
+        }
+    }
+
+    fn money(&self, field: &str) -> Result<Money, Rejection> {
+        self.opt_money(field)?.ok_or_else(|| missing(field))
+    }
+}

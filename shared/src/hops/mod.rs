@@ -1,0 +1,40 @@
+//! The hops — one module per Lambda handler — and what they share: the dependencies built
+//! once per process and the checkpoint properties kept in snapshot summaries.
+
+pub mod ingest;
+pub mod to_gold;
+pub mod to_silver;
+
+use crate::adapters::iceberg::Lakehouse;
+use crate::config::Config;
+use crate::error::StorageError;
+
+/// Kafka offsets ingested into a table: JSON `{"topic/partition": highest offset}`.
+pub const PROP_KAFKA_OFFSETS: &str = "bakehouse.kafka-offsets";
+/// Objects ingested into a table: sorted, comma-separated digests of key and content hash.
+pub const PROP_INGESTED_OBJECTS: &str = "bakehouse.ingested-objects";
+/// A downstream table's checkpoint: the source table's sequence number it has processed.
+pub const PROP_SOURCE_SEQUENCE: &str = "bakehouse.source-sequence-number";
+/// The source snapshot id matching [`PROP_SOURCE_SEQUENCE`] (for people and `status`).
+pub const PROP_SOURCE_SNAPSHOT: &str = "bakehouse.source-snapshot-id";
+/// A reference table's latest full snapshot: the object it came from.
+pub const PROP_REFERENCE_OBJECT: &str = "bakehouse.reference-object";
+/// A reference table's latest full snapshot: its ingestion time (UTC microseconds).
+pub const PROP_REFERENCE_TIME: &str = "bakehouse.reference-ingestion-time";
+
+/// What every handler needs, built once per process (Lambda init or CLI start).
+#[derive(Debug)]
+pub struct Deps {
+    pub lake: Lakehouse,
+    pub config: Config,
+}
+
+impl Deps {
+    /// Opens the lakehouse described by `config`.
+    ///
+    /// # Errors
+    /// The catalog or warehouse cannot be reached.
+    pub async fn open(config: Config) -> Result<Self, StorageError> {
+        Ok(Deps { lake: Lakehouse::open(&config).await?, config })
+    }
+}

@@ -1,0 +1,131 @@
+//! The silver → gold hop: finds the business dates that silver rows committed since the
+//! checkpoint touch, recomputes those dates' facts from every silver row of the date, and
+//! replaces the dates' gold partitions — facts and checkpoint in one overwrite commit.
+
+use std::collections::BTreeSet;
+
+use aws_lambda_events::event::s3::S3Event;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::{info, instrument};
+
+use super::to_silver::checkpoint;
+use super::{Deps, PROP_SOURCE_SEQUENCE, PROP_SOURCE_SNAPSHOT};
+use crate::adapters::events::changed_tables;
+use crate::adapters::iceberg::{CommitOutcome, CommitPlan, Operation, TableDef, partition_day, tables};
+use crate::domain::gold;
+use crate::domain::records::*;
+use crate::error::HandlerError;
+
+/// The gold facts and the silver table each is computed from.
+pub const FACTS: [(TableDef, TableDef); 4] = [
+    (tables::FACT_SALES, tables::SILVER_SALES),
+    (tables::FACT_SALES_DAILY, tables::SILVER_SALES),
+    (tables::FACT_INVENTORY, tables::SILVER_INVENTORY),
+    (tables::FACT_EQUIPMENT_PERFORMANCE, tables::SILVER_EQUIPMENT_METRICS),
+];
+
+/// Handles a wake-up: an S3 notification of silver commits (or none: every fact).
+///
+/// # Errors
+/// Storage errors, or a daily revenue that overflows its column.
+#[instrument(skip_all)]
+pub async fn handle(deps: &Deps, event: Option<&S3Event>) -> Result<Vec<CommitOutcome>, HandlerError> {
+    let changed = event.map(changed_tables).unwrap_or_default();
+    let wanted: Vec<&TableDef> = FACTS
+        .iter()
+        .filter(|(_, silver)| changed.contains(&silver.qualified()))
+        .map(|(fact, _)| fact)
+        .collect();
+    let mut outcomes = Vec::new();
+    for (fact, _) in &FACTS {
+        if wanted.is_empty() || wanted.contains(&fact) {
+            outcomes.extend(process(deps, fact).await?);
+        }
+    }
+    info!(commits = outcomes.len(), rows = outcomes.iter().map(|o| o.added_records).sum::<u64>(), "Gold caught up.");
+    Ok(outcomes)
+}
+
+/// Brings one fact table up to date with its silver table.
+///
+/// # Errors
+/// Storage errors, or a daily revenue that overflows its column.
+pub async fn process(deps: &Deps, fact: &TableDef) -> Result<Option<CommitOutcome>, HandlerError> {
+    let policy = deps.config.gold;
+    match fact.name {
+        "fact_sales" => recompute(deps, fact, &tables::SILVER_SALES, |rows: &[SilverSale]| {
+            Ok(gold::fact_sales(rows, &policy))
+        }, |f: &FactSale| f.business_date).await,
+        "fact_sales_daily" => recompute(deps, fact, &tables::SILVER_SALES, |rows: &[SilverSale]| {
+            gold::fact_sales_daily(rows, &policy).map_err(HandlerError::from)
+        }, |f: &FactSalesDaily| f.business_date).await,
+        "fact_inventory" => recompute(deps, fact, &tables::SILVER_INVENTORY, |rows: &[SilverInventory]| {
+            Ok(gold::fact_inventory(rows, &policy))
+        }, |f: &FactInventory| f.business_date).await,
+        "fact_equipment_performance" => recompute(deps, fact, &tables::SILVER_EQUIPMENT_METRICS, |rows: &[SilverReading]| {
+            Ok(gold::fact_equipment_performance(rows, &policy))
+        }, |f: &FactEquipmentPerformance| f.business_date).await,
+        _ => Ok(None),
+    }
+}
+
+async fn recompute<S, F>(
+    deps: &Deps,
+    fact_def: &TableDef,
+    silver_def: &TableDef,
+    aggregate: impl Fn(&[S]) -> Result<Vec<F>, HandlerError>,
+    partition_of: impl Fn(&F) -> i32 + Copy,
+) -> Result<Option<CommitOutcome>, HandlerError>
+where
+    S: DeserializeOwned,
+    F: Serialize,
+{
+    let lake = &deps.lake;
+    let mut aggregate_error: Option<HandlerError> = None;
+    let outcome = lake
+        .commit_with(fact_def, async |gold_table| {
+            let done = checkpoint(gold_table);
+            let silver = lake.load(silver_def).await?;
+            let Some(head) = silver.metadata().current_snapshot() else { return Ok(None) };
+            if head.sequence_number() <= done {
+                return Ok(None);
+            }
+            let silver_files = lake.live_files(&silver).await?;
+            let dates: BTreeSet<i32> = silver_files
+                .iter()
+                .filter(|f| f.sequence_number > done)
+                .filter_map(|f| partition_day(&f.data_file))
+                .collect();
+            let touched: Vec<_> = silver_files
+                .into_iter()
+                .filter(|f| partition_day(&f.data_file).is_some_and(|d| dates.contains(&d)))
+                .collect();
+            let rows: Vec<S> = lake.read_rows(&silver, &touched).await?;
+            let facts = match aggregate(&rows) {
+                Ok(facts) => facts,
+                Err(e) => {
+                    aggregate_error = Some(e);
+                    return Ok(None);
+                }
+            };
+            let remove: Vec<_> = lake
+                .live_files(gold_table)
+                .await?
+                .into_iter()
+                .filter(|f| partition_day(&f.data_file).is_some_and(|d| dates.contains(&d)))
+                .collect();
+            let add = lake.write_rows(gold_table, &facts, partition_of).await?;
+            let properties = [
+                (PROP_SOURCE_SEQUENCE.to_string(), head.sequence_number().to_string()),
+                (PROP_SOURCE_SNAPSHOT.to_string(), head.snapshot_id().to_string()),
+            ]
+            .into();
+            Ok(Some(CommitPlan { operation: Operation::Overwrite, add, remove, properties }))
+        })
+        .await?;
+    match aggregate_error {
+        Some(e) => Err(e),
+        None => Ok(outcome),
+    }
+}

@@ -1,0 +1,141 @@
+//! The bronze → silver hop: reads the bronze rows committed since the checkpoint kept in the
+//! silver table's snapshot summary, drops ids silver already holds (first ingested wins,
+//! across all time), scores and derives, and appends — checkpoint and rows in one commit.
+
+use std::collections::HashSet;
+
+use aws_lambda_events::event::s3::S3Event;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::{info, instrument};
+
+use super::{Deps, PROP_REFERENCE_OBJECT, PROP_REFERENCE_TIME, PROP_SOURCE_SEQUENCE, PROP_SOURCE_SNAPSHOT};
+use crate::adapters::events::changed_tables;
+use crate::adapters::iceberg::{CommitOutcome, CommitPlan, Lakehouse, Operation, TableDef, partition_day, tables};
+use crate::domain::dataset::Dataset;
+use crate::domain::records::*;
+use crate::domain::reference::ReferenceIndex;
+use crate::domain::silver::{dedupe_first, inventory_to_silver, reading_to_silver, sale_to_silver};
+use crate::domain::time::date_of;
+use crate::error::{HandlerError, StorageError};
+
+/// Handles a wake-up: an S3 notification of bronze commits (or none: process everything).
+///
+/// # Errors
+/// Storage errors.
+#[instrument(skip_all)]
+pub async fn handle(deps: &Deps, event: Option<&S3Event>) -> Result<Vec<CommitOutcome>, HandlerError> {
+    let changed = event.map(changed_tables).unwrap_or_default();
+    let datasets: Vec<Dataset> = Dataset::EVENTS
+        .into_iter()
+        .filter(|d| changed.is_empty() || changed.contains(&format!("bronze.{}", d.bronze_table())))
+        .collect();
+    // A notification about other tables (a reference snapshot, say) still wakes every dataset.
+    let datasets = if datasets.is_empty() { Dataset::EVENTS.to_vec() } else { datasets };
+    let mut outcomes = Vec::new();
+    for dataset in datasets {
+        outcomes.extend(process(deps, dataset).await?);
+    }
+    info!(commits = outcomes.len(), rows = outcomes.iter().map(|o| o.added_records).sum::<u64>(), "Silver caught up.");
+    Ok(outcomes)
+}
+
+/// Brings the silver table of one event dataset up to date with bronze.
+///
+/// # Errors
+/// Storage errors.
+pub async fn process(deps: &Deps, dataset: Dataset) -> Result<Option<CommitOutcome>, StorageError> {
+    let policy = deps.config.silver;
+    match dataset {
+        Dataset::SalesEvents => {
+            refine(deps, &tables::BRONZE_SALES, &tables::SILVER_SALES, "event_id",
+                |b: &BronzeSale| &b.event_id, |b, r| sale_to_silver(b, r, &policy), |s: &SilverSale| s.business_date).await
+        }
+        Dataset::EquipmentMetrics => {
+            refine(deps, &tables::BRONZE_EQUIPMENT_METRICS, &tables::SILVER_EQUIPMENT_METRICS, "metric_id",
+                |b: &BronzeReading| &b.metric_id, |b, r| reading_to_silver(b, r, &policy), |s: &SilverReading| s.business_date).await
+        }
+        Dataset::InventoryUpdates => {
+            refine(deps, &tables::BRONZE_INVENTORY, &tables::SILVER_INVENTORY, "update_id",
+                |b: &BronzeInventory| &b.update_id, |b, r| inventory_to_silver(b, r, &policy), |s: &SilverInventory| s.business_date).await
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The sequence number a downstream table has processed its source up to (0: nothing yet).
+pub(crate) fn checkpoint(table: &iceberg::table::Table) -> i64 {
+    Lakehouse::snapshot_property(table, PROP_SOURCE_SEQUENCE).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+async fn refine<B, S>(
+    deps: &Deps,
+    bronze_def: &TableDef,
+    silver_def: &TableDef,
+    id_column: &str,
+    id_of: impl Fn(&B) -> &str,
+    derive: impl Fn(B, &ReferenceIndex) -> S,
+    partition_of: impl Fn(&S) -> i32 + Copy,
+) -> Result<Option<CommitOutcome>, StorageError>
+where
+    B: DeserializeOwned,
+    S: Serialize,
+{
+    let lake = &deps.lake;
+    lake.commit_with(silver_def, async |silver| {
+        let done = checkpoint(silver);
+        let bronze = lake.load(bronze_def).await?;
+        let Some(head) = bronze.metadata().current_snapshot() else { return Ok(None) };
+        if head.sequence_number() <= done {
+            return Ok(None);
+        }
+        let new_files: Vec<_> = lake.live_files(&bronze).await?.into_iter().filter(|f| f.sequence_number > done).collect();
+        let rows: Vec<B> = lake.read_rows(&bronze, &new_files).await?;
+        let silver_files = lake.live_files(silver).await?;
+        let mut seen: HashSet<String> = lake.read_strings(silver, &silver_files, id_column).await?.into_iter().collect();
+        let reference = load_reference(lake).await?;
+        let fresh: Vec<S> = dedupe_first(rows, &id_of, &mut seen).into_iter().map(|b| derive(b, &reference)).collect();
+        let add = lake.write_rows(silver, &fresh, partition_of).await?;
+        let properties = [
+            (PROP_SOURCE_SEQUENCE.to_string(), head.sequence_number().to_string()),
+            (PROP_SOURCE_SNAPSHOT.to_string(), head.snapshot_id().to_string()),
+        ]
+        .into();
+        Ok(Some(CommitPlan { operation: Operation::Append, add, remove: Vec::new(), properties }))
+    })
+    .await
+}
+
+/// The ids of the current reference snapshots ("known" in SPEC §4).
+///
+/// # Errors
+/// Storage errors.
+pub async fn load_reference(lake: &Lakehouse) -> Result<ReferenceIndex, StorageError> {
+    let stores: Vec<BronzeStore> = latest_snapshot(lake, &tables::BRONZE_STORES).await?;
+    let products: Vec<BronzeProduct> = latest_snapshot(lake, &tables::BRONZE_PRODUCTS).await?;
+    let equipment: Vec<BronzeEquipment> = latest_snapshot(lake, &tables::BRONZE_EQUIPMENT).await?;
+    Ok(ReferenceIndex::new(&stores, &products, &equipment))
+}
+
+/// The rows of the latest full snapshot ingested into a bronze reference table.
+///
+/// # Errors
+/// Storage errors.
+pub async fn latest_snapshot<T: DeserializeOwned + Ingested>(lake: &Lakehouse, def: &TableDef) -> Result<Vec<T>, StorageError> {
+    let table = lake.load(def).await?;
+    let (Some(object), Some(time)) = (
+        Lakehouse::snapshot_property(&table, PROP_REFERENCE_OBJECT).map(str::to_string),
+        Lakehouse::snapshot_property(&table, PROP_REFERENCE_TIME).and_then(|v| v.parse::<i64>().ok()),
+    ) else {
+        return Ok(Vec::new());
+    };
+    let files: Vec<_> = lake
+        .live_files(&table)
+        .await?
+        .into_iter()
+        .filter(|f| partition_day(&f.data_file).is_none_or(|d| d == date_of(time)))
+        .collect();
+    let prefix = format!("{object}:");
+    let rows: Vec<T> = lake.read_rows(&table, &files).await?;
+    Ok(rows.into_iter().filter(|r| r.ingestion_time() == time && r.source_ref().starts_with(&prefix)).collect())
+}
