@@ -20,7 +20,8 @@ const BATCHES: usize = 4;
 pub async fn run(seed: u64, home: &Path) -> Result<()> {
     let started = Instant::now();
     if home.exists() {
-        std::fs::remove_dir_all(home).with_context(|| format!("cannot clear {}", home.display()))?;
+        std::fs::remove_dir_all(home)
+            .with_context(|| format!("cannot clear {}", home.display()))?;
     }
     std::fs::create_dir_all(home)?;
     let home = std::fs::canonicalize(home)?;
@@ -34,14 +35,17 @@ pub async fn run(seed: u64, home: &Path) -> Result<()> {
 
     let day = generate_day(&DayPlan::demo(seed, now_micros()));
     let total: usize = Dataset::EVENTS.iter().map(|d| day.lines(*d).len()).sum();
-    println!("Generated a day of {total} events (duplicates, invalid, rule-failing, late and too-late included).\n");
+    println!(
+        "Generated a day of {total} events (duplicates, invalid, rule-failing, late and too-late included).\n"
+    );
 
     let mut first_batch = Vec::new();
     for batch in 0..BATCHES {
         for dataset in Dataset::EVENTS {
             let lines = day.lines(dataset);
             let chunk = lines.len().div_ceil(BATCHES);
-            let part = &lines[(batch * chunk).min(lines.len())..((batch + 1) * chunk).min(lines.len())];
+            let part =
+                &lines[(batch * chunk).min(lines.len())..((batch + 1) * chunk).min(lines.len())];
             let dir = home.join("landing").join(dataset.name());
             std::fs::create_dir_all(&dir)?;
             let path = dir.join(format!("batch-{}.jsonl", batch + 1));
@@ -53,18 +57,28 @@ pub async fn run(seed: u64, home: &Path) -> Result<()> {
             }
         }
         let commits = crate::process(&deps).await?;
-        println!("Batch {}/{BATCHES}: ingested and processed ({commits} silver/gold commits).", batch + 1);
+        println!(
+            "Batch {}/{BATCHES}: ingested and processed ({commits} silver/gold commits).",
+            batch + 1
+        );
     }
     let mut redelivered = 0;
     for path in &first_batch {
-        redelivered += crate::ingest_file(&deps, path, None).await?.committed.values().sum::<u64>();
+        redelivered += crate::ingest_file(&deps, path, None)
+            .await?
+            .committed
+            .values()
+            .sum::<u64>();
     }
     println!("Batch 1 delivered again: {redelivered} rows added (idempotent ingest).\n");
 
     let ctx = crate::sql::session(&deps).await?;
     for (title, sql) in SUMMARY {
         println!("{title}");
-        println!("{}\n", pretty_format_batches(&crate::sql::query(&ctx, sql).await?)?);
+        println!(
+            "{}\n",
+            pretty_format_batches(&crate::sql::query(&ctx, sql).await?)?
+        );
     }
     println!(
         "Done in {:.1} s. Explore: bakehouse --warehouse file://{home}/warehouse --catalog sqlite://{home}/catalog.db sql \"…\"",

@@ -12,14 +12,19 @@ pub const FUNCTIONS: [&str; 3] = ["ingest", "bronze-to-silver", "silver-to-gold"
 
 /// Runs `function`'s handler on the event document and prints its result as JSON.
 pub async fn run(deps: &Deps, function: &str, event: &Path) -> Result<()> {
-    let text = std::fs::read_to_string(event).with_context(|| format!("cannot read {}", event.display()))?;
-    let payload: Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", event.display()))?;
+    let text = std::fs::read_to_string(event)
+        .with_context(|| format!("cannot read {}", event.display()))?;
+    let payload: Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", event.display()))?;
     let event = LambdaEvent::new(payload, LambdaContext::default());
     let result = match function {
         "ingest" => serde_json::to_value(ingest::handler(deps, event).await?)?,
         "bronze-to-silver" => serde_json::to_value(bronze_to_silver::handler(deps, event).await?)?,
         "silver-to-gold" => serde_json::to_value(silver_to_gold::handler(deps, event).await?)?,
-        other => bail!("unknown function {other:?}; accepted: {}", FUNCTIONS.join(", ")),
+        other => bail!(
+            "unknown function {other:?}; accepted: {}",
+            FUNCTIONS.join(", ")
+        ),
     };
     println!("{}", serde_json::to_string_pretty(&result)?);
     Ok(())

@@ -9,15 +9,19 @@ mod status;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
+use bakehouse::adapters::iceberg::TableDef;
 use bakehouse::config::{Config, Overrides};
 use bakehouse::domain::dataset::Dataset;
-use bakehouse::adapters::iceberg::TableDef;
 use bakehouse::hops::ingest::{IngestSummary, ObjectInput, ingest_bytes, ingest_object};
 use bakehouse::hops::{Deps, to_gold, to_silver};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "bakehouse", version, about = "A serverless lakehouse for a bakery chain")]
+#[command(
+    name = "bakehouse",
+    version,
+    about = "A serverless lakehouse for a bakery chain"
+)]
 struct Cli {
     /// Warehouse: file:///absolute/path or s3://bucket/prefix [default: ./.bakehouse/warehouse]
     #[arg(long, global = true, env = "BAKEHOUSE_WAREHOUSE")]
@@ -74,7 +78,8 @@ enum Command {
 async fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("BAKEHOUSE_LOG").unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("BAKEHOUSE_LOG")
+                .unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -85,17 +90,25 @@ async fn main() {
 }
 
 async fn run(cli: Cli) -> Result<()> {
-    let overrides = Overrides { warehouse: cli.warehouse, catalog: cli.catalog };
+    let overrides = Overrides {
+        warehouse: cli.warehouse,
+        catalog: cli.catalog,
+    };
     if let Command::Demo { seed, home } = cli.command {
         return demo::run(seed, &home).await;
     }
     let config = Config::from_env(&overrides)?;
-    let deps = Deps::open(config).await.context("cannot open the lakehouse")?;
+    let deps = Deps::open(config)
+        .await
+        .context("cannot open the lakehouse")?;
     match cli.command {
         Command::Demo { .. } => unreachable!("handled above"),
         Command::Init => {
             let created = init(&deps).await?;
-            println!("Created {} tables; default reference snapshot loaded.", created.len());
+            println!(
+                "Created {} tables; default reference snapshot loaded.",
+                created.len()
+            );
         }
         Command::Ingest { dataset, files } => {
             let dataset = dataset.map(|d| d.parse::<Dataset>()).transpose()?;
@@ -119,7 +132,9 @@ async fn run(cli: Cli) -> Result<()> {
 pub async fn init(deps: &Deps) -> Result<Vec<String>> {
     let created = deps.lake.create_tables().await?;
     for dataset in Dataset::REFERENCE {
-        let Some(csv) = bakehouse::domain::reference::default_snapshot(dataset) else { continue };
+        let Some(csv) = bakehouse::domain::reference::default_snapshot(dataset) else {
+            continue;
+        };
         // Only into an empty table: a user's snapshot is never replaced by the default.
         let table = deps.lake.load(&TableDef::bronze(dataset)).await?;
         if table.metadata().current_snapshot().is_none() {
@@ -131,9 +146,17 @@ pub async fn init(deps: &Deps) -> Result<Vec<String>> {
 }
 
 /// Ingests one file through the file-ingest hop.
-pub async fn ingest_file(deps: &Deps, file: &str, dataset: Option<Dataset>) -> Result<IngestSummary> {
+pub async fn ingest_file(
+    deps: &Deps,
+    file: &str,
+    dataset: Option<Dataset>,
+) -> Result<IngestSummary> {
     let (location, key) = if file.starts_with("s3://") {
-        let key = file.trim_start_matches("s3://").split_once('/').map(|(_, k)| k.to_string()).unwrap_or_default();
+        let key = file
+            .trim_start_matches("s3://")
+            .split_once('/')
+            .map(|(_, k)| k.to_string())
+            .unwrap_or_default();
         (file.to_string(), key)
     } else {
         let path = std::path::Path::new(file.trim_start_matches("file://"));
@@ -143,17 +166,29 @@ pub async fn ingest_file(deps: &Deps, file: &str, dataset: Option<Dataset>) -> R
     if dataset.is_none() {
         let folder = key.rsplit('/').nth(1).unwrap_or_default();
         if folder.parse::<Dataset>().is_err() {
-            bail!("cannot tell the dataset of {file}: pass --dataset (accepted: {})", Dataset::accepted_names());
+            bail!(
+                "cannot tell the dataset of {file}: pass --dataset (accepted: {})",
+                Dataset::accepted_names()
+            );
         }
     }
-    Ok(ingest_object(deps, &ObjectInput { location, key, dataset }).await?)
+    Ok(ingest_object(
+        deps,
+        &ObjectInput {
+            location,
+            key,
+            dataset,
+        },
+    )
+    .await?)
 }
 
 /// Runs silver then gold until a pass commits nothing; returns the number of commits.
 pub async fn process(deps: &Deps) -> Result<usize> {
     let mut total = 0;
     loop {
-        let commits = to_silver::handle(deps, None).await?.len() + to_gold::handle(deps, None).await?.len();
+        let commits =
+            to_silver::handle(deps, None).await?.len() + to_gold::handle(deps, None).await?.len();
         total += commits;
         if commits == 0 {
             return Ok(total);
@@ -162,7 +197,11 @@ pub async fn process(deps: &Deps) -> Result<usize> {
 }
 
 fn describe(summary: &IngestSummary) -> String {
-    let committed: Vec<String> = summary.committed.iter().map(|(t, n)| format!("{n} → {t}")).collect();
+    let committed: Vec<String> = summary
+        .committed
+        .iter()
+        .map(|(t, n)| format!("{n} → {t}"))
+        .collect();
     let mut text = format!("{} records", summary.records);
     if !committed.is_empty() {
         text.push_str(&format!("; {}", committed.join(", ")));

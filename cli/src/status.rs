@@ -8,12 +8,17 @@ use bakehouse::hops::{Deps, PROP_INGESTED_OBJECTS, PROP_KAFKA_OFFSETS, PROP_SOUR
 use iceberg::table::Table;
 
 fn summary_number(table: &Table, key: &str) -> u64 {
-    Lakehouse::snapshot_property(table, key).and_then(|v| v.parse().ok()).unwrap_or(0)
+    Lakehouse::snapshot_property(table, key)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Prints the status tables.
 pub async fn run(deps: &Deps) -> Result<()> {
-    println!("{:<36} {:>9} {:>10} {:>7} {:>12}", "table", "snapshots", "rows", "files", "bytes");
+    println!(
+        "{:<36} {:>9} {:>10} {:>7} {:>12}",
+        "table", "snapshots", "rows", "files", "bytes"
+    );
     for def in ALL_TABLES {
         let table = deps.lake.load(&def).await?;
         println!(
@@ -26,11 +31,23 @@ pub async fn run(deps: &Deps) -> Result<()> {
         );
     }
     println!();
-    println!("{:<40} {:<28} {:>10} {:>8} {:>7}", "hop", "source", "processed", "source", "behind");
+    println!(
+        "{:<40} {:<28} {:>10} {:>8} {:>7}",
+        "hop", "source", "processed", "source", "behind"
+    );
     let silver = [
-        (bakehouse::adapters::iceberg::tables::SILVER_SALES, bakehouse::adapters::iceberg::tables::BRONZE_SALES),
-        (bakehouse::adapters::iceberg::tables::SILVER_EQUIPMENT_METRICS, bakehouse::adapters::iceberg::tables::BRONZE_EQUIPMENT_METRICS),
-        (bakehouse::adapters::iceberg::tables::SILVER_INVENTORY, bakehouse::adapters::iceberg::tables::BRONZE_INVENTORY),
+        (
+            bakehouse::adapters::iceberg::tables::SILVER_SALES,
+            bakehouse::adapters::iceberg::tables::BRONZE_SALES,
+        ),
+        (
+            bakehouse::adapters::iceberg::tables::SILVER_EQUIPMENT_METRICS,
+            bakehouse::adapters::iceberg::tables::BRONZE_EQUIPMENT_METRICS,
+        ),
+        (
+            bakehouse::adapters::iceberg::tables::SILVER_INVENTORY,
+            bakehouse::adapters::iceberg::tables::BRONZE_INVENTORY,
+        ),
     ];
     for (target, source) in silver.iter().chain(FACTS.iter()) {
         hop_line(deps, target, source).await?;
@@ -38,9 +55,15 @@ pub async fn run(deps: &Deps) -> Result<()> {
     println!();
     for def in ALL_TABLES.iter().filter(|d| d.namespace == "bronze") {
         let table = deps.lake.load(def).await?;
-        let offsets = Lakehouse::snapshot_property(&table, PROP_KAFKA_OFFSETS).unwrap_or("{}").to_string();
-        let objects = Lakehouse::snapshot_property(&table, PROP_INGESTED_OBJECTS).map_or(0, |v| v.split(',').filter(|d| !d.is_empty()).count());
-        println!("{:<36} objects ingested: {objects:<5} kafka offsets: {offsets}", def.qualified());
+        let offsets = Lakehouse::snapshot_property(&table, PROP_KAFKA_OFFSETS)
+            .unwrap_or("{}")
+            .to_string();
+        let objects = Lakehouse::snapshot_property(&table, PROP_INGESTED_OBJECTS)
+            .map_or(0, |v| v.split(',').filter(|d| !d.is_empty()).count());
+        println!(
+            "{:<36} objects ingested: {objects:<5} kafka offsets: {offsets}",
+            def.qualified()
+        );
     }
     Ok(())
 }
@@ -48,9 +71,18 @@ pub async fn run(deps: &Deps) -> Result<()> {
 async fn hop_line(deps: &Deps, target: &TableDef, source: &TableDef) -> Result<()> {
     let target_table = deps.lake.load(target).await?;
     let source_table = deps.lake.load(source).await?;
-    let processed: i64 = Lakehouse::snapshot_property(&target_table, PROP_SOURCE_SEQUENCE).and_then(|v| v.parse().ok()).unwrap_or(0);
-    let head = source_table.metadata().current_snapshot().map_or(0, |s| s.sequence_number());
-    let behind = source_table.metadata().snapshots().filter(|s| s.sequence_number() > processed).count();
+    let processed: i64 = Lakehouse::snapshot_property(&target_table, PROP_SOURCE_SEQUENCE)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let head = source_table
+        .metadata()
+        .current_snapshot()
+        .map_or(0, |s| s.sequence_number());
+    let behind = source_table
+        .metadata()
+        .snapshots()
+        .filter(|s| s.sequence_number() > processed)
+        .count();
     println!(
         "{:<40} {:<28} {:>10} {:>8} {:>7}",
         format!("{} → {}", source.qualified(), target.qualified()),

@@ -40,14 +40,19 @@ pub enum CatalogUri {
 }
 
 impl CatalogUri {
-    const ACCEPTED: &'static str = "sqlite:///path/to/catalog.db or postgres://user:password@host:port/database";
+    const ACCEPTED: &'static str =
+        "sqlite:///path/to/catalog.db or postgres://user:password@host:port/database";
 
     /// Parses `sqlite:///…` or `postgres://…` (`postgresql://` too).
     ///
     /// # Errors
     /// [`ConfigError::Invalid`] naming the accepted forms.
     pub fn parse(value: &str) -> Result<Self, ConfigError> {
-        let invalid = || ConfigError::Invalid { name: ENV_CATALOG, value: value.to_string(), accepted: Self::ACCEPTED };
+        let invalid = || ConfigError::Invalid {
+            name: ENV_CATALOG,
+            value: value.to_string(),
+            accepted: Self::ACCEPTED,
+        };
         if let Some(path) = value.strip_prefix("sqlite://") {
             let path = path.split('?').next().unwrap_or_default();
             if path.is_empty() {
@@ -104,7 +109,10 @@ impl Config {
     ///
     /// # Errors
     /// [`ConfigError::Invalid`] for a value that is not accepted.
-    pub fn from_lookup(overrides: &Overrides, lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    pub fn from_lookup(
+        overrides: &Overrides,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
         let home = absolute(Path::new(DEFAULT_HOME));
         let warehouse = overrides
@@ -119,27 +127,42 @@ impl Config {
         };
         let min_quality_score = match get(ENV_MIN_QUALITY_SCORE) {
             None => DEFAULT_MIN_QUALITY_SCORE,
-            Some(v) => v.trim().parse().ok().filter(|s| (0..=100).contains(s)).ok_or(ConfigError::Invalid {
-                name: ENV_MIN_QUALITY_SCORE,
-                value: v,
-                accepted: "an integer from 0 to 100",
-            })?,
+            Some(v) => v
+                .trim()
+                .parse()
+                .ok()
+                .filter(|s| (0..=100).contains(s))
+                .ok_or(ConfigError::Invalid {
+                    name: ENV_MIN_QUALITY_SCORE,
+                    value: v,
+                    accepted: "an integer from 0 to 100",
+                })?,
         };
         let lateness_hours = match get(ENV_ALLOWED_LATENESS_HOURS) {
             None => DEFAULT_ALLOWED_LATENESS_HOURS,
-            Some(v) => v.trim().parse().ok().filter(|h: &i64| (0..=24 * 365).contains(h)).ok_or(ConfigError::Invalid {
-                name: ENV_ALLOWED_LATENESS_HOURS,
-                value: v,
-                accepted: "a whole number of hours from 0 to 8760",
-            })?,
+            Some(v) => v
+                .trim()
+                .parse()
+                .ok()
+                .filter(|h: &i64| (0..=24 * 365).contains(h))
+                .ok_or(ConfigError::Invalid {
+                    name: ENV_ALLOWED_LATENESS_HOURS,
+                    value: v,
+                    accepted: "a whole number of hours from 0 to 8760",
+                })?,
         };
         let commit_attempts = match get(ENV_COMMIT_ATTEMPTS) {
             None => DEFAULT_COMMIT_ATTEMPTS,
-            Some(v) => v.trim().parse().ok().filter(|n| *n >= 1).ok_or(ConfigError::Invalid {
-                name: ENV_COMMIT_ATTEMPTS,
-                value: v,
-                accepted: "a whole number ≥ 1",
-            })?,
+            Some(v) => v
+                .trim()
+                .parse()
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or(ConfigError::Invalid {
+                    name: ENV_COMMIT_ATTEMPTS,
+                    value: v,
+                    accepted: "a whole number ≥ 1",
+                })?,
         };
         let mut storage = HashMap::new();
         let mut path_style_default = false;
@@ -153,7 +176,11 @@ impl Config {
             Some("true" | "1") => true,
             Some("false" | "0") => false,
             Some(other) => {
-                return Err(ConfigError::Invalid { name: ENV_S3_PATH_STYLE, value: other.to_string(), accepted: "true or false" });
+                return Err(ConfigError::Invalid {
+                    name: ENV_S3_PATH_STYLE,
+                    value: other.to_string(),
+                    accepted: "true or false",
+                });
             }
         };
         storage.insert("s3.path-style-access".to_string(), path_style.to_string());
@@ -171,7 +198,9 @@ impl Config {
             warehouse,
             catalog,
             storage,
-            silver: SilverPolicy { allowed_lateness_micros: lateness_hours * MICROS_PER_HOUR },
+            silver: SilverPolicy {
+                allowed_lateness_micros: lateness_hours * MICROS_PER_HOUR,
+            },
             gold: GoldPolicy { min_quality_score },
             commit_attempts,
         })
@@ -204,7 +233,9 @@ fn absolute(path: &Path) -> PathBuf {
     if path.is_absolute() {
         path.to_path_buf()
     } else {
-        std::env::current_dir().map(|d| d.join(path)).unwrap_or_else(|_| path.to_path_buf())
+        std::env::current_dir()
+            .map(|d| d.join(path))
+            .unwrap_or_else(|_| path.to_path_buf())
     }
 }
 
@@ -213,30 +244,54 @@ mod tests {
     use super::*;
 
     fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |name| map.get(name).cloned()
     }
 
     #[test]
     fn defaults_are_embedded_under_dot_bakehouse() {
         let config = Config::from_lookup(&Overrides::default(), lookup(&[])).unwrap();
-        assert!(config.warehouse.starts_with("file:///") && config.warehouse.ends_with(".bakehouse/warehouse"));
-        assert!(matches!(config.catalog, CatalogUri::Sqlite(ref p) if p.ends_with(".bakehouse/catalog.db")));
+        assert!(
+            config.warehouse.starts_with("file:///")
+                && config.warehouse.ends_with(".bakehouse/warehouse")
+        );
+        assert!(
+            matches!(config.catalog, CatalogUri::Sqlite(ref p) if p.ends_with(".bakehouse/catalog.db"))
+        );
         assert_eq!(config.gold.min_quality_score, 50);
         assert_eq!(config.silver.allowed_lateness_micros, 48 * MICROS_PER_HOUR);
     }
 
     #[test]
     fn flags_win_over_environment() {
-        let overrides = Overrides { warehouse: Some("s3://lake/wh".into()), catalog: None };
-        let config = Config::from_lookup(&overrides, lookup(&[
-            (ENV_WAREHOUSE, "file:///tmp/x"),
-            (ENV_CATALOG, "postgres://u:p@127.0.0.1:5432/db"),
-            (ENV_AWS_ENDPOINT_URL, "http://127.0.0.1:3900"),
-        ])).unwrap();
+        let overrides = Overrides {
+            warehouse: Some("s3://lake/wh".into()),
+            catalog: None,
+        };
+        let config = Config::from_lookup(
+            &overrides,
+            lookup(&[
+                (ENV_WAREHOUSE, "file:///tmp/x"),
+                (ENV_CATALOG, "postgres://u:p@127.0.0.1:5432/db"),
+                (ENV_AWS_ENDPOINT_URL, "http://127.0.0.1:3900"),
+            ]),
+        )
+        .unwrap();
         assert_eq!(config.warehouse, "s3://lake/wh");
-        assert_eq!(config.catalog, CatalogUri::Postgres("postgres://u:p@127.0.0.1:5432/db".into()));
-        assert_eq!(config.storage.get("s3.path-style-access").map(String::as_str), Some("true"));
+        assert_eq!(
+            config.catalog,
+            CatalogUri::Postgres("postgres://u:p@127.0.0.1:5432/db".into())
+        );
+        assert_eq!(
+            config
+                .storage
+                .get("s3.path-style-access")
+                .map(String::as_str),
+            Some("true")
+        );
     }
 
     #[test]
@@ -248,8 +303,13 @@ mod tests {
             (ENV_ALLOWED_LATENESS_HOURS, "-1", "hours"),
             (ENV_S3_PATH_STYLE, "maybe", "true or false"),
         ] {
-            let err = Config::from_lookup(&Overrides::default(), lookup(&[(name, value)])).unwrap_err().to_string();
-            assert!(err.contains(name) && err.contains(value) && err.contains(accepted), "{err}");
+            let err = Config::from_lookup(&Overrides::default(), lookup(&[(name, value)]))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(name) && err.contains(value) && err.contains(accepted),
+                "{err}"
+            );
         }
     }
 }

@@ -7,7 +7,11 @@ use crate::domain::dataset::UnknownDataset;
 pub enum ConfigError {
     /// A setting has a value outside the accepted ones.
     #[error("invalid {name} {value:?}: expected {accepted}")]
-    Invalid { name: &'static str, value: String, accepted: &'static str },
+    Invalid {
+        name: &'static str,
+        value: String,
+        accepted: &'static str,
+    },
 }
 
 /// A failure of the catalog, the object store or the table files.
@@ -15,7 +19,11 @@ pub enum ConfigError {
 pub enum StorageError {
     /// The Iceberg library reported an error.
     #[error("{context}: {source}")]
-    Iceberg { context: String, #[source] source: Box<iceberg::Error> },
+    Iceberg {
+        context: String,
+        #[source]
+        source: Box<iceberg::Error>,
+    },
     /// The catalog database reported an error (the outcome of a commit may be unknown).
     #[error("catalog database: {0}")]
     Catalog(#[from] sqlx::Error),
@@ -34,7 +42,10 @@ impl StorageError {
     /// Wraps an Iceberg error with what was being done.
     pub fn iceberg(context: impl Into<String>) -> impl FnOnce(iceberg::Error) -> StorageError {
         let context = context.into();
-        move |source| StorageError::Iceberg { context, source: Box::new(source) }
+        move |source| StorageError::Iceberg {
+            context,
+            source: Box::new(source),
+        }
     }
 
     /// Wraps a conversion error with what was being done.
@@ -86,7 +97,11 @@ impl HandlerError {
 
 impl From<HandlerError> for lambda_runtime::Diagnostic {
     fn from(error: HandlerError) -> Self {
-        let error_type = if error.is_retryable() { "Retryable" } else { "Permanent" };
+        let error_type = if error.is_retryable() {
+            "Retryable"
+        } else {
+            "Permanent"
+        };
         lambda_runtime::Diagnostic {
             error_type: error_type.to_string(),
             error_message: error.to_string(),

@@ -67,8 +67,15 @@ impl GeneratedDay {
 const STORES: i64 = 5;
 const PRODUCTS: i64 = 10;
 const PRICES: [f64; 10] = [3.50, 7.25, 4.00, 4.25, 4.75, 3.25, 6.50, 2.25, 5.50, 2.95];
-const EQUIPMENT: [(i64, &str); 7] =
-    [(1, "oven"), (2, "proofer"), (3, "mixer"), (4, "oven"), (5, "refrigerator"), (6, "display_case"), (7, "oven")];
+const EQUIPMENT: [(i64, &str); 7] = [
+    (1, "oven"),
+    (2, "proofer"),
+    (3, "mixer"),
+    (4, "oven"),
+    (5, "refrigerator"),
+    (6, "display_case"),
+    (7, "oven"),
+];
 
 struct Generator {
     rng: StdRng,
@@ -77,7 +84,10 @@ struct Generator {
 
 /// Generates a day.
 pub fn generate_day(plan: &DayPlan) -> GeneratedDay {
-    let mut g = Generator { rng: StdRng::seed_from_u64(plan.seed), plan: plan.clone() };
+    let mut g = Generator {
+        rng: StdRng::seed_from_u64(plan.seed),
+        plan: plan.clone(),
+    };
     GeneratedDay {
         sales: (0..plan.sales).flat_map(|i| g.sale(i)).collect(),
         readings: (0..plan.readings).flat_map(|i| g.reading(i)).collect(),
@@ -94,12 +104,22 @@ impl Generator {
     fn event_time(&mut self) -> i64 {
         let end = self.plan.end_micros;
         if self.chance(self.plan.too_late) {
-            return end - self.rng.random_range(50 * MICROS_PER_HOUR..96 * MICROS_PER_HOUR);
+            return end
+                - self
+                    .rng
+                    .random_range(50 * MICROS_PER_HOUR..96 * MICROS_PER_HOUR);
         }
         if self.chance(self.plan.late) {
-            return end - self.rng.random_range(25 * MICROS_PER_HOUR..47 * MICROS_PER_HOUR);
+            return end
+                - self
+                    .rng
+                    .random_range(25 * MICROS_PER_HOUR..47 * MICROS_PER_HOUR);
         }
-        let hours_ago = if self.chance(0.4) { self.rng.random_range(14.0..20.0) } else { self.rng.random_range(0.05..24.0) };
+        let hours_ago = if self.chance(0.4) {
+            self.rng.random_range(14.0..20.0)
+        } else {
+            self.rng.random_range(0.05..24.0)
+        };
         end - (hours_ago * MICROS_PER_HOUR as f64) as i64
     }
 
@@ -134,7 +154,11 @@ impl Generator {
             return vec![broken.to_string()];
         }
         let line = record.to_string();
-        if self.chance(self.plan.duplicate) { vec![line.clone(), line] } else { vec![line] }
+        if self.chance(self.plan.duplicate) {
+            vec![line.clone(), line]
+        } else {
+            vec![line]
+        }
     }
 
     fn sale(&mut self, i: usize) -> Vec<String> {
@@ -183,7 +207,11 @@ impl Generator {
             _ => (4.0, 10.0),
         };
         let mut temperature = self.rng.random_range(lo..hi);
-        let mut power = if status == "running" { self.rng.random_range(2.0..12.0) } else { self.rng.random_range(0.0..1.0) };
+        let mut power = if status == "running" {
+            self.rng.random_range(2.0..12.0)
+        } else {
+            self.rng.random_range(0.0..1.0)
+        };
         let mut equipment = equipment_id;
         if self.chance(self.plan.rule_failing) {
             match self.rng.random_range(0..3) {
@@ -209,7 +237,9 @@ impl Generator {
         let beginning = self.rng.random_range(20..120);
         let restocked = self.rng.random_range(0..60);
         let mut sold = self.rng.random_range(0..(beginning + restocked));
-        let waste = self.rng.random_range(0..=((beginning + restocked - sold) / 4));
+        let waste = self
+            .rng
+            .random_range(0..=((beginning + restocked - sold) / 4));
         if self.chance(self.plan.rule_failing) {
             sold = beginning + restocked + 10;
         }

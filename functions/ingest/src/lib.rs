@@ -10,7 +10,10 @@ use serde_json::Value;
 ///
 /// # Errors
 /// An unsupported document, or a storage error (retryable).
-pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<ingest::IngestSummary, HandlerError> {
+pub async fn handler(
+    deps: &Deps,
+    event: LambdaEvent<Value>,
+) -> Result<ingest::IngestSummary, HandlerError> {
     let event = parse_ingest_event(event.payload).map_err(HandlerError::Event)?;
     ingest::handle(deps, event).await
 }

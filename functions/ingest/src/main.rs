@@ -10,5 +10,8 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env(&Overrides::default())?;
     let deps = Deps::open(config).await?;
     let deps = &deps;
-    lambda_runtime::run(service_fn(move |event| async move { ingest::handler(deps, event).await })).await
+    lambda_runtime::run(service_fn(move |event| async move {
+        ingest::handler(deps, event).await
+    }))
+    .await
 }

@@ -11,7 +11,10 @@ use serde_json::Value;
 ///
 /// # Errors
 /// An unsupported document, a storage error (retryable), or an overflowing aggregate.
-pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<Vec<CommitOutcome>, HandlerError> {
+pub async fn handler(
+    deps: &Deps,
+    event: LambdaEvent<Value>,
+) -> Result<Vec<CommitOutcome>, HandlerError> {
     let event = parse_s3_event(event.payload).map_err(HandlerError::Event)?;
     to_gold::handle(deps, event.as_ref()).await
 }

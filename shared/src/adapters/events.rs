@@ -28,12 +28,19 @@ pub fn parse_ingest_event(value: Value) -> Result<IngestEvent, String> {
         return Ok(IngestEvent::S3Test);
     }
     if value.get("Records").is_some() {
-        return serde_json::from_value(value).map(IngestEvent::S3).map_err(|e| format!("invalid S3 event: {e}"));
+        return serde_json::from_value(value)
+            .map(IngestEvent::S3)
+            .map_err(|e| format!("invalid S3 event: {e}"));
     }
     if value.get("records").is_some() {
-        return serde_json::from_value(value).map(IngestEvent::Kafka).map_err(|e| format!("invalid Kafka event: {e}"));
+        return serde_json::from_value(value)
+            .map(IngestEvent::Kafka)
+            .map_err(|e| format!("invalid Kafka event: {e}"));
     }
-    Err("expected a Kafka event (\"records\"), an S3 event (\"Records\") or s3:TestEvent".to_string())
+    Err(
+        "expected a Kafka event (\"records\"), an S3 event (\"Records\") or s3:TestEvent"
+            .to_string(),
+    )
 }
 
 /// Parses an S3 notification (for the hops woken by table commits).
@@ -44,7 +51,9 @@ pub fn parse_s3_event(value: Value) -> Result<Option<S3Event>, String> {
     if value.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") {
         return Ok(None);
     }
-    serde_json::from_value(value).map(Some).map_err(|e| format!("invalid S3 event: {e}"))
+    serde_json::from_value(value)
+        .map(Some)
+        .map_err(|e| format!("invalid S3 event: {e}"))
 }
 
 /// One record of a Kafka batch.
@@ -63,16 +72,27 @@ pub fn kafka_messages(event: &KafkaEvent) -> Vec<KafkaMessage> {
     for (key, records) in &event.records {
         for r in records {
             let topic = r.topic.clone().unwrap_or_else(|| {
-                key.rsplit_once('-').map_or(key.as_str(), |(topic, _)| topic).to_string()
+                key.rsplit_once('-')
+                    .map_or(key.as_str(), |(topic, _)| topic)
+                    .to_string()
             });
             let source_ref = format!("{topic}/{}/{}", r.partition, r.offset);
             let (bytes, decoded) = match r.value.as_deref() {
-                None => (Vec::new(), Decoded::Rejected(Rejection::new(RejectCode::BadEncoding, "record has no value"))),
+                None => (
+                    Vec::new(),
+                    Decoded::Rejected(Rejection::new(
+                        RejectCode::BadEncoding,
+                        "record has no value",
+                    )),
+                ),
                 Some(b64) => match base64::engine::general_purpose::STANDARD.decode(b64.trim()) {
                     Ok(bytes) => (bytes, Decoded::Json),
                     Err(e) => (
                         b64.as_bytes().to_vec(),
-                        Decoded::Rejected(Rejection::new(RejectCode::BadEncoding, format!("value is not base64: {e}"))),
+                        Decoded::Rejected(Rejection::new(
+                            RejectCode::BadEncoding,
+                            format!("value is not base64: {e}"),
+                        )),
                     ),
                 },
             };
@@ -80,7 +100,11 @@ pub fn kafka_messages(event: &KafkaEvent) -> Vec<KafkaMessage> {
                 topic,
                 partition: r.partition,
                 offset: r.offset,
-                record: RawRecord { source_ref, bytes, decoded },
+                record: RawRecord {
+                    source_ref,
+                    bytes,
+                    decoded,
+                },
             });
         }
     }
@@ -114,14 +138,19 @@ pub fn s3_objects(event: &S3Event) -> Vec<ObjectRef> {
                 (_, Some(raw)) => decode_key(raw),
                 _ => return None,
             };
-            Some(ObjectRef { bucket: r.s3.bucket.name.clone().unwrap_or_default(), key })
+            Some(ObjectRef {
+                bucket: r.s3.bucket.name.clone().unwrap_or_default(),
+                key,
+            })
         })
         .collect()
 }
 
 /// URL-decodes an S3 event key (`+` is a space).
 pub fn decode_key(raw: &str) -> String {
-    percent_decode_str(&raw.replace('+', " ")).decode_utf8_lossy().into_owned()
+    percent_decode_str(&raw.replace('+', " "))
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// The `namespace.table` names whose metadata files an S3 notification announces

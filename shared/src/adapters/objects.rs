@@ -9,11 +9,23 @@ use crate::error::StorageError;
 /// # Errors
 /// [`StorageError::Object`] naming the object.
 pub async fn read_object(lake: &Lakehouse, location: &str) -> Result<Vec<u8>, StorageError> {
-    let failed = |message: String| StorageError::Object { path: location.to_string(), message };
+    let failed = |message: String| StorageError::Object {
+        path: location.to_string(),
+        message,
+    };
     if location.starts_with("s3://") || location.starts_with("file://") {
-        let input = lake.file_io().new_input(location).map_err(|e| failed(e.to_string()))?;
-        Ok(input.read().await.map_err(|e| failed(e.to_string()))?.to_vec())
+        let input = lake
+            .file_io()
+            .new_input(location)
+            .map_err(|e| failed(e.to_string()))?;
+        Ok(input
+            .read()
+            .await
+            .map_err(|e| failed(e.to_string()))?
+            .to_vec())
     } else {
-        tokio::fs::read(location).await.map_err(|e| failed(e.to_string()))
+        tokio::fs::read(location)
+            .await
+            .map_err(|e| failed(e.to_string()))
     }
 }

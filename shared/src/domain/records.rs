@@ -285,4 +285,13 @@ macro_rules! ingested {
         }
     )*};
 }
-ingested!(BronzeSale, BronzeReading, BronzeInventory, BronzeStore, BronzeProduct, BronzeCustomer, BronzeEquipment, QuarantineRow);
+ingested!(
+    BronzeSale,
+    BronzeReading,
+    BronzeInventory,
+    BronzeStore,
+    BronzeProduct,
+    BronzeCustomer,
+    BronzeEquipment,
+    QuarantineRow
+);

@@ -28,13 +28,22 @@ pub struct ReferenceIndex {
 
 impl ReferenceIndex {
     /// Builds the index from the rows of the latest snapshots.
-    pub fn new(stores: &[BronzeStore], products: &[BronzeProduct], equipment: &[BronzeEquipment]) -> Self {
+    pub fn new(
+        stores: &[BronzeStore],
+        products: &[BronzeProduct],
+        equipment: &[BronzeEquipment],
+    ) -> Self {
         ReferenceIndex {
             stores: stores.iter().map(|s| s.store_id).collect(),
             products: products.iter().map(|p| p.product_id).collect(),
             equipment: equipment
                 .iter()
-                .map(|e| (e.equipment_id, e.equipment_type.as_ref().map(|t| t.trim().to_lowercase())))
+                .map(|e| {
+                    (
+                        e.equipment_id,
+                        e.equipment_type.as_ref().map(|t| t.trim().to_lowercase()),
+                    )
+                })
                 .collect(),
         }
     }

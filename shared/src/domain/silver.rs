@@ -20,14 +20,19 @@ pub struct SilverPolicy {
 
 impl Default for SilverPolicy {
     fn default() -> Self {
-        SilverPolicy { allowed_lateness_micros: DEFAULT_ALLOWED_LATENESS_MICROS }
+        SilverPolicy {
+            allowed_lateness_micros: DEFAULT_ALLOWED_LATENESS_MICROS,
+        }
     }
 }
 
 impl SilverPolicy {
     fn lateness(&self, event_time: i64, ingestion_time: i64) -> (f64, bool) {
         let micros = ingestion_time.saturating_sub(event_time);
-        (micros as f64 / MICROS_PER_SECOND as f64, micros > self.allowed_lateness_micros)
+        (
+            micros as f64 / MICROS_PER_SECOND as f64,
+            micros > self.allowed_lateness_micros,
+        )
     }
 }
 
@@ -44,7 +49,11 @@ pub fn time_of_day(event_time: i64) -> &'static str {
 /// `waste / (beginning + restocked)`, 0 when the denominator is 0.
 pub fn waste_ratio(update: &BronzeInventory) -> f64 {
     let available = i64::from(update.beginning_stock) + i64::from(update.restocked_quantity);
-    if available == 0 { 0.0 } else { f64::from(update.waste_quantity) / available as f64 }
+    if available == 0 {
+        0.0
+    } else {
+        f64::from(update.waste_quantity) / available as f64
+    }
 }
 
 /// Keeps the first row for each natural id, in input order, dropping ids already in `seen`
@@ -54,17 +63,26 @@ pub fn dedupe_first<T>(
     id: impl Fn(&T) -> &str,
     seen: &mut HashSet<String>,
 ) -> Vec<T> {
-    rows.into_iter().filter(|row| seen.insert(id(row).to_string())).collect()
+    rows.into_iter()
+        .filter(|row| seen.insert(id(row).to_string()))
+        .collect()
 }
 
 /// A sales line item in silver.
-pub fn sale_to_silver(b: BronzeSale, reference: &ReferenceIndex, policy: &SilverPolicy) -> SilverSale {
+pub fn sale_to_silver(
+    b: BronzeSale,
+    reference: &ReferenceIndex,
+    policy: &SilverPolicy,
+) -> SilverSale {
     let assessment = assess_sale(&b, reference);
     let (lateness_seconds, too_late) = policy.lateness(b.event_time, b.ingestion_time);
     SilverSale {
         business_date: date_of(b.event_time),
         // Validation bounds quantity × unit_price, so this cannot overflow.
-        revenue: b.unit_price.times(i64::from(b.quantity)).unwrap_or_default(),
+        revenue: b
+            .unit_price
+            .times(i64::from(b.quantity))
+            .unwrap_or_default(),
         time_of_day: time_of_day(b.event_time).to_string(),
         lateness_seconds,
         too_late,
@@ -85,7 +103,11 @@ pub fn sale_to_silver(b: BronzeSale, reference: &ReferenceIndex, policy: &Silver
 }
 
 /// A sensor reading in silver.
-pub fn reading_to_silver(b: BronzeReading, reference: &ReferenceIndex, policy: &SilverPolicy) -> SilverReading {
+pub fn reading_to_silver(
+    b: BronzeReading,
+    reference: &ReferenceIndex,
+    policy: &SilverPolicy,
+) -> SilverReading {
     let assessment = assess_reading(&b, reference);
     let (lateness_seconds, too_late) = policy.lateness(b.event_time, b.ingestion_time);
     SilverReading {
@@ -108,7 +130,11 @@ pub fn reading_to_silver(b: BronzeReading, reference: &ReferenceIndex, policy: &
 }
 
 /// A stock count in silver.
-pub fn inventory_to_silver(b: BronzeInventory, reference: &ReferenceIndex, policy: &SilverPolicy) -> SilverInventory {
+pub fn inventory_to_silver(
+    b: BronzeInventory,
+    reference: &ReferenceIndex,
+    policy: &SilverPolicy,
+) -> SilverInventory {
     let assessment = assess_inventory(&b, reference);
     let (lateness_seconds, too_late) = policy.lateness(b.event_time, b.ingestion_time);
     SilverInventory {
@@ -130,5 +156,75 @@ pub fn inventory_to_silver(b: BronzeInventory, reference: &ReferenceIndex, polic
         reported_by: b.reported_by,
         ingestion_time: b.ingestion_time,
         source_ref: b.source_ref,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::money::Money;
+    use crate::domain::time::{MICROS_PER_DAY, parse_timestamp};
+
+    fn sale(id: &str, event_time: i64, ingestion_time: i64) -> BronzeSale {
+        BronzeSale {
+            event_id: id.into(), transaction_id: None, event_time, store_id: 1, product_id: 1, customer_id: None,
+            quantity: 3, unit_price: Money(435), promotion_id: None, payload: String::new(), source: "file".into(),
+            source_ref: String::new(), ingestion_time,
+        }
+    }
+
+    #[test]
+    fn lateness_boundary_is_inclusive_at_48_hours() {
+        let policy = SilverPolicy::default();
+        let reference = ReferenceIndex { stores: [1].into(), products: [1].into(), ..Default::default() };
+        let at = |late: i64| sale_to_silver(sale("e", 0, late), &reference, &policy);
+        assert!(!at(DEFAULT_ALLOWED_LATENESS_MICROS).too_late);
+        assert!(at(DEFAULT_ALLOWED_LATENESS_MICROS + 1).too_late);
+        assert_eq!(at(90 * MICROS_PER_SECOND).lateness_seconds, 90.0);
+        assert_eq!(at(-MICROS_PER_SECOND / 2).lateness_seconds, -0.5);
+        let strict = SilverPolicy { allowed_lateness_micros: MICROS_PER_HOUR };
+        assert!(sale_to_silver(sale("e", 0, MICROS_PER_HOUR + 1), &reference, &strict).too_late);
+    }
+
+    #[test]
+    fn sales_derive_revenue_date_and_time_of_day() {
+        let reference = ReferenceIndex::default();
+        let t = parse_timestamp("2026-03-01T23:30:00-02:00").unwrap(); // 01:30 UTC on March 2nd
+        let s = sale_to_silver(sale("e", t, t), &reference, &SilverPolicy::default());
+        assert_eq!(s.revenue, Money(1305));
+        assert_eq!(s.business_date, date_of(t));
+        assert_eq!(crate::domain::time::date_from_days(s.business_date).to_string(), "2026-03-02");
+        assert_eq!(s.time_of_day, "evening");
+        assert_eq!((s.quality_score, s.failed_rules.as_str()), (60, "store_unknown,product_unknown"));
+    }
+
+    #[test]
+    fn time_of_day_boundaries() {
+        let at = |h: i64| time_of_day(3 * MICROS_PER_DAY + h * MICROS_PER_HOUR);
+        let got: Vec<_> = [5, 6, 10, 11, 14, 15, 17, 18, 23, 0].map(at).to_vec();
+        assert_eq!(got, ["evening", "morning", "morning", "lunch", "lunch", "afternoon", "afternoon", "evening", "evening", "evening"]);
+    }
+
+    #[test]
+    fn inventory_derivations_and_zero_denominator() {
+        let b = BronzeInventory {
+            update_id: "u".into(), event_time: 0, store_id: 1, product_id: 1, beginning_stock: 30, restocked_quantity: 10,
+            sold_quantity: 25, waste_quantity: 4, reported_by: None, payload: String::new(), source: String::new(),
+            source_ref: String::new(), ingestion_time: 0,
+        };
+        let s = inventory_to_silver(b.clone(), &ReferenceIndex::default(), &SilverPolicy::default());
+        assert_eq!((s.closing_stock, s.waste_ratio), (11, 0.1));
+        let empty = BronzeInventory { beginning_stock: 0, restocked_quantity: 0, waste_quantity: 3, ..b };
+        assert_eq!(waste_ratio(&empty), 0.0);
+    }
+
+    #[test]
+    fn dedupe_keeps_the_first_and_respects_ids_already_in_silver() {
+        let mut seen: HashSet<String> = ["old".to_string()].into();
+        let rows = vec![("a", 1), ("old", 2), ("b", 3), ("a", 4)];
+        let kept = dedupe_first(rows, |r| r.0, &mut seen);
+        assert_eq!(kept, vec![("a", 1), ("b", 3)]);
+        let again = dedupe_first(vec![("b", 5), ("c", 6)], |r| r.0, &mut seen);
+        assert_eq!(again, vec![("c", 6)]);
     }
 }

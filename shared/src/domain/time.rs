@@ -58,7 +58,10 @@ mod tests {
     fn timestamps_need_an_offset() {
         assert_eq!(parse_timestamp("1970-01-01T00:00:01Z"), Some(1_000_000));
         assert_eq!(parse_timestamp("1970-01-01T02:00:00+02:00"), Some(0));
-        assert_eq!(parse_timestamp("2026-03-01T10:00:00.5Z"), Some(1772359200500000));
+        assert_eq!(
+            parse_timestamp("2026-03-01T10:00:00.5Z"),
+            Some(1772359200500000)
+        );
         assert_eq!(parse_timestamp("2026-03-01T10:00:00"), None);
         assert_eq!(parse_timestamp("2026-02-30T10:00:00Z"), None);
         assert_eq!(parse_timestamp("yesterday"), None);
@@ -69,7 +72,9 @@ mod tests {
         assert_eq!(date_of(0), 0);
         assert_eq!(date_of(-1), -1);
         assert_eq!(hour_of(MICROS_PER_DAY + 5 * MICROS_PER_HOUR + 1), 5);
-        assert_eq!(date_from_days(days_from_date(NaiveDate::from_ymd_opt(2026, 3, 1).unwrap())),
-                   NaiveDate::from_ymd_opt(2026, 3, 1).unwrap());
+        assert_eq!(
+            date_from_days(days_from_date(NaiveDate::from_ymd_opt(2026, 3, 1).unwrap())),
+            NaiveDate::from_ymd_opt(2026, 3, 1).unwrap()
+        );
     }
 }

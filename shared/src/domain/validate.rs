@@ -15,8 +15,14 @@ pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
 /// Largest line revenue accepted, in cents: keeps `decimal(14,2)` daily sums far from overflow.
 pub const MAX_LINE_REVENUE_CENTS: i64 = 1_000_000_000_000 - 1;
 /// Statuses accepted for `operational_status`.
-pub const OPERATIONAL_STATUSES: [&str; 6] =
-    ["running", "idle", "starting", "stopping", "maintenance", "error"];
+pub const OPERATIONAL_STATUSES: [&str; 6] = [
+    "running",
+    "idle",
+    "starting",
+    "stopping",
+    "maintenance",
+    "error",
+];
 /// Default `interval_seconds` of a reading (SPEC §2).
 pub const DEFAULT_INTERVAL_SECONDS: i32 = 30;
 
@@ -103,7 +109,10 @@ pub struct Rejection {
 impl Rejection {
     /// A rejection with a message.
     pub fn new(code: RejectCode, message: impl Into<String>) -> Self {
-        Rejection { code, message: message.into() }
+        Rejection {
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -153,7 +162,10 @@ pub fn validate(
     if record.bytes.len() > MAX_RECORD_BYTES {
         return Err(Rejection::new(
             RejectCode::TooLarge,
-            format!("record is {} bytes; the limit is {MAX_RECORD_BYTES}", record.bytes.len()),
+            format!(
+                "record is {} bytes; the limit is {MAX_RECORD_BYTES}",
+                record.bytes.len()
+            ),
         ));
     }
     let (object, payload) = match &record.decoded {
@@ -227,7 +239,9 @@ pub fn validate(
             }
             let power_kw = o.number("power_kw")?;
             let temperature_c = o.opt_number("temperature_c")?;
-            let interval_seconds = o.opt_int("interval_seconds")?.unwrap_or(DEFAULT_INTERVAL_SECONDS);
+            let interval_seconds = o
+                .opt_int("interval_seconds")?
+                .unwrap_or(DEFAULT_INTERVAL_SECONDS);
             if interval_seconds <= 0 {
                 return Err(Rejection::new(
                     RejectCode::InvalidValue,
@@ -327,7 +341,10 @@ pub fn quarantine_row(
 ) -> QuarantineRow {
     let (raw, raw_encoding) = match std::str::from_utf8(&record.bytes) {
         Ok(text) => (text.to_string(), "text"),
-        Err(_) => (base64::engine::general_purpose::STANDARD.encode(&record.bytes), "base64"),
+        Err(_) => (
+            base64::engine::general_purpose::STANDARD.encode(&record.bytes),
+            "base64",
+        ),
     };
     QuarantineRow {
         dataset: dataset.to_string(),
@@ -351,9 +368,19 @@ enum FieldKind {
 
 fn field_kind(dataset: Dataset, field: &str) -> FieldKind {
     const NUMERIC: [&str; 13] = [
-        "store_id", "product_id", "quantity", "unit_price", "equipment_id", "power_kw",
-        "temperature_c", "interval_seconds", "beginning_stock", "restocked_quantity",
-        "sold_quantity", "waste_quantity", "list_price",
+        "store_id",
+        "product_id",
+        "quantity",
+        "unit_price",
+        "equipment_id",
+        "power_kw",
+        "temperature_c",
+        "interval_seconds",
+        "beginning_stock",
+        "restocked_quantity",
+        "sold_quantity",
+        "waste_quantity",
+        "list_price",
     ];
     match field {
         "readings" if dataset == Dataset::EquipmentMetrics => FieldKind::Object,
@@ -387,7 +414,10 @@ pub fn decode_csv(bytes: &[u8], key: &str, dataset: Dataset) -> Vec<RawRecord> {
         .flexible(true)
         .from_reader(bytes);
     let header: Vec<String> = match reader.byte_headers() {
-        Ok(h) => h.iter().map(|f| String::from_utf8_lossy(f).trim().to_string()).collect(),
+        Ok(h) => h
+            .iter()
+            .map(|f| String::from_utf8_lossy(f).trim().to_string())
+            .collect(),
         Err(e) => {
             return vec![RawRecord {
                 source_ref: format!("{key}:1"),
@@ -400,40 +430,62 @@ pub fn decode_csv(bytes: &[u8], key: &str, dataset: Dataset) -> Vec<RawRecord> {
     let mut rows = Vec::new();
     let mut record = csv::ByteRecord::new();
     loop {
-        let position = reader.position().clone();
+        let before = reader.position().clone();
         match reader.read_byte_record(&mut record) {
             Ok(false) => break,
             Ok(true) => {
-                starts.push((position.byte() as usize, position.line()));
+                let position = record.position().unwrap_or(&before);
+                starts.push(position.byte() as usize);
                 rows.push(Ok(record.clone()));
             }
             Err(e) => {
-                starts.push((position.byte() as usize, position.line()));
+                let position = e.position().unwrap_or(&before);
+                starts.push(position.byte() as usize);
                 rows.push(Err(e.to_string()));
                 // The reader cannot resume reliably after a fatal error (e.g. I/O); stop here.
-                if !matches!(e.kind(), csv::ErrorKind::Utf8 { .. } | csv::ErrorKind::UnequalLengths { .. }) {
+                if !matches!(
+                    e.kind(),
+                    csv::ErrorKind::Utf8 { .. } | csv::ErrorKind::UnequalLengths { .. }
+                ) {
                     break;
                 }
             }
         }
     }
     let mut out = Vec::with_capacity(rows.len());
+    let (mut counted, mut newlines) = (0, 0);
     for (i, row) in rows.into_iter().enumerate() {
-        let (start, line) = starts[i];
-        let end = starts.get(i + 1).map_or(bytes.len(), |(s, _)| *s).min(bytes.len());
-        let raw = trim_line_end(&bytes[start.min(end)..end]).to_vec();
+        let start = starts[i];
+        let end = starts
+            .get(i + 1)
+            .map_or(bytes.len(), |s| *s)
+            .min(bytes.len());
+        // The reader's position is the previous record's line end: skip it (and blank lines).
+        let start = (start.min(end)..end).find(|&j| !matches!(bytes[j], b'\r' | b'\n')).unwrap_or(end);
+        newlines += bytes[counted..start].iter().filter(|b| **b == b'\n').count();
+        counted = start;
+        let line = newlines + 1;
+        let raw = trim_line_end(&bytes[start..end]).to_vec();
         let decoded = match row {
             Err(message) => Decoded::Rejected(Rejection::new(RejectCode::BadCsvRow, message)),
             Ok(fields) if fields.len() != header.len() => Decoded::Rejected(Rejection::new(
                 RejectCode::BadCsvRow,
-                format!("row has {} fields; the header has {}", fields.len(), header.len()),
+                format!(
+                    "row has {} fields; the header has {}",
+                    fields.len(),
+                    header.len()
+                ),
             )),
             Ok(fields) => match csv_fields(dataset, &header, &fields) {
                 Ok(map) => Decoded::Fields(map),
                 Err(rejection) => Decoded::Rejected(rejection),
             },
         };
-        out.push(RawRecord { source_ref: format!("{key}:{line}"), bytes: raw, decoded });
+        out.push(RawRecord {
+            source_ref: format!("{key}:{line}"),
+            bytes: raw,
+            decoded,
+        });
     }
     out
 }
@@ -451,7 +503,10 @@ fn csv_fields(
     let mut map = Map::new();
     for (name, raw) in header.iter().zip(fields.iter()) {
         let text = std::str::from_utf8(raw).map_err(|e| {
-            Rejection::new(RejectCode::NotUtf8, format!("field {name} is not UTF-8: {e}"))
+            Rejection::new(
+                RejectCode::NotUtf8,
+                format!("field {name} is not UTF-8: {e}"),
+            )
         })?;
         let value = if text.is_empty() {
             Value::Null
@@ -461,7 +516,9 @@ fn csv_fields(
                     Ok(n @ Value::Number(_)) => n,
                     _ => Value::String(text.to_string()),
                 },
-                FieldKind::Object => serde_json::from_str(text).unwrap_or(Value::String(text.to_string())),
+                FieldKind::Object => {
+                    serde_json::from_str(text).unwrap_or(Value::String(text.to_string()))
+                }
                 FieldKind::Text => Value::String(text.to_string()),
             }
         };
@@ -482,18 +539,27 @@ fn json_type(value: &Value) -> &'static str {
 }
 
 fn missing(field: &str) -> Rejection {
-    Rejection::new(RejectCode::MissingField, format!("required field {field} is missing or null"))
+    Rejection::new(
+        RejectCode::MissingField,
+        format!("required field {field} is missing or null"),
+    )
 }
 
 fn wrong_type(field: &str, expected: &str, found: &Value) -> Rejection {
     Rejection::new(
         RejectCode::WrongType,
-        format!("field {field} must be {expected}, found {}", json_type(found)),
+        format!(
+            "field {field} must be {expected}, found {}",
+            json_type(found)
+        ),
     )
 }
 
 fn bad_length(field: &str, min: usize, max: usize) -> Rejection {
-    Rejection::new(RejectCode::BadLength, format!("field {field} must have {min}–{max} characters"))
+    Rejection::new(
+        RejectCode::BadLength,
+        format!("field {field} must have {min}–{max} characters"),
+    )
 }
 
 /// Typed access to a record's fields; each accessor names the field in its rejection.
@@ -522,7 +588,11 @@ impl Obj<'_> {
         Ok(s)
     }
 
-    fn opt_str(&self, field: &str, length: Option<(usize, usize)>) -> Result<Option<String>, Rejection> {
+    fn opt_str(
+        &self,
+        field: &str,
+        length: Option<(usize, usize)>,
+    ) -> Result<Option<String>, Rejection> {
         match self.get(field) {
             None => Ok(None),
             Some(Value::String(s)) => match length {
@@ -546,7 +616,9 @@ impl Obj<'_> {
     }
 
     fn opt_int(&self, field: &str) -> Result<Option<i32>, Rejection> {
-        let Some(value) = self.get(field) else { return Ok(None) };
+        let Some(value) = self.get(field) else {
+            return Ok(None);
+        };
         let Value::Number(n) = value else {
             return Err(wrong_type(field, "an integer", value));
         };
@@ -572,11 +644,17 @@ impl Obj<'_> {
     fn opt_number(&self, field: &str) -> Result<Option<f64>, Rejection> {
         match self.get(field) {
             None => Ok(None),
-            Some(Value::Number(n)) => n
-                .as_f64()
-                .filter(|f| f.is_finite())
-                .map(Some)
-                .ok_or_else(|| Rejection::new(RejectCode::OutOfRange, format!("field {field} is not finite"))),
+            Some(Value::Number(n)) => {
+                n.as_f64()
+                    .filter(|f| f.is_finite())
+                    .map(Some)
+                    .ok_or_else(|| {
+                        Rejection::new(
+                            RejectCode::OutOfRange,
+                            format!("field {field} is not finite"),
+                        )
+                    })
+            }
             Some(other) => Err(wrong_type(field, "a number", other)),
         }
     }
@@ -624,5 +702,134 @@ impl Obj<'_> {
 
     fn money(&self, field: &str) -> Result<Money, Rejection> {
         self.opt_money(field)?.ok_or_else(|| missing(field))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lineage() -> Lineage {
+        Lineage { source: "file".into(), source_ref: "k:1".into(), ingestion_time: 1_000 }
+    }
+
+    fn json(text: &str) -> RawRecord {
+        RawRecord { source_ref: "k:1".into(), bytes: text.as_bytes().to_vec(), decoded: Decoded::Json }
+    }
+
+    const SALE: &str = r#"{"event_id":"e1","transaction_id":"t1","event_time":"2026-03-01T10:00:00+01:00","store_id":1,"product_id":2,"customer_id":null,"quantity":3,"unit_price":4.35,"extra":"kept"}"#;
+
+    fn sale_with(field: &str, value: serde_json::Value) -> RawRecord {
+        let mut v: Value = serde_json::from_str(SALE).unwrap();
+        if value.is_null() && field.starts_with('-') {
+            v.as_object_mut().unwrap().remove(&field[1..]);
+        } else {
+            v[field] = value;
+        }
+        json(&v.to_string())
+    }
+
+    fn code(dataset: Dataset, record: &RawRecord) -> &'static str {
+        validate(dataset, record, &lineage()).unwrap_err().code.code()
+    }
+
+    #[test]
+    fn a_valid_sale_is_typed_and_keeps_its_payload() {
+        let Ok(BronzeRecord::Sale(sale)) = validate(Dataset::SalesEvents, &json(SALE), &lineage()) else {
+            panic!("expected a sale")
+        };
+        assert_eq!(sale.event_time, crate::domain::time::parse_timestamp("2026-03-01T09:00:00Z").unwrap());
+        assert_eq!(sale.unit_price, Money(435));
+        assert_eq!(sale.customer_id, None);
+        assert!(sale.payload.contains("\"extra\":\"kept\""));
+        assert_eq!((sale.source_ref.as_str(), sale.ingestion_time), ("k:1", 1_000));
+    }
+
+    #[test]
+    fn every_error_code_is_produced() {
+        fn j(v: impl serde::Serialize) -> Value {
+            serde_json::to_value(v).unwrap()
+        }
+        let cases: Vec<(RejectCode, Dataset, RawRecord)> = vec![
+            (RejectCode::NotUtf8, Dataset::SalesEvents, RawRecord { source_ref: "k".into(), bytes: vec![0xff, 0xfe], decoded: Decoded::Json }),
+            (RejectCode::NotJson, Dataset::SalesEvents, json("{\"event_id\": ")),
+            (RejectCode::NotObject, Dataset::SalesEvents, json("[1, 2]")),
+            (RejectCode::TooLarge, Dataset::SalesEvents, json(&format!("{{\"event_id\":\"{}\"}}", "x".repeat(MAX_RECORD_BYTES)))),
+            (RejectCode::MissingField, Dataset::SalesEvents, sale_with("-store_id", Value::Null)),
+            (RejectCode::MissingField, Dataset::SalesEvents, sale_with("event_id", Value::Null)),
+            (RejectCode::WrongType, Dataset::SalesEvents, sale_with("store_id", j("one"))),
+            (RejectCode::WrongType, Dataset::SalesEvents, sale_with("quantity", j(1.5))),
+            (RejectCode::WrongType, Dataset::SalesEvents, sale_with("event_id", j(7))),
+            (RejectCode::BadTimestamp, Dataset::SalesEvents, sale_with("event_time", j("2026-03-01T10:00:00"))),
+            (RejectCode::BadTimestamp, Dataset::SalesEvents, sale_with("event_time", j("10000-01-01T00:00:00Z"))),
+            (RejectCode::BadLength, Dataset::SalesEvents, sale_with("event_id", j("x".repeat(65)))),
+            (RejectCode::BadLength, Dataset::SalesEvents, sale_with("event_id", j(""))),
+            (RejectCode::BadLength, Dataset::SalesEvents, sale_with("customer_id", j("c".repeat(65)))),
+            (RejectCode::OutOfRange, Dataset::SalesEvents, sale_with("store_id", j(3_000_000_000u64))),
+            (RejectCode::OutOfRange, Dataset::SalesEvents, sale_with("unit_price", j(100_000_000.0))),
+            (RejectCode::OutOfRange, Dataset::SalesEvents, json(&SALE.replace("\"quantity\":3", "\"quantity\":2000000000").replace("4.35", "99.99"))),
+            (RejectCode::InvalidValue, Dataset::SalesEvents, sale_with("unit_price", j(4.355))),
+            (RejectCode::InvalidValue, Dataset::EquipmentMetrics, json(r#"{"metric_id":"m","equipment_id":1,"event_time":"2026-03-01T10:00:00Z","operational_status":"broken","power_kw":1}"#)),
+            (RejectCode::InvalidValue, Dataset::EquipmentMetrics, json(r#"{"metric_id":"m","equipment_id":1,"event_time":"2026-03-01T10:00:00Z","operational_status":"idle","power_kw":1,"interval_seconds":0}"#)),
+            (RejectCode::WrongType, Dataset::EquipmentMetrics, json(r#"{"metric_id":"m","equipment_id":1,"event_time":"2026-03-01T10:00:00Z","operational_status":"idle","power_kw":1,"readings":[1]}"#)),
+            (RejectCode::BadCsvRow, Dataset::SalesEvents, decode_csv(b"event_id,store_id\ne1,1,extra\n", "k", Dataset::SalesEvents).remove(0)),
+            (RejectCode::BadEncoding, Dataset::SalesEvents, RawRecord { source_ref: "k".into(), bytes: vec![], decoded: Decoded::Rejected(Rejection::new(RejectCode::BadEncoding, "x")) }),
+        ];
+        for (expected, dataset, record) in &cases {
+            assert_eq!(code(*dataset, record), expected.code(), "{expected:?} for {:?}", String::from_utf8_lossy(&record.bytes));
+        }
+        // Every code is exercised here or by the ingest hop (unknown_dataset, unsupported_file).
+        let covered: std::collections::HashSet<_> = cases.iter().map(|(c, _, _)| *c).collect();
+        let by_hop = [RejectCode::UnknownDataset, RejectCode::UnsupportedFile];
+        assert!(RejectCode::ALL.iter().all(|c| covered.contains(c) || by_hop.contains(c)));
+    }
+
+    #[test]
+    fn readings_default_their_interval_and_keep_readings_as_json() {
+        let record = json(r#"{"metric_id":"m","equipment_id":1,"event_time":"2026-03-01T10:00:00Z","operational_status":"running","power_kw":2,"temperature_c":null,"readings":{"rpm":3}}"#);
+        let Ok(BronzeRecord::Reading(r)) = validate(Dataset::EquipmentMetrics, &record, &lineage()) else { panic!() };
+        assert_eq!((r.interval_seconds, r.power_kw, r.temperature_c), (30, 2.0, None));
+        assert_eq!(r.readings.as_deref(), Some(r#"{"rpm":3}"#));
+    }
+
+    #[test]
+    fn reference_attributes_are_lenient_text() {
+        let record = json(r#"{"store_id":1,"name":"A","opening_hour":6,"closing_hour":"20:00"}"#);
+        let Ok(BronzeRecord::Store(s)) = validate(Dataset::Stores, &record, &lineage()) else { panic!() };
+        assert_eq!((s.opening_hour.as_deref(), s.closing_hour.as_deref(), s.city), (Some("6"), Some("20:00"), None));
+    }
+
+    #[test]
+    fn jsonl_lines_are_numbered_and_blank_lines_skipped() {
+        let records = decode_jsonl(b"\xEF\xBB\xBF{\"a\":1}\r\n\n  \n{\"b\":2}", "landing/x.jsonl");
+        let refs: Vec<_> = records.iter().map(|r| r.source_ref.as_str()).collect();
+        assert_eq!(refs, ["landing/x.jsonl:1", "landing/x.jsonl:4"]);
+        assert_eq!(records[0].bytes, b"{\"a\":1}");
+    }
+
+    #[test]
+    fn csv_rows_are_typed_as_in_json_and_empty_fields_are_null() {
+        let csv = "event_id,event_time,store_id,product_id,customer_id,quantity,unit_price\r\n\
+                   e1,2026-03-01T10:00:00Z,1,2,,3,4.35\r\n\
+                   \"e,2\",2026-03-01T10:00:00Z,1,2,\"multi\nline\",3,4.35\r\n\
+                   e3,2026-03-01T10:00:00Z,x,2,,3,4.35\n";
+        let records = decode_csv(csv.as_bytes(), "k", Dataset::SalesEvents);
+        assert_eq!(records.iter().map(|r| r.source_ref.as_str()).collect::<Vec<_>>(), ["k:2", "k:3", "k:5"]);
+        let Ok(BronzeRecord::Sale(first)) = validate(Dataset::SalesEvents, &records[0], &lineage()) else { panic!() };
+        assert_eq!((first.customer_id, first.quantity, first.unit_price), (None, 3, Money(435)));
+        let Ok(BronzeRecord::Sale(second)) = validate(Dataset::SalesEvents, &records[1], &lineage()) else { panic!() };
+        assert_eq!((second.event_id.as_str(), second.customer_id.as_deref()), ("e,2", Some("multi\nline")));
+        assert_eq!(code(Dataset::SalesEvents, &records[2]), "wrong_type");
+        assert_eq!(records[2].bytes, b"e3,2026-03-01T10:00:00Z,x,2,,3,4.35");
+    }
+
+    #[test]
+    fn quarantine_keeps_raw_bytes_as_text_or_base64() {
+        let record = RawRecord { source_ref: "k:9".into(), bytes: vec![0xff, b'a'], decoded: Decoded::Json };
+        let rejection = validate(Dataset::SalesEvents, &record, &lineage()).unwrap_err();
+        let row = quarantine_row("sales-events", &record, &rejection, &lineage());
+        assert_eq!((row.raw.as_str(), row.raw_encoding.as_str(), row.error_code.as_str()), ("/2E=", "base64", "not_utf8"));
+        let text = quarantine_row("sales-events", &json("[1]"), &rejection, &lineage());
+        assert_eq!((text.raw.as_str(), text.raw_encoding.as_str()), ("[1]", "text"));
     }
 }

@@ -8,7 +8,9 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tracing::{info, instrument};
 
-use super::{Deps, PROP_INGESTED_OBJECTS, PROP_KAFKA_OFFSETS, PROP_REFERENCE_OBJECT, PROP_REFERENCE_TIME};
+use super::{
+    Deps, PROP_INGESTED_OBJECTS, PROP_KAFKA_OFFSETS, PROP_REFERENCE_OBJECT, PROP_REFERENCE_TIME,
+};
 use crate::adapters::events::{IngestEvent, KafkaMessage, kafka_messages, s3_objects};
 use crate::adapters::iceberg::{CommitOutcome, CommitPlan, Lakehouse, Operation, TableDef, tables};
 use crate::adapters::objects::read_object;
@@ -16,7 +18,8 @@ use crate::domain::dataset::Dataset;
 use crate::domain::records::*;
 use crate::domain::time::{date_of, now_micros};
 use crate::domain::validate::{
-    BronzeRecord, Decoded, RawRecord, RejectCode, Rejection, decode_csv, decode_jsonl, quarantine_row, validate,
+    BronzeRecord, Decoded, RawRecord, RejectCode, Rejection, decode_csv, decode_jsonl,
+    quarantine_row, validate,
 };
 use crate::error::{HandlerError, StorageError};
 
@@ -57,7 +60,11 @@ pub async fn handle(deps: &Deps, event: IngestEvent) -> Result<IngestSummary, Ha
         IngestEvent::S3(event) => {
             let mut summary = IngestSummary::default();
             for object in s3_objects(&event) {
-                let input = ObjectInput { location: object.url(), key: object.key.clone(), dataset: None };
+                let input = ObjectInput {
+                    location: object.url(),
+                    key: object.key.clone(),
+                    dataset: None,
+                };
                 summary.merge(ingest_object(deps, &input).await?);
             }
             summary
@@ -118,14 +125,24 @@ struct Staging {
 }
 
 impl Staging {
-    fn add(&mut self, dataset: Option<Dataset>, dataset_name: &str, record: &RawRecord, lineage: &Lineage, origin: Origin) {
+    fn add(
+        &mut self,
+        dataset: Option<Dataset>,
+        dataset_name: &str,
+        record: &RawRecord,
+        lineage: &Lineage,
+        origin: Origin,
+    ) {
         let validated = match dataset {
             Some(d) => validate(d, record, lineage),
             None => Err(match &record.decoded {
                 Decoded::Rejected(r) => r.clone(),
                 _ => Rejection::new(
                     RejectCode::UnknownDataset,
-                    format!("unknown dataset {dataset_name:?}; accepted: {}", Dataset::accepted_names()),
+                    format!(
+                        "unknown dataset {dataset_name:?}; accepted: {}",
+                        Dataset::accepted_names()
+                    ),
                 ),
             }),
         };
@@ -138,7 +155,10 @@ impl Staging {
             Ok(BronzeRecord::Customer(r)) => self.customers.push((origin, r)),
             Ok(BronzeRecord::Equipment(r)) => self.equipment.push((origin, r)),
             Err(rejection) => {
-                self.quarantine.push((origin, quarantine_row(dataset_name, record, &rejection, lineage)));
+                self.quarantine.push((
+                    origin,
+                    quarantine_row(dataset_name, record, &rejection, lineage),
+                ));
             }
         }
     }
@@ -153,16 +173,87 @@ impl Staging {
 
     /// Commits every table that has rows (and, for a reference object, its table even when
     /// empty: an empty full snapshot is still the latest snapshot).
-    async fn commit(self, lake: &Lakehouse, progress: &Progress, summary: &mut IngestSummary) -> Result<(), StorageError> {
+    async fn commit(
+        self,
+        lake: &Lakehouse,
+        progress: &Progress,
+        summary: &mut IngestSummary,
+    ) -> Result<(), StorageError> {
         let reference = progress.reference;
-        summary.record_commit_opt(&tables::BRONZE_SALES, commit_rows(lake, &tables::BRONZE_SALES, &self.sales, progress, false).await?);
-        summary.record_commit_opt(&tables::BRONZE_EQUIPMENT_METRICS, commit_rows(lake, &tables::BRONZE_EQUIPMENT_METRICS, &self.readings, progress, false).await?);
-        summary.record_commit_opt(&tables::BRONZE_INVENTORY, commit_rows(lake, &tables::BRONZE_INVENTORY, &self.inventory, progress, false).await?);
-        summary.record_commit_opt(&tables::BRONZE_STORES, commit_rows(lake, &tables::BRONZE_STORES, &self.stores, progress, reference == Some(Dataset::Stores)).await?);
-        summary.record_commit_opt(&tables::BRONZE_PRODUCTS, commit_rows(lake, &tables::BRONZE_PRODUCTS, &self.products, progress, reference == Some(Dataset::Products)).await?);
-        summary.record_commit_opt(&tables::BRONZE_CUSTOMERS, commit_rows(lake, &tables::BRONZE_CUSTOMERS, &self.customers, progress, reference == Some(Dataset::Customers)).await?);
-        summary.record_commit_opt(&tables::BRONZE_EQUIPMENT, commit_rows(lake, &tables::BRONZE_EQUIPMENT, &self.equipment, progress, reference == Some(Dataset::Equipment)).await?);
-        summary.record_commit_opt(&tables::QUARANTINE, commit_rows(lake, &tables::QUARANTINE, &self.quarantine, progress, false).await?);
+        summary.record_commit_opt(
+            &tables::BRONZE_SALES,
+            commit_rows(lake, &tables::BRONZE_SALES, &self.sales, progress, false).await?,
+        );
+        summary.record_commit_opt(
+            &tables::BRONZE_EQUIPMENT_METRICS,
+            commit_rows(
+                lake,
+                &tables::BRONZE_EQUIPMENT_METRICS,
+                &self.readings,
+                progress,
+                false,
+            )
+            .await?,
+        );
+        summary.record_commit_opt(
+            &tables::BRONZE_INVENTORY,
+            commit_rows(
+                lake,
+                &tables::BRONZE_INVENTORY,
+                &self.inventory,
+                progress,
+                false,
+            )
+            .await?,
+        );
+        summary.record_commit_opt(
+            &tables::BRONZE_STORES,
+            commit_rows(
+                lake,
+                &tables::BRONZE_STORES,
+                &self.stores,
+                progress,
+                reference == Some(Dataset::Stores),
+            )
+            .await?,
+        );
+        summary.record_commit_opt(
+            &tables::BRONZE_PRODUCTS,
+            commit_rows(
+                lake,
+                &tables::BRONZE_PRODUCTS,
+                &self.products,
+                progress,
+                reference == Some(Dataset::Products),
+            )
+            .await?,
+        );
+        summary.record_commit_opt(
+            &tables::BRONZE_CUSTOMERS,
+            commit_rows(
+                lake,
+                &tables::BRONZE_CUSTOMERS,
+                &self.customers,
+                progress,
+                reference == Some(Dataset::Customers),
+            )
+            .await?,
+        );
+        summary.record_commit_opt(
+            &tables::BRONZE_EQUIPMENT,
+            commit_rows(
+                lake,
+                &tables::BRONZE_EQUIPMENT,
+                &self.equipment,
+                progress,
+                reference == Some(Dataset::Equipment),
+            )
+            .await?,
+        );
+        summary.record_commit_opt(
+            &tables::QUARANTINE,
+            commit_rows(lake, &tables::QUARANTINE, &self.quarantine, progress, false).await?,
+        );
         Ok(())
     }
 }
@@ -201,19 +292,32 @@ async fn commit_rows<T: Serialize + Ingested>(
     }
     let outcome = lake
         .commit_with(def, async |table| {
-            let offsets: BTreeMap<String, i64> = Lakehouse::snapshot_property(table, PROP_KAFKA_OFFSETS)
-                .and_then(|v| serde_json::from_str(v).ok())
-                .unwrap_or_default();
-            let objects: BTreeSet<String> = Lakehouse::snapshot_property(table, PROP_INGESTED_OBJECTS)
-                .map(|v| v.split(',').filter(|d| !d.is_empty()).map(str::to_string).collect())
-                .unwrap_or_default();
-            if progress.object.as_ref().is_some_and(|d| objects.contains(d)) {
+            let offsets: BTreeMap<String, i64> =
+                Lakehouse::snapshot_property(table, PROP_KAFKA_OFFSETS)
+                    .and_then(|v| serde_json::from_str(v).ok())
+                    .unwrap_or_default();
+            let objects: BTreeSet<String> =
+                Lakehouse::snapshot_property(table, PROP_INGESTED_OBJECTS)
+                    .map(|v| {
+                        v.split(',')
+                            .filter(|d| !d.is_empty())
+                            .map(str::to_string)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+            if progress
+                .object
+                .as_ref()
+                .is_some_and(|d| objects.contains(d))
+            {
                 return Ok(None);
             }
             let fresh: Vec<&T> = rows
                 .iter()
                 .filter(|(origin, _)| match origin {
-                    Origin::Kafka { partition, offset } => offsets.get(partition).is_none_or(|done| offset > done),
+                    Origin::Kafka { partition, offset } => {
+                        offsets.get(partition).is_none_or(|done| offset > done)
+                    }
                     Origin::Object { .. } => true,
                 })
                 .map(|(_, row)| row)
@@ -221,7 +325,9 @@ async fn commit_rows<T: Serialize + Ingested>(
             if fresh.is_empty() && !commit_even_if_empty {
                 return Ok(None);
             }
-            let add = lake.write_rows(table, &fresh, |r| date_of(r.ingestion_time())).await?;
+            let add = lake
+                .write_rows(table, &fresh, |r| date_of(r.ingestion_time()))
+                .await?;
             let mut properties = std::collections::HashMap::new();
             if !progress.offsets.is_empty() {
                 let mut merged = offsets;
@@ -229,18 +335,35 @@ async fn commit_rows<T: Serialize + Ingested>(
                     let entry = merged.entry(partition.clone()).or_insert(*offset);
                     *entry = (*entry).max(*offset);
                 }
-                properties.insert(PROP_KAFKA_OFFSETS.to_string(), serde_json::to_string(&merged).unwrap_or_default());
+                properties.insert(
+                    PROP_KAFKA_OFFSETS.to_string(),
+                    serde_json::to_string(&merged).unwrap_or_default(),
+                );
             }
             if let Some(digest) = &progress.object {
                 let mut all = objects;
                 all.insert(digest.clone());
-                properties.insert(PROP_INGESTED_OBJECTS.to_string(), all.into_iter().collect::<Vec<_>>().join(","));
+                properties.insert(
+                    PROP_INGESTED_OBJECTS.to_string(),
+                    all.into_iter().collect::<Vec<_>>().join(","),
+                );
             }
             if commit_even_if_empty {
-                properties.insert(PROP_REFERENCE_OBJECT.to_string(), progress.reference_key.clone());
-                properties.insert(PROP_REFERENCE_TIME.to_string(), progress.ingestion_time.to_string());
+                properties.insert(
+                    PROP_REFERENCE_OBJECT.to_string(),
+                    progress.reference_key.clone(),
+                );
+                properties.insert(
+                    PROP_REFERENCE_TIME.to_string(),
+                    progress.ingestion_time.to_string(),
+                );
             }
-            Ok(Some(CommitPlan { operation: Operation::Append, add, remove: Vec::new(), properties }))
+            Ok(Some(CommitPlan {
+                operation: Operation::Append,
+                add,
+                remove: Vec::new(),
+                properties,
+            }))
         })
         .await?;
     Ok(Some(outcome))
@@ -250,7 +373,10 @@ async fn commit_rows<T: Serialize + Ingested>(
 ///
 /// # Errors
 /// Storage errors only.
-pub async fn ingest_kafka(deps: &Deps, messages: &[KafkaMessage]) -> Result<IngestSummary, HandlerError> {
+pub async fn ingest_kafka(
+    deps: &Deps,
+    messages: &[KafkaMessage],
+) -> Result<IngestSummary, HandlerError> {
     let ingestion_time = now_micros();
     let mut staging = Staging::default();
     let mut offsets = BTreeMap::new();
@@ -258,12 +384,39 @@ pub async fn ingest_kafka(deps: &Deps, messages: &[KafkaMessage]) -> Result<Inge
         let partition = format!("{}/{}", m.topic, m.partition);
         let entry = offsets.entry(partition.clone()).or_insert(m.offset);
         *entry = (*entry).max(m.offset);
-        let dataset = m.topic.parse::<Dataset>().ok().filter(|d| !d.is_reference());
-        let lineage = Lineage { source: "kafka".to_string(), source_ref: m.record.source_ref.clone(), ingestion_time };
-        staging.add(dataset, &m.topic, &m.record, &lineage, Origin::Kafka { partition, offset: m.offset });
+        let dataset = m
+            .topic
+            .parse::<Dataset>()
+            .ok()
+            .filter(|d| !d.is_reference());
+        let lineage = Lineage {
+            source: "kafka".to_string(),
+            source_ref: m.record.source_ref.clone(),
+            ingestion_time,
+        };
+        staging.add(
+            dataset,
+            &m.topic,
+            &m.record,
+            &lineage,
+            Origin::Kafka {
+                partition,
+                offset: m.offset,
+            },
+        );
     }
-    let mut summary = IngestSummary { records: messages.len(), quarantined: staging.quarantined_by_code(), ..Default::default() };
-    let progress = Progress { offsets, object: None, reference: None, reference_key: String::new(), ingestion_time };
+    let mut summary = IngestSummary {
+        records: messages.len(),
+        quarantined: staging.quarantined_by_code(),
+        ..Default::default()
+    };
+    let progress = Progress {
+        offsets,
+        object: None,
+        reference: None,
+        reference_key: String::new(),
+        ingestion_time,
+    };
     staging.commit(&deps.lake, &progress, &mut summary).await?;
     Ok(summary)
 }
@@ -272,7 +425,10 @@ pub async fn ingest_kafka(deps: &Deps, messages: &[KafkaMessage]) -> Result<Inge
 ///
 /// # Errors
 /// The object cannot be read, or a storage error.
-pub async fn ingest_object(deps: &Deps, input: &ObjectInput) -> Result<IngestSummary, HandlerError> {
+pub async fn ingest_object(
+    deps: &Deps,
+    input: &ObjectInput,
+) -> Result<IngestSummary, HandlerError> {
     let bytes = read_object(&deps.lake, &input.location).await?;
     ingest_bytes(deps, &input.key, input.dataset, &bytes).await
 }
@@ -281,8 +437,17 @@ pub async fn ingest_object(deps: &Deps, input: &ObjectInput) -> Result<IngestSum
 ///
 /// # Errors
 /// Storage errors.
-pub async fn ingest_bytes(deps: &Deps, key: &str, dataset: Option<Dataset>, bytes: &[u8]) -> Result<IngestSummary, HandlerError> {
-    let input = ObjectInput { location: String::new(), key: key.to_string(), dataset };
+pub async fn ingest_bytes(
+    deps: &Deps,
+    key: &str,
+    dataset: Option<Dataset>,
+    bytes: &[u8],
+) -> Result<IngestSummary, HandlerError> {
+    let input = ObjectInput {
+        location: String::new(),
+        key: key.to_string(),
+        dataset,
+    };
     let ingestion_time = now_micros();
     let digest = object_digest(&input.key, bytes);
     let (dataset, dataset_name) = match input.dataset {
@@ -301,19 +466,46 @@ pub async fn ingest_bytes(deps: &Deps, key: &str, dataset: Option<Dataset>, byte
             let rejection = match (dataset, format) {
                 (None, _) => Rejection::new(
                     RejectCode::UnknownDataset,
-                    format!("unknown dataset {dataset_name:?} in key {:?}; accepted: {}", input.key, Dataset::accepted_names()),
+                    format!(
+                        "unknown dataset {dataset_name:?} in key {:?}; accepted: {}",
+                        input.key,
+                        Dataset::accepted_names()
+                    ),
                 ),
-                _ => Rejection::new(RejectCode::UnsupportedFile, format!("{:?} is neither .jsonl/.json/.ndjson nor .csv", input.key)),
+                _ => Rejection::new(
+                    RejectCode::UnsupportedFile,
+                    format!("{:?} is neither .jsonl/.json/.ndjson nor .csv", input.key),
+                ),
             };
-            vec![RawRecord { source_ref: format!("{}:0", input.key), bytes: bytes.to_vec(), decoded: Decoded::Rejected(rejection) }]
+            vec![RawRecord {
+                source_ref: format!("{}:0", input.key),
+                bytes: bytes.to_vec(),
+                decoded: Decoded::Rejected(rejection),
+            }]
         }
     };
     let mut staging = Staging::default();
     for record in &records {
-        let lineage = Lineage { source: "file".to_string(), source_ref: record.source_ref.clone(), ingestion_time };
-        staging.add(dataset.filter(|_| format.is_some()), &dataset_name, record, &lineage, Origin::Object { digest: digest.clone() });
+        let lineage = Lineage {
+            source: "file".to_string(),
+            source_ref: record.source_ref.clone(),
+            ingestion_time,
+        };
+        staging.add(
+            dataset.filter(|_| format.is_some()),
+            &dataset_name,
+            record,
+            &lineage,
+            Origin::Object {
+                digest: digest.clone(),
+            },
+        );
     }
-    let mut summary = IngestSummary { records: records.len(), quarantined: staging.quarantined_by_code(), ..Default::default() };
+    let mut summary = IngestSummary {
+        records: records.len(),
+        quarantined: staging.quarantined_by_code(),
+        ..Default::default()
+    };
     let progress = Progress {
         offsets: BTreeMap::new(),
         object: Some(digest),

@@ -35,6 +35,9 @@ impl Deps {
     /// # Errors
     /// The catalog or warehouse cannot be reached.
     pub async fn open(config: Config) -> Result<Self, StorageError> {
-        Ok(Deps { lake: Lakehouse::open(&config).await?, config })
+        Ok(Deps {
+            lake: Lakehouse::open(&config).await?,
+            config,
+        })
     }
 }

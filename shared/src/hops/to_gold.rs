@@ -12,7 +12,9 @@ use tracing::{info, instrument};
 use super::to_silver::checkpoint;
 use super::{Deps, PROP_SOURCE_SEQUENCE, PROP_SOURCE_SNAPSHOT};
 use crate::adapters::events::changed_tables;
-use crate::adapters::iceberg::{CommitOutcome, CommitPlan, Operation, TableDef, partition_day, tables};
+use crate::adapters::iceberg::{
+    CommitOutcome, CommitPlan, Operation, TableDef, partition_day, tables,
+};
 use crate::domain::gold;
 use crate::domain::records::*;
 use crate::error::HandlerError;
@@ -22,7 +24,10 @@ pub const FACTS: [(TableDef, TableDef); 4] = [
     (tables::FACT_SALES, tables::SILVER_SALES),
     (tables::FACT_SALES_DAILY, tables::SILVER_SALES),
     (tables::FACT_INVENTORY, tables::SILVER_INVENTORY),
-    (tables::FACT_EQUIPMENT_PERFORMANCE, tables::SILVER_EQUIPMENT_METRICS),
+    (
+        tables::FACT_EQUIPMENT_PERFORMANCE,
+        tables::SILVER_EQUIPMENT_METRICS,
+    ),
 ];
 
 /// Handles a wake-up: an S3 notification of silver commits (or none: every fact).
@@ -30,7 +35,10 @@ pub const FACTS: [(TableDef, TableDef); 4] = [
 /// # Errors
 /// Storage errors, or a daily revenue that overflows its column.
 #[instrument(skip_all)]
-pub async fn handle(deps: &Deps, event: Option<&S3Event>) -> Result<Vec<CommitOutcome>, HandlerError> {
+pub async fn handle(
+    deps: &Deps,
+    event: Option<&S3Event>,
+) -> Result<Vec<CommitOutcome>, HandlerError> {
     let changed = event.map(changed_tables).unwrap_or_default();
     let wanted: Vec<&TableDef> = FACTS
         .iter()
@@ -43,7 +51,11 @@ pub async fn handle(deps: &Deps, event: Option<&S3Event>) -> Result<Vec<CommitOu
             outcomes.extend(process(deps, fact).await?);
         }
     }
-    info!(commits = outcomes.len(), rows = outcomes.iter().map(|o| o.added_records).sum::<u64>(), "Gold caught up.");
+    info!(
+        commits = outcomes.len(),
+        rows = outcomes.iter().map(|o| o.added_records).sum::<u64>(),
+        "Gold caught up."
+    );
     Ok(outcomes)
 }
 
@@ -54,18 +66,48 @@ pub async fn handle(deps: &Deps, event: Option<&S3Event>) -> Result<Vec<CommitOu
 pub async fn process(deps: &Deps, fact: &TableDef) -> Result<Option<CommitOutcome>, HandlerError> {
     let policy = deps.config.gold;
     match fact.name {
-        "fact_sales" => recompute(deps, fact, &tables::SILVER_SALES, |rows: &[SilverSale]| {
-            Ok(gold::fact_sales(rows, &policy))
-        }, |f: &FactSale| f.business_date).await,
-        "fact_sales_daily" => recompute(deps, fact, &tables::SILVER_SALES, |rows: &[SilverSale]| {
-            gold::fact_sales_daily(rows, &policy).map_err(HandlerError::from)
-        }, |f: &FactSalesDaily| f.business_date).await,
-        "fact_inventory" => recompute(deps, fact, &tables::SILVER_INVENTORY, |rows: &[SilverInventory]| {
-            Ok(gold::fact_inventory(rows, &policy))
-        }, |f: &FactInventory| f.business_date).await,
-        "fact_equipment_performance" => recompute(deps, fact, &tables::SILVER_EQUIPMENT_METRICS, |rows: &[SilverReading]| {
-            Ok(gold::fact_equipment_performance(rows, &policy))
-        }, |f: &FactEquipmentPerformance| f.business_date).await,
+        "fact_sales" => {
+            recompute(
+                deps,
+                fact,
+                &tables::SILVER_SALES,
+                |rows: &[SilverSale]| Ok(gold::fact_sales(rows, &policy)),
+                |f: &FactSale| f.business_date,
+            )
+            .await
+        }
+        "fact_sales_daily" => {
+            recompute(
+                deps,
+                fact,
+                &tables::SILVER_SALES,
+                |rows: &[SilverSale]| {
+                    gold::fact_sales_daily(rows, &policy).map_err(HandlerError::from)
+                },
+                |f: &FactSalesDaily| f.business_date,
+            )
+            .await
+        }
+        "fact_inventory" => {
+            recompute(
+                deps,
+                fact,
+                &tables::SILVER_INVENTORY,
+                |rows: &[SilverInventory]| Ok(gold::fact_inventory(rows, &policy)),
+                |f: &FactInventory| f.business_date,
+            )
+            .await
+        }
+        "fact_equipment_performance" => {
+            recompute(
+                deps,
+                fact,
+                &tables::SILVER_EQUIPMENT_METRICS,
+                |rows: &[SilverReading]| Ok(gold::fact_equipment_performance(rows, &policy)),
+                |f: &FactEquipmentPerformance| f.business_date,
+            )
+            .await
+        }
         _ => Ok(None),
     }
 }
@@ -87,7 +129,9 @@ where
         .commit_with(fact_def, async |gold_table| {
             let done = checkpoint(gold_table);
             let silver = lake.load(silver_def).await?;
-            let Some(head) = silver.metadata().current_snapshot() else { return Ok(None) };
+            let Some(head) = silver.metadata().current_snapshot() else {
+                return Ok(None);
+            };
             if head.sequence_number() <= done {
                 return Ok(None);
             }
@@ -117,11 +161,22 @@ where
                 .collect();
             let add = lake.write_rows(gold_table, &facts, partition_of).await?;
             let properties = [
-                (PROP_SOURCE_SEQUENCE.to_string(), head.sequence_number().to_string()),
-                (PROP_SOURCE_SNAPSHOT.to_string(), head.snapshot_id().to_string()),
+                (
+                    PROP_SOURCE_SEQUENCE.to_string(),
+                    head.sequence_number().to_string(),
+                ),
+                (
+                    PROP_SOURCE_SNAPSHOT.to_string(),
+                    head.snapshot_id().to_string(),
+                ),
             ]
             .into();
-            Ok(Some(CommitPlan { operation: Operation::Overwrite, add, remove, properties }))
+            Ok(Some(CommitPlan {
+                operation: Operation::Overwrite,
+                add,
+                remove,
+                properties,
+            }))
         })
         .await?;
     match aggregate_error {

@@ -9,9 +9,13 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::{info, instrument};
 
-use super::{Deps, PROP_REFERENCE_OBJECT, PROP_REFERENCE_TIME, PROP_SOURCE_SEQUENCE, PROP_SOURCE_SNAPSHOT};
+use super::{
+    Deps, PROP_REFERENCE_OBJECT, PROP_REFERENCE_TIME, PROP_SOURCE_SEQUENCE, PROP_SOURCE_SNAPSHOT,
+};
 use crate::adapters::events::changed_tables;
-use crate::adapters::iceberg::{CommitOutcome, CommitPlan, Lakehouse, Operation, TableDef, partition_day, tables};
+use crate::adapters::iceberg::{
+    CommitOutcome, CommitPlan, Lakehouse, Operation, TableDef, partition_day, tables,
+};
 use crate::domain::dataset::Dataset;
 use crate::domain::records::*;
 use crate::domain::reference::ReferenceIndex;
@@ -24,19 +28,30 @@ use crate::error::{HandlerError, StorageError};
 /// # Errors
 /// Storage errors.
 #[instrument(skip_all)]
-pub async fn handle(deps: &Deps, event: Option<&S3Event>) -> Result<Vec<CommitOutcome>, HandlerError> {
+pub async fn handle(
+    deps: &Deps,
+    event: Option<&S3Event>,
+) -> Result<Vec<CommitOutcome>, HandlerError> {
     let changed = event.map(changed_tables).unwrap_or_default();
     let datasets: Vec<Dataset> = Dataset::EVENTS
         .into_iter()
         .filter(|d| changed.is_empty() || changed.contains(&format!("bronze.{}", d.bronze_table())))
         .collect();
     // A notification about other tables (a reference snapshot, say) still wakes every dataset.
-    let datasets = if datasets.is_empty() { Dataset::EVENTS.to_vec() } else { datasets };
+    let datasets = if datasets.is_empty() {
+        Dataset::EVENTS.to_vec()
+    } else {
+        datasets
+    };
     let mut outcomes = Vec::new();
     for dataset in datasets {
         outcomes.extend(process(deps, dataset).await?);
     }
-    info!(commits = outcomes.len(), rows = outcomes.iter().map(|o| o.added_records).sum::<u64>(), "Silver caught up.");
+    info!(
+        commits = outcomes.len(),
+        rows = outcomes.iter().map(|o| o.added_records).sum::<u64>(),
+        "Silver caught up."
+    );
     Ok(outcomes)
 }
 
@@ -48,16 +63,40 @@ pub async fn process(deps: &Deps, dataset: Dataset) -> Result<Option<CommitOutco
     let policy = deps.config.silver;
     match dataset {
         Dataset::SalesEvents => {
-            refine(deps, &tables::BRONZE_SALES, &tables::SILVER_SALES, "event_id",
-                |b: &BronzeSale| &b.event_id, |b, r| sale_to_silver(b, r, &policy), |s: &SilverSale| s.business_date).await
+            refine(
+                deps,
+                &tables::BRONZE_SALES,
+                &tables::SILVER_SALES,
+                "event_id",
+                |b: &BronzeSale| &b.event_id,
+                |b, r| sale_to_silver(b, r, &policy),
+                |s: &SilverSale| s.business_date,
+            )
+            .await
         }
         Dataset::EquipmentMetrics => {
-            refine(deps, &tables::BRONZE_EQUIPMENT_METRICS, &tables::SILVER_EQUIPMENT_METRICS, "metric_id",
-                |b: &BronzeReading| &b.metric_id, |b, r| reading_to_silver(b, r, &policy), |s: &SilverReading| s.business_date).await
+            refine(
+                deps,
+                &tables::BRONZE_EQUIPMENT_METRICS,
+                &tables::SILVER_EQUIPMENT_METRICS,
+                "metric_id",
+                |b: &BronzeReading| &b.metric_id,
+                |b, r| reading_to_silver(b, r, &policy),
+                |s: &SilverReading| s.business_date,
+            )
+            .await
         }
         Dataset::InventoryUpdates => {
-            refine(deps, &tables::BRONZE_INVENTORY, &tables::SILVER_INVENTORY, "update_id",
-                |b: &BronzeInventory| &b.update_id, |b, r| inventory_to_silver(b, r, &policy), |s: &SilverInventory| s.business_date).await
+            refine(
+                deps,
+                &tables::BRONZE_INVENTORY,
+                &tables::SILVER_INVENTORY,
+                "update_id",
+                |b: &BronzeInventory| &b.update_id,
+                |b, r| inventory_to_silver(b, r, &policy),
+                |s: &SilverInventory| s.business_date,
+            )
+            .await
         }
         _ => Ok(None),
     }
@@ -65,7 +104,9 @@ pub async fn process(deps: &Deps, dataset: Dataset) -> Result<Option<CommitOutco
 
 /// The sequence number a downstream table has processed its source up to (0: nothing yet).
 pub(crate) fn checkpoint(table: &iceberg::table::Table) -> i64 {
-    Lakehouse::snapshot_property(table, PROP_SOURCE_SEQUENCE).and_then(|v| v.parse().ok()).unwrap_or(0)
+    Lakehouse::snapshot_property(table, PROP_SOURCE_SEQUENCE)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 async fn refine<B, S>(
@@ -85,23 +126,48 @@ where
     lake.commit_with(silver_def, async |silver| {
         let done = checkpoint(silver);
         let bronze = lake.load(bronze_def).await?;
-        let Some(head) = bronze.metadata().current_snapshot() else { return Ok(None) };
+        let Some(head) = bronze.metadata().current_snapshot() else {
+            return Ok(None);
+        };
         if head.sequence_number() <= done {
             return Ok(None);
         }
-        let new_files: Vec<_> = lake.live_files(&bronze).await?.into_iter().filter(|f| f.sequence_number > done).collect();
+        let new_files: Vec<_> = lake
+            .live_files(&bronze)
+            .await?
+            .into_iter()
+            .filter(|f| f.sequence_number > done)
+            .collect();
         let rows: Vec<B> = lake.read_rows(&bronze, &new_files).await?;
         let silver_files = lake.live_files(silver).await?;
-        let mut seen: HashSet<String> = lake.read_strings(silver, &silver_files, id_column).await?.into_iter().collect();
+        let mut seen: HashSet<String> = lake
+            .read_strings(silver, &silver_files, id_column)
+            .await?
+            .into_iter()
+            .collect();
         let reference = load_reference(lake).await?;
-        let fresh: Vec<S> = dedupe_first(rows, &id_of, &mut seen).into_iter().map(|b| derive(b, &reference)).collect();
+        let fresh: Vec<S> = dedupe_first(rows, &id_of, &mut seen)
+            .into_iter()
+            .map(|b| derive(b, &reference))
+            .collect();
         let add = lake.write_rows(silver, &fresh, partition_of).await?;
         let properties = [
-            (PROP_SOURCE_SEQUENCE.to_string(), head.sequence_number().to_string()),
-            (PROP_SOURCE_SNAPSHOT.to_string(), head.snapshot_id().to_string()),
+            (
+                PROP_SOURCE_SEQUENCE.to_string(),
+                head.sequence_number().to_string(),
+            ),
+            (
+                PROP_SOURCE_SNAPSHOT.to_string(),
+                head.snapshot_id().to_string(),
+            ),
         ]
         .into();
-        Ok(Some(CommitPlan { operation: Operation::Append, add, remove: Vec::new(), properties }))
+        Ok(Some(CommitPlan {
+            operation: Operation::Append,
+            add,
+            remove: Vec::new(),
+            properties,
+        }))
     })
     .await
 }
@@ -121,11 +187,15 @@ pub async fn load_reference(lake: &Lakehouse) -> Result<ReferenceIndex, StorageE
 ///
 /// # Errors
 /// Storage errors.
-pub async fn latest_snapshot<T: DeserializeOwned + Ingested>(lake: &Lakehouse, def: &TableDef) -> Result<Vec<T>, StorageError> {
+pub async fn latest_snapshot<T: DeserializeOwned + Ingested>(
+    lake: &Lakehouse,
+    def: &TableDef,
+) -> Result<Vec<T>, StorageError> {
     let table = lake.load(def).await?;
     let (Some(object), Some(time)) = (
         Lakehouse::snapshot_property(&table, PROP_REFERENCE_OBJECT).map(str::to_string),
-        Lakehouse::snapshot_property(&table, PROP_REFERENCE_TIME).and_then(|v| v.parse::<i64>().ok()),
+        Lakehouse::snapshot_property(&table, PROP_REFERENCE_TIME)
+            .and_then(|v| v.parse::<i64>().ok()),
     ) else {
         return Ok(Vec::new());
     };
@@ -137,5 +207,8 @@ pub async fn latest_snapshot<T: DeserializeOwned + Ingested>(lake: &Lakehouse, d
         .collect();
     let prefix = format!("{object}:");
     let rows: Vec<T> = lake.read_rows(&table, &files).await?;
-    Ok(rows.into_iter().filter(|r| r.ingestion_time() == time && r.source_ref().starts_with(&prefix)).collect())
+    Ok(rows
+        .into_iter()
+        .filter(|r| r.ingestion_time() == time && r.source_ref().starts_with(&prefix))
+        .collect())
 }

@@ -11,8 +11,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use iceberg::spec::{
-    DataFile, MAIN_BRANCH, ManifestContentType, ManifestFile, ManifestListWriter, ManifestWriterBuilder,
-    Snapshot, Summary,
+    DataFile, MAIN_BRANCH, ManifestContentType, ManifestFile, ManifestListWriter,
+    ManifestWriterBuilder, Snapshot, Summary,
 };
 use iceberg::table::Table;
 use iceberg::{MetadataLocation, TableIdent};
@@ -86,12 +86,21 @@ pub(super) struct CatalogPointer {
 
 impl CatalogPointer {
     pub(super) fn new(pool: AnyPool, dialect: Dialect, catalog_name: &'static str) -> Self {
-        CatalogPointer { pool, dialect, catalog_name }
+        CatalogPointer {
+            pool,
+            dialect,
+            catalog_name,
+        }
     }
 
     /// Points the table at `new` if it still points at `expected`; `Ok(false)` if it does not.
     /// A single autocommit statement: its row count is the truth of the swap.
-    async fn swap(&self, ident: &TableIdent, expected: &str, new: &str) -> Result<bool, sqlx::Error> {
+    async fn swap(
+        &self,
+        ident: &TableIdent,
+        expected: &str,
+        new: &str,
+    ) -> Result<bool, sqlx::Error> {
         let sql = match self.dialect {
             Dialect::Sqlite => {
                 "UPDATE iceberg_tables SET metadata_location = ?, previous_metadata_location = ? \
@@ -137,7 +146,11 @@ impl Lakehouse {
     ///
     /// # Errors
     /// The planner's error, a storage error, or [`StorageError::ConflictsExhausted`].
-    pub async fn commit_with<F>(&self, def: &TableDef, mut plan: F) -> Result<Option<CommitOutcome>, StorageError>
+    pub async fn commit_with<F>(
+        &self,
+        def: &TableDef,
+        mut plan: F,
+    ) -> Result<Option<CommitOutcome>, StorageError>
     where
         F: AsyncFnMut(&Table) -> Result<Option<CommitPlan>, StorageError>,
     {
@@ -159,10 +172,17 @@ impl Lakehouse {
             }
         }
         warn!(table = %def.qualified(), attempts = self.commit_attempts, "Commit conflicts exhausted.");
-        Err(StorageError::ConflictsExhausted { table: def.qualified(), attempts: self.commit_attempts })
+        Err(StorageError::ConflictsExhausted {
+            table: def.qualified(),
+            attempts: self.commit_attempts,
+        })
     }
 
-    async fn try_commit(&self, table: &Table, plan: CommitPlan) -> Result<CommitOutcome, AttemptError> {
+    async fn try_commit(
+        &self,
+        table: &Table,
+        plan: CommitPlan,
+    ) -> Result<CommitOutcome, AttemptError> {
         let mut written: Vec<String> = plan.add.iter().map(|f| f.file_path().to_string()).collect();
         match self.write_and_swap(table, &plan, &mut written).await {
             Err(AttemptError::Conflict) => {
@@ -188,12 +208,16 @@ impl Lakehouse {
         let ice = |what: &str| StorageError::iceberg(format!("{what} for {name}"));
         let metadata = table.metadata();
         let file_io = table.file_io();
-        let current_location = table.metadata_location_result().map_err(ice("read metadata location"))?.to_string();
+        let current_location = table
+            .metadata_location_result()
+            .map_err(ice("read metadata location"))?
+            .to_string();
         let snapshot_id = new_snapshot_id(table);
         let sequence_number = metadata.next_sequence_number();
         let commit_id = uuid::Uuid::new_v4();
         let schema = metadata.current_schema().clone();
-        let manifest_path = |n: usize| format!("{}/metadata/{commit_id}-m{n}.avro", metadata.location());
+        let manifest_path =
+            |n: usize| format!("{}/metadata/{commit_id}-m{n}.avro", metadata.location());
 
         // 1. Keep untouched manifests; rewrite those that hold a file to remove.
         let remove: HashSet<&str> = plan.remove.iter().map(LiveFile::path).collect();
@@ -202,25 +226,46 @@ impl Lakehouse {
         let mut removed_bytes = 0u64;
         let mut manifests: Vec<ManifestFile> = Vec::new();
         if let Some(current) = metadata.current_snapshot() {
-            let list = table.manifest_list_reader(current).load().await.map_err(ice("read manifest list"))?;
+            let list = table
+                .manifest_list_reader(current)
+                .load()
+                .await
+                .map_err(ice("read manifest list"))?;
             for manifest_file in list.consume_entries() {
                 if remove.is_empty() || manifest_file.content != ManifestContentType::Data {
                     manifests.push(manifest_file);
                     continue;
                 }
-                let manifest = manifest_file.load_manifest(file_io).await.map_err(ice("read manifest"))?;
-                if !manifest.entries().iter().any(|e| e.is_alive() && remove.contains(e.file_path())) {
+                let manifest = manifest_file
+                    .load_manifest(file_io)
+                    .await
+                    .map_err(ice("read manifest"))?;
+                if !manifest
+                    .entries()
+                    .iter()
+                    .any(|e| e.is_alive() && remove.contains(e.file_path()))
+                {
                     manifests.push(manifest_file);
                     continue;
                 }
                 let spec = metadata
                     .partition_spec_by_id(manifest_file.partition_spec_id)
-                    .ok_or_else(|| StorageError::data(&name)(format!("unknown partition spec {}", manifest_file.partition_spec_id)))?;
+                    .ok_or_else(|| {
+                        StorageError::data(&name)(format!(
+                            "unknown partition spec {}",
+                            manifest_file.partition_spec_id
+                        ))
+                    })?;
                 let path = manifest_path(manifests.len() + 1);
                 let output = file_io.new_output(&path).map_err(ice("create manifest"))?;
                 written.push(path);
-                let mut writer =
-                    ManifestWriterBuilder::new(output, Some(snapshot_id), schema.clone(), spec.as_ref().clone()).build_v2_data();
+                let mut writer = ManifestWriterBuilder::new(
+                    output,
+                    Some(snapshot_id),
+                    schema.clone(),
+                    spec.as_ref().clone(),
+                )
+                .build_v2_data();
                 for entry in manifest.entries().iter().filter(|e| e.is_alive()) {
                     let data_file = entry.data_file().clone();
                     let seq = entry.sequence_number().unwrap_or(0);
@@ -229,13 +274,22 @@ impl Lakehouse {
                         removed.insert(entry.file_path().to_string());
                         removed_records += entry.record_count();
                         removed_bytes += entry.file_size_in_bytes();
-                        writer.add_delete_file(data_file, seq, file_seq).map_err(ice("write manifest"))?;
+                        writer
+                            .add_delete_file(data_file, seq, file_seq)
+                            .map_err(ice("write manifest"))?;
                     } else {
                         let added_by = entry.snapshot_id().unwrap_or(snapshot_id);
-                        writer.add_existing_file(data_file, added_by, seq, file_seq).map_err(ice("write manifest"))?;
+                        writer
+                            .add_existing_file(data_file, added_by, seq, file_seq)
+                            .map_err(ice("write manifest"))?;
                     }
                 }
-                manifests.push(writer.write_manifest_file().await.map_err(ice("write manifest"))?);
+                manifests.push(
+                    writer
+                        .write_manifest_file()
+                        .await
+                        .map_err(ice("write manifest"))?,
+                );
             }
         }
         if removed.len() != remove.len() {
@@ -251,28 +305,58 @@ impl Lakehouse {
             let output = file_io.new_output(&path).map_err(ice("create manifest"))?;
             written.push(path);
             let spec = metadata.default_partition_spec().as_ref().clone();
-            let mut writer = ManifestWriterBuilder::new(output, Some(snapshot_id), schema.clone(), spec).build_v2_data();
+            let mut writer =
+                ManifestWriterBuilder::new(output, Some(snapshot_id), schema.clone(), spec)
+                    .build_v2_data();
             for data_file in &plan.add {
-                writer.add_file(data_file.clone(), sequence_number).map_err(ice("write manifest"))?;
+                writer
+                    .add_file(data_file.clone(), sequence_number)
+                    .map_err(ice("write manifest"))?;
             }
-            manifests.insert(0, writer.write_manifest_file().await.map_err(ice("write manifest"))?);
+            manifests.insert(
+                0,
+                writer
+                    .write_manifest_file()
+                    .await
+                    .map_err(ice("write manifest"))?,
+            );
         }
 
         // 3. Manifest list and snapshot.
-        let list_path = format!("{}/metadata/snap-{snapshot_id}-1-{commit_id}.avro", metadata.location());
-        let list_output = file_io.new_output(&list_path).map_err(ice("create manifest list"))?;
+        let list_path = format!(
+            "{}/metadata/snap-{snapshot_id}-1-{commit_id}.avro",
+            metadata.location()
+        );
+        let list_output = file_io
+            .new_output(&list_path)
+            .map_err(ice("create manifest list"))?;
         written.push(list_path.clone());
         let mut list_writer = ManifestListWriter::v2(
-            list_output.writer().await.map_err(ice("create manifest list"))?,
+            list_output
+                .writer()
+                .await
+                .map_err(ice("create manifest list"))?,
             snapshot_id,
             metadata.current_snapshot_id(),
             sequence_number,
         );
-        list_writer.add_manifests(manifests.into_iter()).map_err(ice("write manifest list"))?;
-        list_writer.close().await.map_err(ice("write manifest list"))?;
+        list_writer
+            .add_manifests(manifests.into_iter())
+            .map_err(ice("write manifest list"))?;
+        list_writer
+            .close()
+            .await
+            .map_err(ice("write manifest list"))?;
 
-        let previous = metadata.current_snapshot().map(|s| &s.summary().additional_properties);
-        let total = |key: &str| previous.and_then(|p| p.get(key)).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let previous = metadata
+            .current_snapshot()
+            .map(|s| &s.summary().additional_properties);
+        let total = |key: &str| {
+            previous
+                .and_then(|p| p.get(key))
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
         // Checkpoints are carried forward whole, so the current snapshot alone tells the truth.
         let mut properties: HashMap<String, String> = previous
             .into_iter()
@@ -288,23 +372,38 @@ impl Lakehouse {
             ("deleted-data-files", removed.len() as u64),
             ("deleted-records", removed_records),
             ("removed-files-size", removed_bytes),
-            ("total-data-files", (total("total-data-files") + plan.add.len() as u64).saturating_sub(removed.len() as u64)),
-            ("total-records", (total("total-records") + added_records).saturating_sub(removed_records)),
-            ("total-files-size", (total("total-files-size") + added_bytes).saturating_sub(removed_bytes)),
+            (
+                "total-data-files",
+                (total("total-data-files") + plan.add.len() as u64)
+                    .saturating_sub(removed.len() as u64),
+            ),
+            (
+                "total-records",
+                (total("total-records") + added_records).saturating_sub(removed_records),
+            ),
+            (
+                "total-files-size",
+                (total("total-files-size") + added_bytes).saturating_sub(removed_bytes),
+            ),
             ("total-delete-files", 0),
             ("total-position-deletes", 0),
             ("total-equality-deletes", 0),
         ] {
             properties.insert(key.to_string(), value.to_string());
         }
-        let timestamp_ms = chrono::Utc::now().timestamp_millis().max(metadata.last_updated_ms() + 1);
+        let timestamp_ms = chrono::Utc::now()
+            .timestamp_millis()
+            .max(metadata.last_updated_ms() + 1);
         let snapshot = Snapshot::builder()
             .with_snapshot_id(snapshot_id)
             .with_parent_snapshot_id(metadata.current_snapshot_id())
             .with_sequence_number(sequence_number)
             .with_timestamp_ms(timestamp_ms)
             .with_manifest_list(list_path)
-            .with_summary(Summary { operation: plan.operation.to_iceberg(), additional_properties: properties })
+            .with_summary(Summary {
+                operation: plan.operation.to_iceberg(),
+                additional_properties: properties,
+            })
             .with_schema_id(metadata.current_schema_id())
             .build();
 
@@ -320,10 +419,21 @@ impl Lakehouse {
             .map_err(ice("parse metadata location"))?
             .with_next_version();
         written.push(new_location.to_string());
-        new_metadata.write_to(file_io, &new_location).await.map_err(ice("write metadata"))?;
+        new_metadata
+            .write_to(file_io, &new_location)
+            .await
+            .map_err(ice("write metadata"))?;
 
         // 5. Swap the pointer.
-        match self.pointer.swap(table.identifier(), &current_location, &new_location.to_string()).await {
+        match self
+            .pointer
+            .swap(
+                table.identifier(),
+                &current_location,
+                &new_location.to_string(),
+            )
+            .await
+        {
             Ok(true) => Ok(CommitOutcome {
                 table: name,
                 snapshot_id,

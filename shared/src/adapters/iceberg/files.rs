@@ -12,7 +12,9 @@ use iceberg::spec::{DataFile, DataFileFormat, Literal, PartitionKey, PrimitiveLi
 use iceberg::table::Table;
 use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
 use iceberg::writer::file_writer::ParquetWriterBuilder;
-use iceberg::writer::file_writer::location_generator::{DefaultFileNameGenerator, DefaultLocationGenerator};
+use iceberg::writer::file_writer::location_generator::{
+    DefaultFileNameGenerator, DefaultLocationGenerator,
+};
 use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
 use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
 use parquet::arrow::ProjectionMask;
@@ -108,14 +110,22 @@ impl Lakehouse {
         let name = table.identifier().to_string();
         let metadata = table.metadata();
         let schema = metadata.current_schema().clone();
-        let arrow_schema = Arc::new(schema_to_arrow_schema(&schema).map_err(StorageError::iceberg(&name))?);
+        let arrow_schema =
+            Arc::new(schema_to_arrow_schema(&schema).map_err(StorageError::iceberg(&name))?);
         let mut groups: BTreeMap<i32, Vec<&T>> = BTreeMap::new();
         for row in rows {
             groups.entry(partition_of(row)).or_default().push(row);
         }
-        let properties = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
-        let location = DefaultLocationGenerator::new(metadata).map_err(StorageError::iceberg(&name))?;
-        let names = DefaultFileNameGenerator::new(uuid::Uuid::new_v4().to_string(), None, DataFileFormat::Parquet);
+        let properties = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .build();
+        let location =
+            DefaultLocationGenerator::new(metadata).map_err(StorageError::iceberg(&name))?;
+        let names = DefaultFileNameGenerator::new(
+            uuid::Uuid::new_v4().to_string(),
+            None,
+            DataFileFormat::Parquet,
+        );
         let rolling = RollingFileWriterBuilder::new_with_default_file_size(
             ParquetWriterBuilder::new(properties, schema.clone()),
             table.file_io().clone(),
@@ -126,18 +136,33 @@ impl Lakehouse {
         let spec = metadata.default_partition_spec().as_ref().clone();
         let mut data_files = Vec::new();
         for (day, group) in groups {
-            let batch = serde_arrow::to_record_batch(arrow_schema.fields(), &group)
-                .map_err(|e| StorageError::data(format!("convert rows of {name}"))(e.to_string()))?;
+            let batch =
+                serde_arrow::to_record_batch(arrow_schema.fields(), &group).map_err(|e| {
+                    StorageError::data(format!("convert rows of {name}"))(e.to_string())
+                })?;
             let batch = RecordBatch::try_new(arrow_schema.clone(), batch.columns().to_vec())
-                .map_err(|e| StorageError::data(format!("convert rows of {name}"))(e.to_string()))?;
+                .map_err(|e| {
+                    StorageError::data(format!("convert rows of {name}"))(e.to_string())
+                })?;
             let key = PartitionKey::new(
                 spec.clone(),
                 schema.clone(),
                 Struct::from_iter([Some(Literal::date(day))]),
             );
-            let mut writer = builder.build(Some(key)).await.map_err(StorageError::iceberg(&name))?;
-            writer.write(batch).await.map_err(StorageError::iceberg(format!("write {name}")))?;
-            data_files.extend(writer.close().await.map_err(StorageError::iceberg(format!("write {name}")))?);
+            let mut writer = builder
+                .build(Some(key))
+                .await
+                .map_err(StorageError::iceberg(&name))?;
+            writer
+                .write(batch)
+                .await
+                .map_err(StorageError::iceberg(format!("write {name}")))?;
+            data_files.extend(
+                writer
+                    .close()
+                    .await
+                    .map_err(StorageError::iceberg(format!("write {name}")))?,
+            );
         }
         Ok(data_files)
     }
@@ -146,10 +171,18 @@ impl Lakehouse {
     ///
     /// # Errors
     /// A file cannot be read or has no such column.
-    pub async fn read_strings(&self, table: &Table, files: &[LiveFile], column: &str) -> Result<Vec<String>, StorageError> {
+    pub async fn read_strings(
+        &self,
+        table: &Table,
+        files: &[LiveFile],
+        column: &str,
+    ) -> Result<Vec<String>, StorageError> {
         let mut out = Vec::new();
         for file in files {
-            let convert = |e: String| StorageError::Data { context: format!("read {column} of {}", file.path()), message: e };
+            let convert = |e: String| StorageError::Data {
+                context: format!("read {column} of {}", file.path()),
+                message: e,
+            };
             let bytes = table
                 .file_io()
                 .new_input(file.path())
@@ -157,14 +190,28 @@ impl Lakehouse {
                 .read()
                 .await
                 .map_err(StorageError::iceberg(format!("read {}", file.path())))?;
-            let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| convert(e.to_string()))?;
+            let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
+                .map_err(|e| convert(e.to_string()))?;
             let mask = ProjectionMask::columns(builder.parquet_schema(), [column]);
-            let reader = builder.with_projection(mask).with_batch_size(65_536).build().map_err(|e| convert(e.to_string()))?;
+            let reader = builder
+                .with_projection(mask)
+                .with_batch_size(65_536)
+                .build()
+                .map_err(|e| convert(e.to_string()))?;
             for batch in reader {
                 let batch = batch.map_err(|e| convert(e.to_string()))?;
-                let array = batch.column_by_name(column).ok_or_else(|| convert(format!("no column {column}")))?;
-                let array = arrow_cast::cast(array, &arrow_schema::DataType::Utf8).map_err(|e| convert(e.to_string()))?;
-                out.extend(array.as_string::<i32>().iter().flatten().map(str::to_string));
+                let array = batch
+                    .column_by_name(column)
+                    .ok_or_else(|| convert(format!("no column {column}")))?;
+                let array = arrow_cast::cast(array, &arrow_schema::DataType::Utf8)
+                    .map_err(|e| convert(e.to_string()))?;
+                out.extend(
+                    array
+                        .as_string::<i32>()
+                        .iter()
+                        .flatten()
+                        .map(str::to_string),
+                );
             }
         }
         Ok(out)
@@ -174,7 +221,11 @@ impl Lakehouse {
     ///
     /// # Errors
     /// A file cannot be read or does not match `T`.
-    pub async fn read_rows<T: DeserializeOwned>(&self, table: &Table, files: &[LiveFile]) -> Result<Vec<T>, StorageError> {
+    pub async fn read_rows<T: DeserializeOwned>(
+        &self,
+        table: &Table,
+        files: &[LiveFile],
+    ) -> Result<Vec<T>, StorageError> {
         let file_io = table.file_io();
         let contents = try_join_all(files.iter().map(|f| async move {
             file_io
@@ -187,13 +238,17 @@ impl Lakehouse {
         .await?;
         let mut rows = Vec::new();
         for (bytes, file) in contents.into_iter().zip(files) {
-            let convert = |e: String| StorageError::Data { context: format!("read {}", file.path()), message: e };
+            let convert = |e: String| StorageError::Data {
+                context: format!("read {}", file.path()),
+                message: e,
+            };
             let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
                 .and_then(|b| b.with_batch_size(8192).build())
                 .map_err(|e| convert(e.to_string()))?;
             for batch in reader {
                 let batch = batch.map_err(|e| convert(e.to_string()))?;
-                let mut part: Vec<T> = serde_arrow::from_record_batch(&batch).map_err(|e| convert(e.to_string()))?;
+                let mut part: Vec<T> =
+                    serde_arrow::from_record_batch(&batch).map_err(|e| convert(e.to_string()))?;
                 rows.append(&mut part);
             }
         }

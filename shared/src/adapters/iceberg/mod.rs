@@ -44,7 +44,9 @@ pub struct Lakehouse {
 
 impl std::fmt::Debug for Lakehouse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Lakehouse").field("warehouse", &self.warehouse).finish_non_exhaustive()
+        f.debug_struct("Lakehouse")
+            .field("warehouse", &self.warehouse)
+            .finish_non_exhaustive()
     }
 }
 
@@ -69,14 +71,21 @@ impl Lakehouse {
             CatalogUri::Postgres(_) => (SqlBindStyle::DollarNumeric, commit::Dialect::Postgres),
         };
         if let Some(path) = config.warehouse.strip_prefix("file://") {
-            std::fs::create_dir_all(path)
-                .map_err(|e| StorageError::Object { path: path.to_string(), message: e.to_string() })?;
+            std::fs::create_dir_all(path).map_err(|e| StorageError::Object {
+                path: path.to_string(),
+                message: e.to_string(),
+            })?;
         }
         let url = config.catalog.connect_url();
-        let pool: AnyPool = AnyPoolOptions::new().max_connections(4).connect(&url).await?;
+        let pool: AnyPool = AnyPoolOptions::new()
+            .max_connections(4)
+            .connect(&url)
+            .await?;
         if dialect == commit::Dialect::Sqlite {
             // WAL makes commits visible atomically to concurrent readers (upstream #3061).
-            sqlx::query("PRAGMA journal_mode=WAL").execute(&pool).await?;
+            sqlx::query("PRAGMA journal_mode=WAL")
+                .execute(&pool)
+                .await?;
         }
         let mut props: HashMap<String, String> = config.storage.clone();
         props.insert("uri".to_string(), url);
@@ -89,7 +98,9 @@ impl Lakehouse {
             .load(CATALOG_NAME, props)
             .await
             .map_err(StorageError::iceberg("open the catalog"))?;
-        let file_io = FileIOBuilder::new(factory).with_props(config.storage.clone()).build();
+        let file_io = FileIOBuilder::new(factory)
+            .with_props(config.storage.clone())
+            .build();
         Ok(Lakehouse {
             catalog: Arc::new(catalog),
             pointer: commit::CatalogPointer::new(pool, dialect, CATALOG_NAME),
@@ -121,12 +132,18 @@ impl Lakehouse {
     pub async fn create_tables(&self) -> Result<Vec<String>, StorageError> {
         for namespace in tables::NAMESPACES {
             let ident = NamespaceIdent::new(namespace.to_string());
-            let exists = self.catalog.namespace_exists(&ident).await.map_err(StorageError::iceberg("check namespace"))?;
+            let exists = self
+                .catalog
+                .namespace_exists(&ident)
+                .await
+                .map_err(StorageError::iceberg("check namespace"))?;
             if !exists {
                 if let Err(e) = self.catalog.create_namespace(&ident, HashMap::new()).await {
                     // A concurrent init may have created it meanwhile.
                     if !self.catalog.namespace_exists(&ident).await.unwrap_or(false) {
-                        return Err(StorageError::iceberg(format!("create namespace {namespace}"))(e));
+                        return Err(StorageError::iceberg(format!(
+                            "create namespace {namespace}"
+                        ))(e));
                     }
                 }
             }
@@ -134,20 +151,38 @@ impl Lakehouse {
         let mut created = Vec::new();
         for def in ALL_TABLES {
             let ident = def.ident();
-            if self.catalog.table_exists(&ident).await.map_err(StorageError::iceberg("check table"))? {
+            if self
+                .catalog
+                .table_exists(&ident)
+                .await
+                .map_err(StorageError::iceberg("check table"))?
+            {
                 continue;
             }
             let creation = TableCreation::builder()
                 .name(def.name.to_string())
-                .schema(def.schema().map_err(StorageError::iceberg(def.qualified()))?)
-                .partition_spec(def.partition_spec().map_err(StorageError::iceberg(def.qualified()))?)
-                .properties(TABLE_PROPERTIES.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+                .schema(
+                    def.schema()
+                        .map_err(StorageError::iceberg(def.qualified()))?,
+                )
+                .partition_spec(
+                    def.partition_spec()
+                        .map_err(StorageError::iceberg(def.qualified()))?,
+                )
+                .properties(
+                    TABLE_PROPERTIES
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string())),
+                )
                 .build();
             match self.catalog.create_table(ident.namespace(), creation).await {
                 Ok(_) => created.push(def.qualified()),
                 Err(e) => {
                     if !self.catalog.table_exists(&ident).await.unwrap_or(false) {
-                        return Err(StorageError::iceberg(format!("create table {}", def.qualified()))(e));
+                        return Err(StorageError::iceberg(format!(
+                            "create table {}",
+                            def.qualified()
+                        ))(e));
                     }
                 }
             }
@@ -172,6 +207,9 @@ impl Lakehouse {
         self.catalog
             .load_table(&def.ident())
             .await
-            .map_err(StorageError::iceberg(format!("load table {} (has `bakehouse init` run?)", def.qualified())))
+            .map_err(StorageError::iceberg(format!(
+                "load table {} (has `bakehouse init` run?)",
+                def.qualified()
+            )))
     }
 }

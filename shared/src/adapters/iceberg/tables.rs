@@ -4,9 +4,7 @@
 
 use std::sync::Arc;
 
-use iceberg::spec::{
-    NestedField, PrimitiveType, Schema, Transform, Type, UnboundPartitionSpec,
-};
+use iceberg::spec::{NestedField, PrimitiveType, Schema, Transform, Type, UnboundPartitionSpec};
 use iceberg::{NamespaceIdent, TableIdent};
 
 use crate::domain::dataset::Dataset;
@@ -44,16 +42,31 @@ enum Part {
 
 use Col::*;
 
-const LINEAGE: [(&str, Col); 4] = [("payload", Str), ("source", Str), ("source_ref", Str), ("ingestion_time", Ts)];
+const LINEAGE: [(&str, Col); 4] = [
+    ("payload", Str),
+    ("source", Str),
+    ("source_ref", Str),
+    ("ingestion_time", Ts),
+];
 
 // Bronze: typed fields, raw payload and lineage, partitioned by ingestion date.
 pub const BRONZE_SALES: TableDef = TableDef {
     namespace: "bronze",
     name: "sales_events",
     columns: &[
-        ("event_id", Str), ("transaction_id", Str), ("event_time", Ts), ("store_id", Int),
-        ("product_id", Int), ("customer_id", Str), ("quantity", Int), ("unit_price", Dec(10)),
-        ("promotion_id", Str), LINEAGE[0], LINEAGE[1], LINEAGE[2], LINEAGE[3],
+        ("event_id", Str),
+        ("transaction_id", Str),
+        ("event_time", Ts),
+        ("store_id", Int),
+        ("product_id", Int),
+        ("customer_id", Str),
+        ("quantity", Int),
+        ("unit_price", Dec(10)),
+        ("promotion_id", Str),
+        LINEAGE[0],
+        LINEAGE[1],
+        LINEAGE[2],
+        LINEAGE[3],
     ],
     partition: ("ingestion_time", Part::Day),
 };
@@ -61,9 +74,18 @@ pub const BRONZE_EQUIPMENT_METRICS: TableDef = TableDef {
     namespace: "bronze",
     name: "equipment_metrics",
     columns: &[
-        ("metric_id", Str), ("equipment_id", Int), ("event_time", Ts), ("operational_status", Str),
-        ("power_kw", Double), ("temperature_c", Double), ("interval_seconds", Int), ("readings", Str),
-        LINEAGE[0], LINEAGE[1], LINEAGE[2], LINEAGE[3],
+        ("metric_id", Str),
+        ("equipment_id", Int),
+        ("event_time", Ts),
+        ("operational_status", Str),
+        ("power_kw", Double),
+        ("temperature_c", Double),
+        ("interval_seconds", Int),
+        ("readings", Str),
+        LINEAGE[0],
+        LINEAGE[1],
+        LINEAGE[2],
+        LINEAGE[3],
     ],
     partition: ("ingestion_time", Part::Day),
 };
@@ -71,9 +93,19 @@ pub const BRONZE_INVENTORY: TableDef = TableDef {
     namespace: "bronze",
     name: "inventory_updates",
     columns: &[
-        ("update_id", Str), ("event_time", Ts), ("store_id", Int), ("product_id", Int),
-        ("beginning_stock", Int), ("restocked_quantity", Int), ("sold_quantity", Int),
-        ("waste_quantity", Int), ("reported_by", Str), LINEAGE[0], LINEAGE[1], LINEAGE[2], LINEAGE[3],
+        ("update_id", Str),
+        ("event_time", Ts),
+        ("store_id", Int),
+        ("product_id", Int),
+        ("beginning_stock", Int),
+        ("restocked_quantity", Int),
+        ("sold_quantity", Int),
+        ("waste_quantity", Int),
+        ("reported_by", Str),
+        LINEAGE[0],
+        LINEAGE[1],
+        LINEAGE[2],
+        LINEAGE[3],
     ],
     partition: ("ingestion_time", Part::Day),
 };
@@ -81,8 +113,17 @@ pub const BRONZE_STORES: TableDef = TableDef {
     namespace: "bronze",
     name: "stores",
     columns: &[
-        ("store_id", Int), ("name", Str), ("city", Str), ("region", Str), ("opening_hour", Str),
-        ("closing_hour", Str), ("manager", Str), LINEAGE[0], LINEAGE[1], LINEAGE[2], LINEAGE[3],
+        ("store_id", Int),
+        ("name", Str),
+        ("city", Str),
+        ("region", Str),
+        ("opening_hour", Str),
+        ("closing_hour", Str),
+        ("manager", Str),
+        LINEAGE[0],
+        LINEAGE[1],
+        LINEAGE[2],
+        LINEAGE[3],
     ],
     partition: ("ingestion_time", Part::Day),
 };
@@ -90,8 +131,14 @@ pub const BRONZE_PRODUCTS: TableDef = TableDef {
     namespace: "bronze",
     name: "products",
     columns: &[
-        ("product_id", Int), ("name", Str), ("category", Str), ("list_price", Dec(10)),
-        LINEAGE[0], LINEAGE[1], LINEAGE[2], LINEAGE[3],
+        ("product_id", Int),
+        ("name", Str),
+        ("category", Str),
+        ("list_price", Dec(10)),
+        LINEAGE[0],
+        LINEAGE[1],
+        LINEAGE[2],
+        LINEAGE[3],
     ],
     partition: ("ingestion_time", Part::Day),
 };
@@ -99,8 +146,13 @@ pub const BRONZE_CUSTOMERS: TableDef = TableDef {
     namespace: "bronze",
     name: "customers",
     columns: &[
-        ("customer_id", Str), ("loyalty_tier", Str), ("city", Str),
-        LINEAGE[0], LINEAGE[1], LINEAGE[2], LINEAGE[3],
+        ("customer_id", Str),
+        ("loyalty_tier", Str),
+        ("city", Str),
+        LINEAGE[0],
+        LINEAGE[1],
+        LINEAGE[2],
+        LINEAGE[3],
     ],
     partition: ("ingestion_time", Part::Day),
 };
@@ -108,8 +160,14 @@ pub const BRONZE_EQUIPMENT: TableDef = TableDef {
     namespace: "bronze",
     name: "equipment",
     columns: &[
-        ("equipment_id", Int), ("store_id", Int), ("equipment_type", Str), ("name", Str),
-        LINEAGE[0], LINEAGE[1], LINEAGE[2], LINEAGE[3],
+        ("equipment_id", Int),
+        ("store_id", Int),
+        ("equipment_type", Str),
+        ("name", Str),
+        LINEAGE[0],
+        LINEAGE[1],
+        LINEAGE[2],
+        LINEAGE[3],
     ],
     partition: ("ingestion_time", Part::Day),
 };
@@ -117,25 +175,49 @@ pub const QUARANTINE: TableDef = TableDef {
     namespace: "bronze",
     name: "quarantine",
     columns: &[
-        ("dataset", Str), ("source", Str), ("source_ref", Str), ("error_code", Str),
-        ("error_message", Str), ("raw", Str), ("raw_encoding", Str), ("ingestion_time", Ts),
+        ("dataset", Str),
+        ("source", Str),
+        ("source_ref", Str),
+        ("error_code", Str),
+        ("error_message", Str),
+        ("raw", Str),
+        ("raw_encoding", Str),
+        ("ingestion_time", Ts),
     ],
     partition: ("ingestion_time", Part::Day),
 };
 
 // Silver: cleaned and scored, partitioned by event date.
 const SILVER_TAIL: [(&str, Col); 6] = [
-    ("ingestion_time", Ts), ("lateness_seconds", Double), ("too_late", Bool),
-    ("quality_score", Int), ("failed_rules", Str), ("source_ref", Str),
+    ("ingestion_time", Ts),
+    ("lateness_seconds", Double),
+    ("too_late", Bool),
+    ("quality_score", Int),
+    ("failed_rules", Str),
+    ("source_ref", Str),
 ];
 pub const SILVER_SALES: TableDef = TableDef {
     namespace: "silver",
     name: "sales",
     columns: &[
-        ("event_id", Str), ("transaction_id", Str), ("event_time", Ts), ("business_date", Date),
-        ("store_id", Int), ("product_id", Int), ("customer_id", Str), ("quantity", Int),
-        ("unit_price", Dec(10)), ("revenue", Dec(14)), ("promotion_id", Str), ("time_of_day", Str),
-        SILVER_TAIL[0], SILVER_TAIL[1], SILVER_TAIL[2], SILVER_TAIL[3], SILVER_TAIL[4], SILVER_TAIL[5],
+        ("event_id", Str),
+        ("transaction_id", Str),
+        ("event_time", Ts),
+        ("business_date", Date),
+        ("store_id", Int),
+        ("product_id", Int),
+        ("customer_id", Str),
+        ("quantity", Int),
+        ("unit_price", Dec(10)),
+        ("revenue", Dec(14)),
+        ("promotion_id", Str),
+        ("time_of_day", Str),
+        SILVER_TAIL[0],
+        SILVER_TAIL[1],
+        SILVER_TAIL[2],
+        SILVER_TAIL[3],
+        SILVER_TAIL[4],
+        SILVER_TAIL[5],
     ],
     partition: ("event_time", Part::Day),
 };
@@ -143,10 +225,21 @@ pub const SILVER_EQUIPMENT_METRICS: TableDef = TableDef {
     namespace: "silver",
     name: "equipment_metrics",
     columns: &[
-        ("metric_id", Str), ("equipment_id", Int), ("event_time", Ts), ("business_date", Date),
-        ("operational_status", Str), ("power_kw", Double), ("temperature_c", Double),
-        ("interval_seconds", Int), ("readings", Str),
-        SILVER_TAIL[0], SILVER_TAIL[1], SILVER_TAIL[2], SILVER_TAIL[3], SILVER_TAIL[4], SILVER_TAIL[5],
+        ("metric_id", Str),
+        ("equipment_id", Int),
+        ("event_time", Ts),
+        ("business_date", Date),
+        ("operational_status", Str),
+        ("power_kw", Double),
+        ("temperature_c", Double),
+        ("interval_seconds", Int),
+        ("readings", Str),
+        SILVER_TAIL[0],
+        SILVER_TAIL[1],
+        SILVER_TAIL[2],
+        SILVER_TAIL[3],
+        SILVER_TAIL[4],
+        SILVER_TAIL[5],
     ],
     partition: ("event_time", Part::Day),
 };
@@ -154,11 +247,24 @@ pub const SILVER_INVENTORY: TableDef = TableDef {
     namespace: "silver",
     name: "inventory",
     columns: &[
-        ("update_id", Str), ("event_time", Ts), ("business_date", Date), ("store_id", Int),
-        ("product_id", Int), ("beginning_stock", Int), ("restocked_quantity", Int),
-        ("sold_quantity", Int), ("waste_quantity", Int), ("closing_stock", Long),
-        ("waste_ratio", Double), ("reported_by", Str),
-        SILVER_TAIL[0], SILVER_TAIL[1], SILVER_TAIL[2], SILVER_TAIL[3], SILVER_TAIL[4], SILVER_TAIL[5],
+        ("update_id", Str),
+        ("event_time", Ts),
+        ("business_date", Date),
+        ("store_id", Int),
+        ("product_id", Int),
+        ("beginning_stock", Int),
+        ("restocked_quantity", Int),
+        ("sold_quantity", Int),
+        ("waste_quantity", Int),
+        ("closing_stock", Long),
+        ("waste_ratio", Double),
+        ("reported_by", Str),
+        SILVER_TAIL[0],
+        SILVER_TAIL[1],
+        SILVER_TAIL[2],
+        SILVER_TAIL[3],
+        SILVER_TAIL[4],
+        SILVER_TAIL[5],
     ],
     partition: ("event_time", Part::Day),
 };
@@ -168,10 +274,20 @@ pub const FACT_SALES: TableDef = TableDef {
     namespace: "gold",
     name: "fact_sales",
     columns: &[
-        ("sale_id", Str), ("transaction_id", Str), ("business_date", Date), ("event_time", Ts),
-        ("store_id", Int), ("store_key", Long), ("product_id", Int), ("product_key", Long),
-        ("customer_id", Str), ("quantity", Int), ("unit_price", Dec(10)), ("revenue", Dec(14)),
-        ("time_of_day", Str), ("quality_score", Int),
+        ("sale_id", Str),
+        ("transaction_id", Str),
+        ("business_date", Date),
+        ("event_time", Ts),
+        ("store_id", Int),
+        ("store_key", Long),
+        ("product_id", Int),
+        ("product_key", Long),
+        ("customer_id", Str),
+        ("quantity", Int),
+        ("unit_price", Dec(10)),
+        ("revenue", Dec(14)),
+        ("time_of_day", Str),
+        ("quality_score", Int),
     ],
     partition: ("business_date", Part::Identity),
 };
@@ -179,8 +295,13 @@ pub const FACT_SALES_DAILY: TableDef = TableDef {
     namespace: "gold",
     name: "fact_sales_daily",
     columns: &[
-        ("business_date", Date), ("store_id", Int), ("product_id", Int), ("quantity", Long),
-        ("revenue", Dec(14)), ("line_items", Long), ("transactions", Long),
+        ("business_date", Date),
+        ("store_id", Int),
+        ("product_id", Int),
+        ("quantity", Long),
+        ("revenue", Dec(14)),
+        ("line_items", Long),
+        ("transactions", Long),
     ],
     partition: ("business_date", Part::Identity),
 };
@@ -188,10 +309,18 @@ pub const FACT_INVENTORY: TableDef = TableDef {
     namespace: "gold",
     name: "fact_inventory",
     columns: &[
-        ("business_date", Date), ("store_id", Int), ("product_id", Int), ("beginning_stock", Int),
-        ("restocked_quantity", Int), ("sold_quantity", Int), ("waste_quantity", Int),
-        ("closing_stock", Long), ("waste_ratio", Double), ("days_of_supply", Double),
-        ("stock_out", Bool), ("updates", Long),
+        ("business_date", Date),
+        ("store_id", Int),
+        ("product_id", Int),
+        ("beginning_stock", Int),
+        ("restocked_quantity", Int),
+        ("sold_quantity", Int),
+        ("waste_quantity", Int),
+        ("closing_stock", Long),
+        ("waste_ratio", Double),
+        ("days_of_supply", Double),
+        ("stock_out", Bool),
+        ("updates", Long),
     ],
     partition: ("business_date", Part::Identity),
 };
@@ -199,9 +328,15 @@ pub const FACT_EQUIPMENT_PERFORMANCE: TableDef = TableDef {
     namespace: "gold",
     name: "fact_equipment_performance",
     columns: &[
-        ("business_date", Date), ("equipment_id", Int), ("readings", Long),
-        ("operational_hours", Double), ("downtime_minutes", Double), ("energy_kwh", Double),
-        ("avg_power_kw", Double), ("avg_temperature_c", Double), ("max_temperature_c", Double),
+        ("business_date", Date),
+        ("equipment_id", Int),
+        ("readings", Long),
+        ("operational_hours", Double),
+        ("downtime_minutes", Double),
+        ("energy_kwh", Double),
+        ("avg_power_kw", Double),
+        ("avg_temperature_c", Double),
+        ("max_temperature_c", Double),
         ("efficiency_score", Double),
     ],
     partition: ("business_date", Part::Identity),
@@ -209,9 +344,21 @@ pub const FACT_EQUIPMENT_PERFORMANCE: TableDef = TableDef {
 
 /// Every table, in creation order.
 pub const ALL_TABLES: [TableDef; 15] = [
-    BRONZE_SALES, BRONZE_EQUIPMENT_METRICS, BRONZE_INVENTORY, BRONZE_STORES, BRONZE_PRODUCTS,
-    BRONZE_CUSTOMERS, BRONZE_EQUIPMENT, QUARANTINE, SILVER_SALES, SILVER_EQUIPMENT_METRICS,
-    SILVER_INVENTORY, FACT_SALES, FACT_SALES_DAILY, FACT_INVENTORY, FACT_EQUIPMENT_PERFORMANCE,
+    BRONZE_SALES,
+    BRONZE_EQUIPMENT_METRICS,
+    BRONZE_INVENTORY,
+    BRONZE_STORES,
+    BRONZE_PRODUCTS,
+    BRONZE_CUSTOMERS,
+    BRONZE_EQUIPMENT,
+    QUARANTINE,
+    SILVER_SALES,
+    SILVER_EQUIPMENT_METRICS,
+    SILVER_INVENTORY,
+    FACT_SALES,
+    FACT_SALES_DAILY,
+    FACT_INVENTORY,
+    FACT_EQUIPMENT_PERFORMANCE,
 ];
 
 impl TableDef {
@@ -222,7 +369,10 @@ impl TableDef {
 
     /// The catalog identifier.
     pub fn ident(&self) -> TableIdent {
-        TableIdent::new(NamespaceIdent::new(self.namespace.to_string()), self.name.to_string())
+        TableIdent::new(
+            NamespaceIdent::new(self.namespace.to_string()),
+            self.name.to_string(),
+        )
     }
 
     /// The Iceberg schema: every column optional, field ids 1..n in column order.
@@ -236,11 +386,21 @@ impl TableDef {
                 Bool => PrimitiveType::Boolean,
                 Ts => PrimitiveType::Timestamptz,
                 Date => PrimitiveType::Date,
-                Dec(precision) => PrimitiveType::Decimal { precision: *precision, scale: 2 },
+                Dec(precision) => PrimitiveType::Decimal {
+                    precision: *precision,
+                    scale: 2,
+                },
             };
-            Arc::new(NestedField::optional(i as i32 + 1, *name, Type::Primitive(primitive)))
+            Arc::new(NestedField::optional(
+                i as i32 + 1,
+                *name,
+                Type::Primitive(primitive),
+            ))
         });
-        Schema::builder().with_schema_id(0).with_fields(fields).build()
+        Schema::builder()
+            .with_schema_id(0)
+            .with_fields(fields)
+            .build()
     }
 
     /// The partition spec: `day(ts)` or `identity(date)` of the partition column.
@@ -251,7 +411,12 @@ impl TableDef {
             .iter()
             .position(|(name, _)| *name == column)
             .map(|i| i as i32 + 1)
-            .ok_or_else(|| iceberg::Error::new(iceberg::ErrorKind::DataInvalid, format!("no column {column}")))?;
+            .ok_or_else(|| {
+                iceberg::Error::new(
+                    iceberg::ErrorKind::DataInvalid,
+                    format!("no column {column}"),
+                )
+            })?;
         let (transform, field_name) = match part {
             Part::Day => (Transform::Day, format!("{column}_day")),
             Part::Identity => (Transform::Identity, column.to_string()),

@@ -1,0 +1,225 @@
+"""Interop: the tables the `bakehouse` CLI writes, read back by PyIceberg through the same SQL
+catalog ("bakehouse"). The data is made here, and the expected values are computed here from
+SPEC.md's rules, independently of the Rust code."""
+
+import csv
+import datetime as dt
+import json
+import os
+import subprocess
+from collections import defaultdict
+from decimal import Decimal
+
+import pyarrow.compute as pc
+import pytest
+from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.expressions import EqualTo, LessThan
+
+BIN = os.environ.get("BAKEHOUSE_BIN", "bakehouse")
+DAY = dt.date(2026, 3, 2)
+
+EXPECTED_SCHEMAS = {
+    "gold.fact_sales_daily": [("business_date", "date"), ("store_id", "int"), ("product_id", "int"),
+                              ("quantity", "long"), ("revenue", "decimal(14, 2)"), ("line_items", "long"),
+                              ("transactions", "long")],
+    "silver.sales": [("event_id", "string"), ("transaction_id", "string"), ("event_time", "timestamptz"),
+                     ("business_date", "date"), ("store_id", "int"), ("product_id", "int"),
+                     ("customer_id", "string"), ("quantity", "int"), ("unit_price", "decimal(10, 2)"),
+                     ("revenue", "decimal(14, 2)"), ("promotion_id", "string"), ("time_of_day", "string"),
+                     ("ingestion_time", "timestamptz"), ("lateness_seconds", "double"), ("too_late", "boolean"),
+                     ("quality_score", "int"), ("failed_rules", "string"), ("source_ref", "string")],
+}
+PARTITIONS = {
+    "bronze.sales_events": ("ingestion_time", "day"), "bronze.equipment_metrics": ("ingestion_time", "day"),
+    "bronze.inventory_updates": ("ingestion_time", "day"), "bronze.stores": ("ingestion_time", "day"),
+    "bronze.products": ("ingestion_time", "day"), "bronze.customers": ("ingestion_time", "day"),
+    "bronze.equipment": ("ingestion_time", "day"), "bronze.quarantine": ("ingestion_time", "day"),
+    "silver.sales": ("event_time", "day"), "silver.equipment_metrics": ("event_time", "day"),
+    "silver.inventory": ("event_time", "day"), "gold.fact_sales": ("business_date", "identity"),
+    "gold.fact_sales_daily": ("business_date", "identity"), "gold.fact_inventory": ("business_date", "identity"),
+    "gold.fact_equipment_performance": ("business_date", "identity"),
+}
+
+
+def ts(day, hour, minute=0):
+    return dt.datetime(day.year, day.month, day.day, hour, minute, tzinfo=dt.timezone.utc).isoformat()
+
+
+def write_csv(path, header, rows):
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+
+
+def make_inputs(root):
+    """Reference CSVs, and events as JSON lines and CSV, with known flaws."""
+    land = root / "landing"
+    for d in ["stores", "products", "equipment", "sales-events", "equipment-metrics", "inventory-updates"]:
+        (land / d).mkdir(parents=True)
+    write_csv(land / "stores" / "stores.csv", ["store_id", "name", "city", "region", "opening_hour", "closing_hour", "manager"],
+              [[1, "North", "Oslo", "N", 6, 20, "Ann"], [2, "South", "Rome", "S", 7, 19, "Bo"]])
+    write_csv(land / "products" / "products.csv", ["product_id", "name", "category", "list_price"],
+              [[10, "Bun", "Bread", "1.20"], [11, "Tart", "Pastry", "4.35"], [12, "Cake", "Cake", "19.99"]])
+    write_csv(land / "equipment" / "equipment.csv", ["equipment_id", "store_id", "equipment_type", "name"],
+              [[100, 1, "oven", "Oven"], [101, 2, "refrigerator", "Fridge"]])
+    sales = []
+    for i in range(60):
+        sales.append({"event_id": f"e{i}", "transaction_id": f"t{i // 2}", "event_time": ts(DAY, 7 + i % 12, i % 60),
+                      "store_id": 1 + i % 2, "product_id": 10 + i % 3, "customer_id": None,
+                      "quantity": 1 + i % 4, "unit_price": [1.2, 4.35, 19.99][i % 3]})
+    sales.append(dict(sales[0]))                                   # duplicate: first wins
+    sales.append({**sales[1], "event_id": "bad-store", "store_id": 9})      # unknown store: 80
+    sales.append({**sales[1], "event_id": "poor", "store_id": 9, "product_id": 99, "quantity": 0})  # 35
+    lines = [json.dumps(s) for s in sales] + ['{"event_id": "x"', '[1,2]', json.dumps({**sales[2], "event_time": "noon"})]
+    (land / "sales-events" / "day.jsonl").write_text("\n".join(lines) + "\n")
+    header = ["event_id", "transaction_id", "event_time", "store_id", "product_id", "customer_id", "quantity", "unit_price"]
+    write_csv(land / "sales-events" / "more.csv", header,
+              [["c1", "", ts(DAY, 12), 1, 12, "C7", 2, "19.99"], ["c2", "tc", ts(DAY, 16), 2, 10, "", 3, "1.20"],
+               ["c3", "tc", ts(DAY, 16), 2, 10, "", "three", "1.20"]])
+    readings = [{"metric_id": f"m{i}", "equipment_id": 100 + i % 2, "event_time": ts(DAY, 8, i),
+                 "operational_status": ["running", "idle", "maintenance"][i % 3], "power_kw": 5.5,
+                 "temperature_c": 200.0 if i % 2 == 0 else 3.0, "interval_seconds": 60} for i in range(12)]
+    (land / "equipment-metrics" / "m.jsonl").write_text("\n".join(json.dumps(r) for r in readings))
+    write_csv(land / "inventory-updates" / "inv.csv",
+              ["update_id", "event_time", "store_id", "product_id", "beginning_stock", "restocked_quantity",
+               "sold_quantity", "waste_quantity", "reported_by"],
+              [["u1", ts(DAY, 9), 1, 10, 50, 10, 20, 5, "x"], ["u2", ts(DAY, 18), 1, 10, 40, 0, 40, 0, ""],
+               ["u3", ts(DAY, 10), 2, 11, 10, 0, 0, 0, ""]])
+    return land, sales[:60] + [sales[61], sales[62]] + [
+        {"event_id": "c1", "transaction_id": None, "store_id": 1, "product_id": 12, "quantity": 2, "unit_price": 19.99},
+        {"event_id": "c2", "transaction_id": "tc", "store_id": 2, "product_id": 10, "quantity": 3, "unit_price": 1.2}]
+
+
+def cli(env, *args):
+    result = subprocess.run([BIN, *args], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lake")
+    env = {**os.environ, "BAKEHOUSE_WAREHOUSE": f"file://{root}/warehouse",
+           "BAKEHOUSE_CATALOG": f"sqlite://{root}/catalog.db"}
+    land, valid_sales = make_inputs(root)
+    cli(env, "init")
+    for d in ["stores", "products", "equipment"]:
+        cli(env, "ingest", "--dataset", d, *map(str, sorted((land / d).iterdir())))
+    for d in ["sales-events", "equipment-metrics", "inventory-updates"]:
+        cli(env, "ingest", *map(str, sorted((land / d).iterdir())))
+    cli(env, "process")
+    catalog = SqlCatalog("bakehouse", uri=f"sqlite:///{root}/catalog.db", warehouse=f"file://{root}/warehouse")
+    return {"env": env, "land": land, "catalog": catalog, "valid_sales": valid_sales}
+
+
+def rows(catalog, name, row_filter=None):
+    table = catalog.load_table(name)
+    return table.scan(row_filter=row_filter).to_arrow() if row_filter is not None else table.scan().to_arrow()
+
+
+def test_every_table_has_the_spec_partitioning_and_its_files_add_up(lake):
+    catalog = lake["catalog"]
+    for name, (column, transform) in PARTITIONS.items():
+        table = catalog.load_table(name)
+        (field,) = table.spec().fields
+        assert table.schema().find_field(field.source_id).name == column, name
+        assert str(field.transform) == transform, name
+        files = table.inspect.files()
+        assert sum(files["record_count"].to_pylist()) == rows(catalog, name).num_rows, name
+
+
+def test_schemas_match_the_spec_types(lake):
+    for name, columns in EXPECTED_SCHEMAS.items():
+        schema = lake["catalog"].load_table(name).schema()
+        assert [(f.name, str(f.field_type)) for f in schema.fields] == columns
+
+
+def test_bronze_and_quarantine_hold_every_record_once(lake):
+    catalog = lake["catalog"]
+    assert rows(catalog, "bronze.sales_events").num_rows == 63 + 2   # 61 good lines + 2 rule-failing, 2 CSV rows
+    q = rows(catalog, "bronze.quarantine")
+    codes = sorted(zip(q["dataset"].to_pylist(), q["error_code"].to_pylist()))
+    assert codes == [("sales-events", "bad_timestamp"), ("sales-events", "not_json"),
+                     ("sales-events", "not_object"), ("sales-events", "wrong_type")]
+    assert rows(catalog, "bronze.equipment_metrics").num_rows == 12
+    assert rows(catalog, "bronze.inventory_updates").num_rows == 3
+
+
+def expected_score(s):
+    score = 100
+    score -= 20 if s["store_id"] not in (1, 2) else 0
+    score -= 20 if s["product_id"] not in (10, 11, 12) else 0
+    score -= 25 if not 1 <= s["quantity"] <= 100 else 0
+    score -= 25 if not Decimal("0.01") <= Decimal(str(s["unit_price"])) <= Decimal("1000") else 0
+    return score
+
+
+def test_silver_sales_are_deduplicated_scored_and_derived(lake):
+    silver = rows(lake["catalog"], "silver.sales").to_pylist()
+    by_id = {r["event_id"]: r for r in silver}
+    assert len(silver) == len(by_id) == len(lake["valid_sales"])
+    for s in lake["valid_sales"]:
+        r = by_id[s["event_id"]]
+        price = Decimal(str(s["unit_price"])).quantize(Decimal("0.01"))
+        assert r["unit_price"] == price
+        assert r["revenue"] == price * s["quantity"]
+        assert r["quality_score"] == expected_score(s), s["event_id"]
+        assert r["business_date"] == r["event_time"].date()
+        assert r["too_late"] is (r["lateness_seconds"] > 48 * 3600)
+    assert by_id["poor"]["failed_rules"] == "store_unknown,product_unknown,quantity_out_of_range"
+    assert by_id["e7"]["time_of_day"] == "lunch"  # 14:07 UTC
+
+
+def test_gold_daily_sales_match_an_independent_computation(lake):
+    catalog = lake["catalog"]
+    silver = rows(catalog, "silver.sales").to_pylist()
+    expected = defaultdict(lambda: [0, Decimal(0), 0, set()])
+    for r in silver:
+        if r["too_late"] or r["quality_score"] < 50:
+            continue
+        acc = expected[(r["business_date"], r["store_id"], r["product_id"])]
+        acc[0] += r["quantity"]
+        acc[1] += r["revenue"]
+        acc[2] += 1
+        acc[3].add(r["transaction_id"] or r["event_id"])
+    got = {(r["business_date"], r["store_id"], r["product_id"]): [r["quantity"], r["revenue"], r["line_items"], r["transactions"]]
+           for r in rows(catalog, "gold.fact_sales_daily").to_pylist()}
+    assert got == {k: [v[0], v[1], v[2], len(v[3])] for k, v in expected.items()}
+    assert rows(catalog, "gold.fact_sales").num_rows == sum(v[2] for v in expected.values())
+
+
+def test_gold_inventory_and_equipment(lake):
+    catalog = lake["catalog"]
+    inv = {(r["store_id"], r["product_id"]): r for r in rows(catalog, "gold.fact_inventory").to_pylist()}
+    assert inv[(1, 10)]["closing_stock"] == 0 and inv[(1, 10)]["stock_out"] and inv[(1, 10)]["updates"] == 2
+    assert inv[(1, 10)]["days_of_supply"] == 0.0
+    assert inv[(2, 11)]["days_of_supply"] is None and inv[(2, 11)]["waste_ratio"] == 0.0
+    eq = {r["equipment_id"]: r for r in rows(catalog, "gold.fact_equipment_performance").to_pylist()}
+    # Oven (100) readings m0, m2, …, m10: statuses running, maintenance, idle, running, maintenance, idle.
+    oven = eq[100]
+    assert oven["readings"] == 6
+    assert oven["operational_hours"] == pytest.approx(2 / 60)
+    assert oven["downtime_minutes"] == pytest.approx(2.0)
+    assert oven["energy_kwh"] == pytest.approx(6 * 5.5 / 60)
+    assert oven["efficiency_score"] == 50.0
+    assert oven["max_temperature_c"] == 200.0
+
+
+def test_filtered_scans_on_a_decimal_and_a_partition_column(lake):
+    catalog = lake["catalog"]
+    all_sales = rows(catalog, "silver.sales")
+    cheap = rows(catalog, "silver.sales", LessThan("unit_price", 4.0))
+    assert cheap.num_rows == pc.sum(pc.less(all_sales["unit_price"], Decimal("4.00"))).as_py() > 0
+    daily = rows(catalog, "gold.fact_sales_daily", EqualTo("business_date", DAY.isoformat()))
+    assert daily.num_rows == rows(catalog, "gold.fact_sales_daily").num_rows > 0
+    assert rows(catalog, "gold.fact_sales_daily", EqualTo("business_date", "2020-01-01")).num_rows == 0
+
+
+def test_ingesting_a_file_again_changes_nothing(lake):
+    catalog, env, land = lake["catalog"], lake["env"], lake["land"]
+    before = {n: len(catalog.load_table(n).snapshots()) for n in PARTITIONS}
+    cli(env, "ingest", str(land / "sales-events" / "day.jsonl"), str(land / "sales-events" / "more.csv"))
+    cli(env, "process")
+    after = {n: len(catalog.load_table(n).snapshots()) for n in PARTITIONS}
+    assert before == after
