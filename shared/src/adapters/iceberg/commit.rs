@@ -231,7 +231,8 @@ impl Lakehouse {
                 .load()
                 .await
                 .map_err(ice("read manifest list"))?;
-            for manifest_file in list.consume_entries() {
+            let manifest_files: Vec<ManifestFile> = list.consume_entries().into_iter().collect();
+            for manifest_file in manifest_files {
                 if remove.is_empty() || manifest_file.content != ManifestContentType::Data {
                     manifests.push(manifest_file);
                     continue;

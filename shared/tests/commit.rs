@@ -1,0 +1,195 @@
+//! Our compare-and-swap commit against a real SQLite catalog and warehouse in a temp dir:
+//! conflicts re-plan, stale removals re-plan, exhausted retries fail loudly, concurrent
+//! writers all land, overwrites replace exactly the planned files.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use bakehouse::adapters::iceberg::{CommitPlan, Lakehouse, Operation, tables::QUARANTINE};
+use bakehouse::config::{Config, Overrides};
+use bakehouse::domain::records::QuarantineRow;
+use bakehouse::domain::time::MICROS_PER_DAY;
+use bakehouse::error::StorageError;
+
+fn config(dir: &std::path::Path, attempts: &str) -> Config {
+    let overrides = Overrides {
+        warehouse: Some(format!("file://{}/warehouse", dir.display())),
+        catalog: Some(format!("sqlite://{}/catalog.db", dir.display())),
+    };
+    Config::from_lookup(&overrides, |name| (name == "BAKEHOUSE_COMMIT_ATTEMPTS").then(|| attempts.to_string())).unwrap()
+}
+
+async fn lake(dir: &std::path::Path) -> Lakehouse {
+    let lake = Lakehouse::open(&config(dir, "30")).await.unwrap();
+    lake.create_tables().await.unwrap();
+    lake
+}
+
+fn row(tag: &str, day: i64) -> QuarantineRow {
+    QuarantineRow {
+        dataset: "sales-events".into(),
+        source: "file".into(),
+        source_ref: tag.into(),
+        error_code: "not_json".into(),
+        error_message: "test".into(),
+        raw: tag.into(),
+        raw_encoding: "text".into(),
+        ingestion_time: day * MICROS_PER_DAY + 1,
+    }
+}
+
+async fn append(lake: &Lakehouse, tags: &[&str], day: i64) -> Result<Option<bakehouse::adapters::iceberg::CommitOutcome>, StorageError> {
+    let rows: Vec<QuarantineRow> = tags.iter().map(|t| row(t, day)).collect();
+    lake.commit_with(&QUARANTINE, async |table| {
+        let add = lake.write_rows(table, &rows, |r| (r.ingestion_time / MICROS_PER_DAY) as i32).await?;
+        Ok(Some(CommitPlan { operation: Operation::Append, add, remove: vec![], properties: HashMap::new() }))
+    })
+    .await
+}
+
+async fn tags(lake: &Lakehouse) -> Vec<String> {
+    let table = lake.load(&QUARANTINE).await.unwrap();
+    let files = lake.live_files(&table).await.unwrap();
+    let mut tags: Vec<String> = lake.read_rows::<QuarantineRow>(&table, &files).await.unwrap().into_iter().map(|r| r.source_ref).collect();
+    tags.sort();
+    tags
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_race_replans_on_the_newer_table_and_keeps_both_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let ours = lake(dir.path()).await;
+    let theirs = Lakehouse::open(&config(dir.path(), "30")).await.unwrap();
+    let calls = AtomicU32::new(0);
+    let rows = vec![row("ours", 1)];
+    let outcome = ours
+        .commit_with(&QUARANTINE, async |table| {
+            if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                // Another writer lands between our plan and our swap.
+                append(&theirs, &["theirs"], 1).await?;
+            }
+            let add = ours.write_rows(table, &rows, |_| 1).await?;
+            Ok(Some(CommitPlan { operation: Operation::Append, add, remove: vec![], properties: HashMap::new() }))
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome.attempts, 2);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(tags(&ours).await, ["ours", "theirs"]);
+    // The losing attempt's data file was deleted; only the two live files remain on disk.
+    let data_dir = dir.path().join("warehouse/bronze/quarantine/data");
+    let files = walk(&data_dir);
+    assert_eq!(files.len(), 2, "{files:?}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() { out.extend(walk(&path)) } else { out.push(path) }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_file_someone_else_already_removed_replans() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = lake(dir.path()).await;
+    append(&lake, &["a"], 1).await.unwrap();
+    append(&lake, &["b"], 2).await.unwrap();
+    let stale = lake.load(&QUARANTINE).await.unwrap();
+    let day_one: Vec<_> = lake.live_files(&stale).await.unwrap().into_iter().filter(|f| bakehouse::adapters::iceberg::partition_day(&f.data_file) == Some(1)).collect();
+    assert_eq!(day_one.len(), 1);
+    // A concurrent overwrite of day 1 removes that file first.
+    let replacement = vec![row("a2", 1)];
+    lake.commit_with(&QUARANTINE, async |table| {
+        let remove = lake.live_files(table).await?.into_iter().filter(|f| f.path() == day_one[0].path()).collect();
+        let add = lake.write_rows(table, &replacement, |_| 1).await?;
+        Ok(Some(CommitPlan { operation: Operation::Overwrite, add, remove, properties: HashMap::new() }))
+    })
+    .await
+    .unwrap();
+    // Our plan still names the old file on its first attempt: that must not land.
+    let calls = AtomicU32::new(0);
+    let mine = vec![row("a3", 1)];
+    let outcome = lake
+        .commit_with(&QUARANTINE, async |table| {
+            let remove = if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                day_one.clone()
+            } else {
+                lake.live_files(table).await?.into_iter().filter(|f| bakehouse::adapters::iceberg::partition_day(&f.data_file) == Some(1)).collect()
+            };
+            let add = lake.write_rows(table, &mine, |_| 1).await?;
+            Ok(Some(CommitPlan { operation: Operation::Overwrite, add, remove, properties: HashMap::new() }))
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((outcome.attempts, outcome.removed_files, outcome.added_records), (2, 1, 1));
+    assert_eq!(tags(&lake).await, ["a3", "b"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exhausted_retries_fail_loudly_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    lake(dir.path()).await;
+    let impatient = Lakehouse::open(&config(dir.path(), "1")).await.unwrap();
+    let other = Lakehouse::open(&config(dir.path(), "30")).await.unwrap();
+    let rows = vec![row("never", 1)];
+    let result = impatient
+        .commit_with(&QUARANTINE, async |table| {
+            append(&other, &["winner"], 1).await?;
+            let add = impatient.write_rows(table, &rows, |_| 1).await?;
+            Ok(Some(CommitPlan { operation: Operation::Append, add, remove: vec![], properties: HashMap::new() }))
+        })
+        .await;
+    let error = result.unwrap_err();
+    assert!(matches!(error, StorageError::ConflictsExhausted { attempts: 1, .. }), "{error}");
+    assert!(error.is_retryable());
+    assert_eq!(tags(&other).await, ["winner"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_concurrent_writers_all_land() {
+    let dir = tempfile::tempdir().unwrap();
+    lake(dir.path()).await;
+    // Eight writers with their own connection pools, interleaving on one runtime.
+    let mut writers = Vec::new();
+    for _ in 0..8 {
+        writers.push(Lakehouse::open(&config(dir.path(), "200")).await.unwrap());
+    }
+    let runs = writers.iter().enumerate().map(|(writer, lake)| async move {
+        for commit in 0..5 {
+            let tag = format!("w{writer}-c{commit}");
+            append(lake, &[tag.as_str()], 1 + commit % 2).await.unwrap();
+        }
+    });
+    futures::future::join_all(runs).await;
+    let lake = Lakehouse::open(&config(dir.path(), "30")).await.unwrap();
+    let got = tags(&lake).await;
+    assert_eq!(got.len(), 40);
+    let table = lake.load(&QUARANTINE).await.unwrap();
+    assert_eq!(table.metadata().snapshots().len(), 40);
+    assert_eq!(Lakehouse::snapshot_property(&table, "total-records"), Some("40"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoint_properties_are_carried_into_later_snapshots() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = lake(dir.path()).await;
+    lake.commit_with(&QUARANTINE, async |_| {
+        Ok(Some(CommitPlan {
+            operation: Operation::Append,
+            add: vec![],
+            remove: vec![],
+            properties: [("bakehouse.kafka-offsets".to_string(), "{\"t/0\":5}".to_string()), ("other".to_string(), "x".to_string())].into(),
+        }))
+    })
+    .await
+    .unwrap();
+    append(&lake, &["later"], 1).await.unwrap();
+    let table = lake.load(&QUARANTINE).await.unwrap();
+    assert_eq!(Lakehouse::snapshot_property(&table, "bakehouse.kafka-offsets"), Some("{\"t/0\":5}"));
+    assert_eq!(Lakehouse::snapshot_property(&table, "other"), None);
+}
