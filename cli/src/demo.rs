@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use bakehouse::config::{Config, Overrides};
+use bakehouse::config::Config;
 use bakehouse::domain::dataset::Dataset;
 use bakehouse::domain::time::now_micros;
 use bakehouse::hops::Deps;
@@ -25,12 +25,8 @@ pub async fn run(seed: u64, home: &Path) -> Result<()> {
     }
     std::fs::create_dir_all(home)?;
     let home = std::fs::canonicalize(home)?;
-    let overrides = Overrides {
-        warehouse: Some(format!("file://{}", home.join("warehouse").display())),
-        catalog: Some(format!("sqlite://{}", home.join("catalog.db").display())),
-    };
-    let deps = Deps::open(Config::from_env(&overrides)?).await?;
-    crate::init(&deps).await?;
+    let deps = Deps::open(Config::embedded(&home, |name| std::env::var(name).ok())?).await?;
+    bakehouse::hops::init(&deps).await?;
     println!("Bakehouse demo — warehouse {}", deps.lake.warehouse());
 
     let day = generate_day(&DayPlan::demo(seed, now_micros()));

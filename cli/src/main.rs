@@ -9,10 +9,9 @@ mod status;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use bakehouse::adapters::iceberg::TableDef;
 use bakehouse::config::{Config, Overrides};
 use bakehouse::domain::dataset::Dataset;
-use bakehouse::hops::ingest::{IngestSummary, ObjectInput, ingest_bytes, ingest_object};
+use bakehouse::hops::ingest::{IngestSummary, ObjectInput, ingest_object};
 use bakehouse::hops::{Deps, to_gold, to_silver};
 use clap::{Parser, Subcommand};
 
@@ -104,7 +103,7 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Demo { .. } => unreachable!("handled above"),
         Command::Init => {
-            let created = init(&deps).await?;
+            let created = bakehouse::hops::init(&deps).await?;
             println!(
                 "Created {} tables; default reference snapshot loaded.",
                 created.len()
@@ -126,23 +125,6 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Status => status::run(&deps).await?,
     }
     Ok(())
-}
-
-/// Creates the tables and loads the default reference snapshot (once: reruns skip it).
-pub async fn init(deps: &Deps) -> Result<Vec<String>> {
-    let created = deps.lake.create_tables().await?;
-    for dataset in Dataset::REFERENCE {
-        let Some(csv) = bakehouse::domain::reference::default_snapshot(dataset) else {
-            continue;
-        };
-        // Only into an empty table: a user's snapshot is never replaced by the default.
-        let table = deps.lake.load(&TableDef::bronze(dataset)).await?;
-        if table.metadata().current_snapshot().is_none() {
-            let key = format!("builtin:reference/{}.csv", dataset.name());
-            ingest_bytes(deps, &key, Some(dataset), csv.as_bytes()).await?;
-        }
-    }
-    Ok(created)
 }
 
 /// Ingests one file through the file-ingest hop.

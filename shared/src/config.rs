@@ -15,6 +15,7 @@ pub const ENV_MIN_QUALITY_SCORE: &str = "BAKEHOUSE_MIN_QUALITY_SCORE";
 pub const ENV_ALLOWED_LATENESS_HOURS: &str = "BAKEHOUSE_ALLOWED_LATENESS_HOURS";
 pub const ENV_COMMIT_ATTEMPTS: &str = "BAKEHOUSE_COMMIT_ATTEMPTS";
 pub const ENV_S3_PATH_STYLE: &str = "BAKEHOUSE_S3_PATH_STYLE";
+pub const ENV_OBJECT_ROOT: &str = "BAKEHOUSE_OBJECT_ROOT";
 pub const ENV_AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
 pub const ENV_AWS_REGION: &str = "AWS_REGION";
 pub const ENV_AWS_ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
@@ -87,6 +88,9 @@ pub struct Config {
     pub gold: GoldPolicy,
     /// Attempts of one commit under contention before giving up (retryably).
     pub commit_attempts: u32,
+    /// Embedded stand-in for S3 buckets: when set (`file:///path`), the object
+    /// `s3://bucket/key` of a notification is read from `path/bucket/key`.
+    pub object_root: Option<String>,
 }
 
 /// Overrides from command-line flags, which win over the environment.
@@ -194,7 +198,15 @@ impl Config {
                 storage.insert(prop.to_string(), value);
             }
         }
+        let object_root = match get(ENV_OBJECT_ROOT) {
+            None => None,
+            Some(v) if v.starts_with("file:///") => Some(v.trim_end_matches('/').to_string()),
+            Some(v) => {
+                return Err(ConfigError::Invalid { name: ENV_OBJECT_ROOT, value: v, accepted: "file:///absolute/path" });
+            }
+        };
         Ok(Config {
+            object_root,
             warehouse,
             catalog,
             storage,
@@ -204,6 +216,24 @@ impl Config {
             gold: GoldPolicy { min_quality_score },
             commit_attempts,
         })
+    }
+}
+
+impl Config {
+    /// The embedded mode in `home`: `home/warehouse`, `home/catalog.db`, and S3
+    /// notifications read from `home/objects/<bucket>/<key>`; other settings from `lookup`.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] for a value that is not accepted.
+    pub fn embedded(home: &Path, lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let home = absolute(home);
+        let overrides = Overrides {
+            warehouse: Some(format!("file://{}", home.join("warehouse").display())),
+            catalog: Some(format!("sqlite://{}", home.join("catalog.db").display())),
+        };
+        let mut config = Self::from_lookup(&overrides, lookup)?;
+        config.object_root = Some(format!("file://{}", home.join("objects").display()));
+        Ok(config)
     }
 }
 

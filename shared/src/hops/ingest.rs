@@ -60,8 +60,12 @@ pub async fn handle(deps: &Deps, event: IngestEvent) -> Result<IngestSummary, Ha
         IngestEvent::S3(event) => {
             let mut summary = IngestSummary::default();
             for object in s3_objects(&event) {
+                let location = match &deps.config.object_root {
+                    Some(root) => format!("{root}/{}/{}", object.bucket, object.key),
+                    None => object.url(),
+                };
                 let input = ObjectInput {
-                    location: object.url(),
+                    location,
                     key: object.key.clone(),
                     dataset: None,
                 };

@@ -5,9 +5,11 @@ pub mod ingest;
 pub mod to_gold;
 pub mod to_silver;
 
-use crate::adapters::iceberg::Lakehouse;
+use crate::adapters::iceberg::{Lakehouse, TableDef};
+use crate::domain::dataset::Dataset;
+use crate::domain::reference::default_snapshot;
 use crate::config::Config;
-use crate::error::StorageError;
+use crate::error::{HandlerError, StorageError};
 
 /// Kafka offsets ingested into a table: JSON `{"topic/partition": highest offset}`.
 pub const PROP_KAFKA_OFFSETS: &str = "bakehouse.kafka-offsets";
@@ -40,4 +42,23 @@ impl Deps {
             config,
         })
     }
+}
+
+/// `bakehouse init`: creates the namespaces and tables, and loads the shipped default reference
+/// snapshot into each reference table that has none yet (a user's snapshot is never replaced).
+/// Returns the tables created.
+///
+/// # Errors
+/// Storage errors.
+pub async fn init(deps: &Deps) -> Result<Vec<String>, HandlerError> {
+    let created = deps.lake.create_tables().await?;
+    for dataset in Dataset::REFERENCE {
+        let Some(csv) = default_snapshot(dataset) else { continue };
+        let table = deps.lake.load(&TableDef::bronze(dataset)).await?;
+        if table.metadata().current_snapshot().is_none() {
+            let key = format!("builtin:reference/{}.csv", dataset.name());
+            ingest::ingest_bytes(deps, &key, Some(dataset), csv.as_bytes()).await?;
+        }
+    }
+    Ok(created)
 }
