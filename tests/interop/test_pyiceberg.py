@@ -16,7 +16,7 @@ from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.expressions import EqualTo, LessThan
 
 BIN = os.environ.get("BAKEHOUSE_BIN", "bakehouse")
-DAY = dt.date(2026, 3, 2)
+DAY = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)  # recent: within the 48 h lateness
 
 EXPECTED_SCHEMAS = {
     "gold.fact_sales_daily": [("business_date", "date"), ("store_id", "int"), ("product_id", "int"),

@@ -1,10 +1,10 @@
 //! The silver-to-gold handler woken by a fixture S3 notification of a silver commit.
 
-use bakehouse::adapters::events::parse_ingest_event;
 use bakehouse::adapters::iceberg::tables;
 use bakehouse::config::Config;
 use bakehouse::domain::money::Money;
 use bakehouse::domain::records::{FactSale, FactSalesDaily};
+use bakehouse::domain::time;
 use bakehouse::hops::{Deps, ingest, to_silver};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::Value;
@@ -18,8 +18,14 @@ async fn gold_recomputes_the_touched_dates_of_the_announced_silver_table() {
     let home = tempfile::tempdir().unwrap();
     let deps = Deps::open(Config::embedded(home.path(), |_| None).unwrap()).await.unwrap();
     bakehouse::hops::init(&deps).await.unwrap();
-    let batch = parse_ingest_event(fixture("../ingest/fixtures/kafka-event.json")).unwrap();
-    ingest::handle(&deps, batch).await.unwrap();
+    // Recent events (the fixture Kafka batch would be too late for gold by now).
+    let event_time = time::now_micros() - 2 * time::MICROS_PER_HOUR;
+    let at = time::format_timestamp(event_time);
+    let lines: Vec<String> = [("k1", 1, "t1"), ("k2", 1, "t2"), ("k3", 99, "t3"), ("k1", 1, "t1")]
+        .iter()
+        .map(|(id, store, txn)| format!(r#"{{"event_id":"{id}","transaction_id":"{txn}","event_time":"{at}","store_id":{store},"product_id":2,"quantity":2,"unit_price":7.25}}"#))
+        .collect();
+    ingest::ingest_bytes(&deps, "landing/sales-events/recent.jsonl", None, lines.join("\n").as_bytes()).await.unwrap();
     to_silver::handle(&deps, None).await.unwrap();
 
     let wake = || LambdaEvent::new(fixture("fixtures/s3-silver-commit.json"), Context::default());
@@ -30,7 +36,7 @@ async fn gold_recomputes_the_touched_dates_of_the_announced_silver_table() {
     let table = deps.lake.load(&tables::FACT_SALES_DAILY).await.unwrap();
     let files = deps.lake.live_files(&table).await.unwrap();
     let daily: Vec<FactSalesDaily> = deps.lake.read_rows(&table, &files).await.unwrap();
-    let day = bakehouse::domain::time::date_of(bakehouse::domain::time::parse_timestamp("2026-03-01T00:00:00Z").unwrap());
+    let day = time::date_of(event_time);
     assert_eq!(daily, vec![
         FactSalesDaily { business_date: day, store_id: 1, product_id: 2, quantity: 4, revenue: Money(2900), line_items: 2, transactions: 2 },
         FactSalesDaily { business_date: day, store_id: 99, product_id: 2, quantity: 2, revenue: Money(1450), line_items: 1, transactions: 1 },
