@@ -202,7 +202,11 @@ impl Config {
             None => None,
             Some(v) if v.starts_with("file:///") => Some(v.trim_end_matches('/').to_string()),
             Some(v) => {
-                return Err(ConfigError::Invalid { name: ENV_OBJECT_ROOT, value: v, accepted: "file:///absolute/path" });
+                return Err(ConfigError::Invalid {
+                    name: ENV_OBJECT_ROOT,
+                    value: v,
+                    accepted: "file:///absolute/path",
+                });
             }
         };
         Ok(Config {
@@ -225,7 +229,10 @@ impl Config {
     ///
     /// # Errors
     /// [`ConfigError::Invalid`] for a value that is not accepted.
-    pub fn embedded(home: &Path, lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    pub fn embedded(
+        home: &Path,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         let home = absolute(home);
         let overrides = Overrides {
             warehouse: Some(format!("file://{}", home.join("warehouse").display())),

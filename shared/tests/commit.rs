@@ -2,6 +2,8 @@
 //! conflicts re-plan, stale removals re-plan, exhausted retries fail loudly, concurrent
 //! writers all land, overwrites replace exactly the planned files.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -16,7 +18,10 @@ fn config(dir: &std::path::Path, attempts: &str) -> Config {
         warehouse: Some(format!("file://{}/warehouse", dir.display())),
         catalog: Some(format!("sqlite://{}/catalog.db", dir.display())),
     };
-    Config::from_lookup(&overrides, |name| (name == "BAKEHOUSE_COMMIT_ATTEMPTS").then(|| attempts.to_string())).unwrap()
+    Config::from_lookup(&overrides, |name| {
+        (name == "BAKEHOUSE_COMMIT_ATTEMPTS").then(|| attempts.to_string())
+    })
+    .unwrap()
 }
 
 async fn lake(dir: &std::path::Path) -> Lakehouse {
@@ -38,11 +43,22 @@ fn row(tag: &str, day: i64) -> QuarantineRow {
     }
 }
 
-async fn append(lake: &Lakehouse, tags: &[&str], day: i64) -> Result<Option<bakehouse::adapters::iceberg::CommitOutcome>, StorageError> {
+async fn append(
+    lake: &Lakehouse,
+    tags: &[&str],
+    day: i64,
+) -> Result<Option<bakehouse::adapters::iceberg::CommitOutcome>, StorageError> {
     let rows: Vec<QuarantineRow> = tags.iter().map(|t| row(t, day)).collect();
     lake.commit_with(&QUARANTINE, async |table| {
-        let add = lake.write_rows(table, &rows, |r| (r.ingestion_time / MICROS_PER_DAY) as i32).await?;
-        Ok(Some(CommitPlan { operation: Operation::Append, add, remove: vec![], properties: HashMap::new() }))
+        let add = lake
+            .write_rows(table, &rows, |r| (r.ingestion_time / MICROS_PER_DAY) as i32)
+            .await?;
+        Ok(Some(CommitPlan {
+            operation: Operation::Append,
+            add,
+            remove: vec![],
+            properties: HashMap::new(),
+        }))
     })
     .await
 }
@@ -50,7 +66,13 @@ async fn append(lake: &Lakehouse, tags: &[&str], day: i64) -> Result<Option<bake
 async fn tags(lake: &Lakehouse) -> Vec<String> {
     let table = lake.load(&QUARANTINE).await.unwrap();
     let files = lake.live_files(&table).await.unwrap();
-    let mut tags: Vec<String> = lake.read_rows::<QuarantineRow>(&table, &files).await.unwrap().into_iter().map(|r| r.source_ref).collect();
+    let mut tags: Vec<String> = lake
+        .read_rows::<QuarantineRow>(&table, &files)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.source_ref)
+        .collect();
     tags.sort();
     tags
 }
@@ -69,7 +91,12 @@ async fn a_lost_race_replans_on_the_newer_table_and_keeps_both_writes() {
                 append(&theirs, &["theirs"], 1).await?;
             }
             let add = ours.write_rows(table, &rows, |_| 1).await?;
-            Ok(Some(CommitPlan { operation: Operation::Append, add, remove: vec![], properties: HashMap::new() }))
+            Ok(Some(CommitPlan {
+                operation: Operation::Append,
+                add,
+                remove: vec![],
+                properties: HashMap::new(),
+            }))
         })
         .await
         .unwrap()
@@ -87,7 +114,11 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
-        if path.is_dir() { out.extend(walk(&path)) } else { out.push(path) }
+        if path.is_dir() {
+            out.extend(walk(&path))
+        } else {
+            out.push(path)
+        }
     }
     out
 }
@@ -99,14 +130,30 @@ async fn removing_a_file_someone_else_already_removed_replans() {
     append(&lake, &["a"], 1).await.unwrap();
     append(&lake, &["b"], 2).await.unwrap();
     let stale = lake.load(&QUARANTINE).await.unwrap();
-    let day_one: Vec<_> = lake.live_files(&stale).await.unwrap().into_iter().filter(|f| bakehouse::adapters::iceberg::partition_day(&f.data_file) == Some(1)).collect();
+    let day_one: Vec<_> = lake
+        .live_files(&stale)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|f| bakehouse::adapters::iceberg::partition_day(&f.data_file) == Some(1))
+        .collect();
     assert_eq!(day_one.len(), 1);
     // A concurrent overwrite of day 1 removes that file first.
     let replacement = vec![row("a2", 1)];
     lake.commit_with(&QUARANTINE, async |table| {
-        let remove = lake.live_files(table).await?.into_iter().filter(|f| f.path() == day_one[0].path()).collect();
+        let remove = lake
+            .live_files(table)
+            .await?
+            .into_iter()
+            .filter(|f| f.path() == day_one[0].path())
+            .collect();
         let add = lake.write_rows(table, &replacement, |_| 1).await?;
-        Ok(Some(CommitPlan { operation: Operation::Overwrite, add, remove, properties: HashMap::new() }))
+        Ok(Some(CommitPlan {
+            operation: Operation::Overwrite,
+            add,
+            remove,
+            properties: HashMap::new(),
+        }))
     })
     .await
     .unwrap();
@@ -118,15 +165,33 @@ async fn removing_a_file_someone_else_already_removed_replans() {
             let remove = if calls.fetch_add(1, Ordering::SeqCst) == 0 {
                 day_one.clone()
             } else {
-                lake.live_files(table).await?.into_iter().filter(|f| bakehouse::adapters::iceberg::partition_day(&f.data_file) == Some(1)).collect()
+                lake.live_files(table)
+                    .await?
+                    .into_iter()
+                    .filter(|f| {
+                        bakehouse::adapters::iceberg::partition_day(&f.data_file) == Some(1)
+                    })
+                    .collect()
             };
             let add = lake.write_rows(table, &mine, |_| 1).await?;
-            Ok(Some(CommitPlan { operation: Operation::Overwrite, add, remove, properties: HashMap::new() }))
+            Ok(Some(CommitPlan {
+                operation: Operation::Overwrite,
+                add,
+                remove,
+                properties: HashMap::new(),
+            }))
         })
         .await
         .unwrap()
         .unwrap();
-    assert_eq!((outcome.attempts, outcome.removed_files, outcome.added_records), (2, 1, 1));
+    assert_eq!(
+        (
+            outcome.attempts,
+            outcome.removed_files,
+            outcome.added_records
+        ),
+        (2, 1, 1)
+    );
     assert_eq!(tags(&lake).await, ["a3", "b"]);
 }
 
@@ -141,11 +206,19 @@ async fn exhausted_retries_fail_loudly_and_change_nothing() {
         .commit_with(&QUARANTINE, async |table| {
             append(&other, &["winner"], 1).await?;
             let add = impatient.write_rows(table, &rows, |_| 1).await?;
-            Ok(Some(CommitPlan { operation: Operation::Append, add, remove: vec![], properties: HashMap::new() }))
+            Ok(Some(CommitPlan {
+                operation: Operation::Append,
+                add,
+                remove: vec![],
+                properties: HashMap::new(),
+            }))
         })
         .await;
     let error = result.unwrap_err();
-    assert!(matches!(error, StorageError::ConflictsExhausted { attempts: 1, .. }), "{error}");
+    assert!(
+        matches!(error, StorageError::ConflictsExhausted { attempts: 1, .. }),
+        "{error}"
+    );
     assert!(error.is_retryable());
     assert_eq!(tags(&other).await, ["winner"]);
 }
@@ -171,7 +244,10 @@ async fn eight_concurrent_writers_all_land() {
     assert_eq!(got.len(), 40);
     let table = lake.load(&QUARANTINE).await.unwrap();
     assert_eq!(table.metadata().snapshots().len(), 40);
-    assert_eq!(Lakehouse::snapshot_property(&table, "total-records"), Some("40"));
+    assert_eq!(
+        Lakehouse::snapshot_property(&table, "total-records"),
+        Some("40")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,13 +259,23 @@ async fn checkpoint_properties_are_carried_into_later_snapshots() {
             operation: Operation::Append,
             add: vec![],
             remove: vec![],
-            properties: [("bakehouse.kafka-offsets".to_string(), "{\"t/0\":5}".to_string()), ("other".to_string(), "x".to_string())].into(),
+            properties: [
+                (
+                    "bakehouse.kafka-offsets".to_string(),
+                    "{\"t/0\":5}".to_string(),
+                ),
+                ("other".to_string(), "x".to_string()),
+            ]
+            .into(),
         }))
     })
     .await
     .unwrap();
     append(&lake, &["later"], 1).await.unwrap();
     let table = lake.load(&QUARANTINE).await.unwrap();
-    assert_eq!(Lakehouse::snapshot_property(&table, "bakehouse.kafka-offsets"), Some("{\"t/0\":5}"));
+    assert_eq!(
+        Lakehouse::snapshot_property(&table, "bakehouse.kafka-offsets"),
+        Some("{\"t/0\":5}")
+    );
     assert_eq!(Lakehouse::snapshot_property(&table, "other"), None);
 }

@@ -1,5 +1,7 @@
 //! The ingest handler on AWS-shaped fixture events, against an embedded lakehouse in a temp dir.
 
+#![allow(clippy::unwrap_used)]
+
 use bakehouse::adapters::iceberg::{Lakehouse, TableDef, tables};
 use bakehouse::config::Config;
 use bakehouse::domain::records::{BronzeReading, BronzeSale, QuarantineRow};
@@ -10,13 +12,16 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 async fn deps(home: &std::path::Path) -> Deps {
-    let deps = Deps::open(Config::embedded(home, |_| None).unwrap()).await.unwrap();
+    let deps = Deps::open(Config::embedded(home, |_| None).unwrap())
+        .await
+        .unwrap();
     deps.lake.create_tables().await.unwrap();
     deps
 }
 
 fn fixture(name: &str) -> LambdaEvent<Value> {
-    let text = std::fs::read_to_string(format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let text =
+        std::fs::read_to_string(format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap();
     LambdaEvent::new(serde_json::from_str(&text).unwrap(), Context::default())
 }
 
@@ -30,32 +35,78 @@ async fn read<T: DeserializeOwned>(lake: &Lakehouse, def: &TableDef) -> Vec<T> {
 async fn a_kafka_batch_lands_in_bronze_and_quarantine_once() {
     let home = tempfile::tempdir().unwrap();
     let deps = deps(home.path()).await;
-    let summary = ingest::handler(&deps, fixture("kafka-event.json")).await.unwrap();
+    let summary = ingest::handler(&deps, fixture("kafka-event.json"))
+        .await
+        .unwrap();
     assert_eq!(summary.records, 7);
     assert_eq!(summary.quarantined.get("not_json"), Some(&1));
     assert_eq!(summary.quarantined.get("bad_encoding"), Some(&1));
 
     let mut sales: Vec<BronzeSale> = read(&deps.lake, &tables::BRONZE_SALES).await;
     sales.sort_by(|a, b| a.source_ref.cmp(&b.source_ref));
-    let refs: Vec<_> = sales.iter().map(|s| (s.source_ref.as_str(), s.event_id.as_str())).collect();
-    assert_eq!(refs, [("sales-events/0/100", "k1"), ("sales-events/0/101", "k2"), ("sales-events/1/7", "k3"), ("sales-events/1/8", "k1")]);
-    assert!(sales.iter().all(|s| s.source == "kafka" && s.unit_price.0 == 725));
+    let refs: Vec<_> = sales
+        .iter()
+        .map(|s| (s.source_ref.as_str(), s.event_id.as_str()))
+        .collect();
+    assert_eq!(
+        refs,
+        [
+            ("sales-events/0/100", "k1"),
+            ("sales-events/0/101", "k2"),
+            ("sales-events/1/7", "k3"),
+            ("sales-events/1/8", "k1")
+        ]
+    );
+    assert!(
+        sales
+            .iter()
+            .all(|s| s.source == "kafka" && s.unit_price.0 == 725)
+    );
     let readings: Vec<BronzeReading> = read(&deps.lake, &tables::BRONZE_EQUIPMENT_METRICS).await;
-    assert_eq!((readings.len(), readings[0].temperature_c), (1, Some(210.5)));
+    assert_eq!(
+        (readings.len(), readings[0].temperature_c),
+        (1, Some(210.5))
+    );
     let mut quarantine: Vec<QuarantineRow> = read(&deps.lake, &tables::QUARANTINE).await;
     quarantine.sort_by(|a, b| a.source_ref.cmp(&b.source_ref));
-    let q: Vec<_> = quarantine.iter().map(|q| (q.source_ref.as_str(), q.error_code.as_str(), q.raw.as_str())).collect();
-    assert_eq!(q, [("sales-events/0/102", "not_json", "not json"), ("sales-events/1/9", "bad_encoding", "%%%not-base64")]);
+    let q: Vec<_> = quarantine
+        .iter()
+        .map(|q| (q.source_ref.as_str(), q.error_code.as_str(), q.raw.as_str()))
+        .collect();
+    assert_eq!(
+        q,
+        [
+            ("sales-events/0/102", "not_json", "not json"),
+            ("sales-events/1/9", "bad_encoding", "%%%not-base64")
+        ]
+    );
 
     let table = deps.lake.load(&tables::BRONZE_SALES).await.unwrap();
-    let offsets: Value = serde_json::from_str(Lakehouse::snapshot_property(&table, PROP_KAFKA_OFFSETS).unwrap()).unwrap();
-    assert_eq!(offsets, serde_json::json!({"equipment-metrics/2": 40, "sales-events/0": 102, "sales-events/1": 9}));
+    let offsets: Value =
+        serde_json::from_str(Lakehouse::snapshot_property(&table, PROP_KAFKA_OFFSETS).unwrap())
+            .unwrap();
+    assert_eq!(
+        offsets,
+        serde_json::json!({"equipment-metrics/2": 40, "sales-events/0": 102, "sales-events/1": 9})
+    );
 
     // Lambda retries the same batch: nothing is added anywhere.
-    let again = ingest::handler(&deps, fixture("kafka-event.json")).await.unwrap();
+    let again = ingest::handler(&deps, fixture("kafka-event.json"))
+        .await
+        .unwrap();
     assert_eq!((again.commits, again.already_committed), (0, 3));
-    assert_eq!(read::<BronzeSale>(&deps.lake, &tables::BRONZE_SALES).await.len(), 4);
-    assert_eq!(read::<QuarantineRow>(&deps.lake, &tables::QUARANTINE).await.len(), 2);
+    assert_eq!(
+        read::<BronzeSale>(&deps.lake, &tables::BRONZE_SALES)
+            .await
+            .len(),
+        4
+    );
+    assert_eq!(
+        read::<QuarantineRow>(&deps.lake, &tables::QUARANTINE)
+            .await
+            .len(),
+        2
+    );
 }
 
 #[tokio::test]
@@ -67,24 +118,41 @@ async fn an_s3_notification_ingests_the_object_under_its_decoded_key_once() {
     let line = r#"{"event_id":"f1","event_time":"2026-03-01T08:00:00Z","store_id":1,"product_id":1,"quantity":1,"unit_price":3.5}"#;
     std::fs::write(dir.join("day one:1.jsonl"), format!("{line}\n{{broken\n")).unwrap();
 
-    let summary = ingest::handler(&deps, fixture("s3-landing-event.json")).await.unwrap();
+    let summary = ingest::handler(&deps, fixture("s3-landing-event.json"))
+        .await
+        .unwrap();
     assert_eq!((summary.records, summary.commits), (2, 2));
     let sales: Vec<BronzeSale> = read(&deps.lake, &tables::BRONZE_SALES).await;
-    assert_eq!(sales[0].source_ref, "landing/sales-events/day one:1.jsonl:1");
+    assert_eq!(
+        sales[0].source_ref,
+        "landing/sales-events/day one:1.jsonl:1"
+    );
     assert_eq!(sales[0].source, "file");
     let quarantine: Vec<QuarantineRow> = read(&deps.lake, &tables::QUARANTINE).await;
-    assert_eq!(quarantine[0].source_ref, "landing/sales-events/day one:1.jsonl:2");
+    assert_eq!(
+        quarantine[0].source_ref,
+        "landing/sales-events/day one:1.jsonl:2"
+    );
 
-    let again = ingest::handler(&deps, fixture("s3-landing-event.json")).await.unwrap();
+    let again = ingest::handler(&deps, fixture("s3-landing-event.json"))
+        .await
+        .unwrap();
     assert_eq!(again.commits, 0);
-    assert_eq!(read::<BronzeSale>(&deps.lake, &tables::BRONZE_SALES).await.len(), 1);
+    assert_eq!(
+        read::<BronzeSale>(&deps.lake, &tables::BRONZE_SALES)
+            .await
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
 async fn the_s3_test_event_is_ignored_and_other_documents_are_refused() {
     let home = tempfile::tempdir().unwrap();
     let deps = deps(home.path()).await;
-    let summary = ingest::handler(&deps, fixture("s3-test-event.json")).await.unwrap();
+    let summary = ingest::handler(&deps, fixture("s3-test-event.json"))
+        .await
+        .unwrap();
     assert_eq!((summary.records, summary.commits), (0, 0));
     let odd = LambdaEvent::new(serde_json::json!({"hello": "world"}), Context::default());
     let error = ingest::handler(&deps, odd).await.unwrap_err();

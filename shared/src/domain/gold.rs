@@ -223,12 +223,35 @@ pub fn fact_equipment_performance(
 mod tests {
     use super::*;
 
-    fn sale(id: &str, day: i32, store: i32, txn: Option<&str>, quantity: i32, cents: i64, score: i32, too_late: bool) -> SilverSale {
+    fn sale(
+        id: &str,
+        day: i32,
+        store: i32,
+        txn: Option<&str>,
+        quantity: i32,
+        cents: i64,
+        score: i32,
+        too_late: bool,
+    ) -> SilverSale {
         SilverSale {
-            event_id: id.into(), transaction_id: txn.map(str::to_string), event_time: 0, business_date: day, store_id: store,
-            product_id: 1, customer_id: None, quantity, unit_price: Money(cents), revenue: Money(cents * i64::from(quantity)),
-            promotion_id: None, time_of_day: "morning".into(), ingestion_time: 0, lateness_seconds: 0.0, too_late,
-            quality_score: score, failed_rules: String::new(), source_ref: String::new(),
+            event_id: id.into(),
+            transaction_id: txn.map(str::to_string),
+            event_time: 0,
+            business_date: day,
+            store_id: store,
+            product_id: 1,
+            customer_id: None,
+            quantity,
+            unit_price: Money(cents),
+            revenue: Money(cents * i64::from(quantity)),
+            promotion_id: None,
+            time_of_day: "morning".into(),
+            ingestion_time: 0,
+            lateness_seconds: 0.0,
+            too_late,
+            quality_score: score,
+            failed_rules: String::new(),
+            source_ref: String::new(),
         }
     }
 
@@ -239,54 +262,129 @@ mod tests {
             sale("a", 1, 1, Some("t1"), 2, 150, 100, false),
             sale("b", 1, 1, Some("t1"), 1, 200, 50, false),
             sale("c", 1, 1, None, 1, 100, 100, false),
-            sale("d", 1, 1, None, 5, 100, 49, false),    // below the minimum score
+            sale("d", 1, 1, None, 5, 100, 49, false), // below the minimum score
             sale("e", 1, 1, Some("t9"), 5, 100, 100, true), // too late
             sale("f", 2, 1, Some("t1"), 1, 1, 100, false),
         ];
         let daily = fact_sales_daily(&rows, &policy).unwrap();
-        assert_eq!(daily, vec![
-            FactSalesDaily { business_date: 1, store_id: 1, product_id: 1, quantity: 4, revenue: Money(600), line_items: 3, transactions: 2 },
-            FactSalesDaily { business_date: 2, store_id: 1, product_id: 1, quantity: 1, revenue: Money(1), line_items: 1, transactions: 1 },
-        ]);
+        assert_eq!(
+            daily,
+            vec![
+                FactSalesDaily {
+                    business_date: 1,
+                    store_id: 1,
+                    product_id: 1,
+                    quantity: 4,
+                    revenue: Money(600),
+                    line_items: 3,
+                    transactions: 2
+                },
+                FactSalesDaily {
+                    business_date: 2,
+                    store_id: 1,
+                    product_id: 1,
+                    quantity: 1,
+                    revenue: Money(1),
+                    line_items: 1,
+                    transactions: 1
+                },
+            ]
+        );
         let facts = fact_sales(&rows, &policy);
-        assert_eq!(facts.iter().map(|f| f.sale_id.as_str()).collect::<Vec<_>>(), ["a", "b", "c", "f"]);
-        assert!(facts.iter().all(|f| f.store_key.is_none() && f.product_key.is_none()));
-        let strict = GoldPolicy { min_quality_score: 100 };
+        assert_eq!(
+            facts.iter().map(|f| f.sale_id.as_str()).collect::<Vec<_>>(),
+            ["a", "b", "c", "f"]
+        );
+        assert!(
+            facts
+                .iter()
+                .all(|f| f.store_key.is_none() && f.product_key.is_none())
+        );
+        let strict = GoldPolicy {
+            min_quality_score: 100,
+        };
         assert_eq!(fact_sales(&rows, &strict).len(), 3);
     }
 
     #[test]
     fn daily_revenue_overflow_is_an_error() {
-        let rows: Vec<_> = (0..101).map(|i| sale(&i.to_string(), 1, 1, None, 1, 999_999_999_999, 100, false)).collect();
-        assert_eq!(fact_sales_daily(&rows, &GoldPolicy::default()).unwrap_err().store_id, 1);
+        let rows: Vec<_> = (0..101)
+            .map(|i| sale(&i.to_string(), 1, 1, None, 1, 999_999_999_999, 100, false))
+            .collect();
+        assert_eq!(
+            fact_sales_daily(&rows, &GoldPolicy::default())
+                .unwrap_err()
+                .store_id,
+            1
+        );
     }
 
     fn update(id: &str, event_time: i64, closing: i64, sold: i32, score: i32) -> SilverInventory {
         SilverInventory {
-            update_id: id.into(), event_time, business_date: 1, store_id: 1, product_id: 1, beginning_stock: 0,
-            restocked_quantity: 0, sold_quantity: sold, waste_quantity: 0, closing_stock: closing, waste_ratio: 0.25,
-            reported_by: None, ingestion_time: 0, lateness_seconds: 0.0, too_late: false, quality_score: score,
-            failed_rules: String::new(), source_ref: String::new(),
+            update_id: id.into(),
+            event_time,
+            business_date: 1,
+            store_id: 1,
+            product_id: 1,
+            beginning_stock: 0,
+            restocked_quantity: 0,
+            sold_quantity: sold,
+            waste_quantity: 0,
+            closing_stock: closing,
+            waste_ratio: 0.25,
+            reported_by: None,
+            ingestion_time: 0,
+            lateness_seconds: 0.0,
+            too_late: false,
+            quality_score: score,
+            failed_rules: String::new(),
+            source_ref: String::new(),
         }
     }
 
     #[test]
     fn inventory_takes_the_latest_update_with_ties_to_the_greatest_id() {
         let policy = GoldPolicy::default();
-        let rows = vec![update("a", 10, 5, 2, 100), update("c", 20, 8, 4, 100), update("b", 20, 9, 3, 100), update("z", 30, 1, 1, 10)];
+        let rows = vec![
+            update("a", 10, 5, 2, 100),
+            update("c", 20, 8, 4, 100),
+            update("b", 20, 9, 3, 100),
+            update("z", 30, 1, 1, 10),
+        ];
         let facts = fact_inventory(&rows, &policy);
         assert_eq!(facts.len(), 1);
         let f = &facts[0];
-        assert_eq!((f.closing_stock, f.updates, f.days_of_supply, f.stock_out), (8, 3, Some(2.0), false));
+        assert_eq!(
+            (f.closing_stock, f.updates, f.days_of_supply, f.stock_out),
+            (8, 3, Some(2.0), false)
+        );
         let zero = fact_inventory(&[update("a", 1, 0, 0, 100)], &policy);
         assert_eq!((zero[0].days_of_supply, zero[0].stock_out), (None, true));
     }
 
-    fn reading(id: &str, status: &str, power: f64, temp: Option<f64>, interval: i32) -> SilverReading {
+    fn reading(
+        id: &str,
+        status: &str,
+        power: f64,
+        temp: Option<f64>,
+        interval: i32,
+    ) -> SilverReading {
         SilverReading {
-            metric_id: id.into(), equipment_id: 7, event_time: 0, business_date: 1, operational_status: status.into(),
-            power_kw: power, temperature_c: temp, interval_seconds: interval, readings: None, ingestion_time: 0,
-            lateness_seconds: 0.0, too_late: false, quality_score: 100, failed_rules: String::new(), source_ref: String::new(),
+            metric_id: id.into(),
+            equipment_id: 7,
+            event_time: 0,
+            business_date: 1,
+            operational_status: status.into(),
+            power_kw: power,
+            temperature_c: temp,
+            interval_seconds: interval,
+            readings: None,
+            ingestion_time: 0,
+            lateness_seconds: 0.0,
+            too_late: false,
+            quality_score: 100,
+            failed_rules: String::new(),
+            source_ref: String::new(),
         }
     }
 
@@ -299,13 +397,35 @@ mod tests {
             reading("d", "idle", 2.0, None, 600),
         ];
         let f = &fact_equipment_performance(&rows, &GoldPolicy::default())[0];
-        assert_eq!((f.readings, f.operational_hours, f.downtime_minutes), (4, 1.0, 60.0));
+        assert_eq!(
+            (f.readings, f.operational_hours, f.downtime_minutes),
+            (4, 1.0, 60.0)
+        );
         assert!((f.energy_kwh - (6.0 + 0.5 + 2.0 / 6.0)).abs() < 1e-12);
-        assert_eq!((f.avg_power_kw, f.avg_temperature_c, f.max_temperature_c), (2.25, Some(150.0), Some(200.0)));
+        assert_eq!(
+            (f.avg_power_kw, f.avg_temperature_c, f.max_temperature_c),
+            (2.25, Some(150.0), Some(200.0))
+        );
         assert_eq!(f.efficiency_score, Some(50.0));
-        let two_thirds = fact_equipment_performance(&[reading("a", "running", 1.0, None, 7200), reading("b", "error", 1.0, None, 3600)], &GoldPolicy::default());
+        let two_thirds = fact_equipment_performance(
+            &[
+                reading("a", "running", 1.0, None, 7200),
+                reading("b", "error", 1.0, None, 3600),
+            ],
+            &GoldPolicy::default(),
+        );
         assert_eq!(two_thirds[0].efficiency_score, Some(66.7));
-        let idle = fact_equipment_performance(&[reading("a", "idle", 1.0, None, 60)], &GoldPolicy::default());
-        assert_eq!((idle[0].efficiency_score, idle[0].avg_temperature_c, idle[0].max_temperature_c), (None, None, None));
+        let idle = fact_equipment_performance(
+            &[reading("a", "idle", 1.0, None, 60)],
+            &GoldPolicy::default(),
+        );
+        assert_eq!(
+            (
+                idle[0].efficiency_score,
+                idle[0].avg_temperature_c,
+                idle[0].max_temperature_c
+            ),
+            (None, None, None)
+        );
     }
 }

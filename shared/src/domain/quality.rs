@@ -163,35 +163,75 @@ mod tests {
         ReferenceIndex {
             stores: [1].into(),
             products: [2].into(),
-            equipment: [(5, Some("refrigerator".to_string())), (6, None), (7, Some("toaster".to_string()))].into(),
+            equipment: [
+                (5, Some("refrigerator".to_string())),
+                (6, None),
+                (7, Some("toaster".to_string())),
+            ]
+            .into(),
         }
     }
 
     fn sale() -> BronzeSale {
         BronzeSale {
-            event_id: "e".into(), transaction_id: None, event_time: 0, store_id: 1, product_id: 2, customer_id: None,
-            quantity: 1, unit_price: Money(1), promotion_id: None, payload: String::new(), source: String::new(),
-            source_ref: String::new(), ingestion_time: 0,
+            event_id: "e".into(),
+            transaction_id: None,
+            event_time: 0,
+            store_id: 1,
+            product_id: 2,
+            customer_id: None,
+            quantity: 1,
+            unit_price: Money(1),
+            promotion_id: None,
+            payload: String::new(),
+            source: String::new(),
+            source_ref: String::new(),
+            ingestion_time: 0,
         }
     }
 
     #[test]
     fn sales_rules_and_boundaries() {
         let r = reference();
-        assert_eq!(assess_sale(&sale(), &r), Assessment { score: 100, failed: vec![] });
-        let cases: Vec<(Box<dyn Fn(&mut BronzeSale)>, i32, &str)> = vec![
+        assert_eq!(
+            assess_sale(&sale(), &r),
+            Assessment {
+                score: 100,
+                failed: vec![]
+            }
+        );
+        type Change = Box<dyn Fn(&mut BronzeSale)>;
+        let cases: Vec<(Change, i32, &str)> = vec![
             (Box::new(|s| s.store_id = 9), 80, "store_unknown"),
             (Box::new(|s| s.product_id = 9), 80, "product_unknown"),
             (Box::new(|s| s.quantity = 0), 75, "quantity_out_of_range"),
             (Box::new(|s| s.quantity = 101), 75, "quantity_out_of_range"),
-            (Box::new(|s| s.unit_price = Money(0)), 75, "unit_price_out_of_range"),
-            (Box::new(|s| s.unit_price = Money(100_001)), 75, "unit_price_out_of_range"),
-            (Box::new(|s| s.event_time = MAX_FUTURE_SKEW_MICROS + 1), 90, "event_time_in_future"),
+            (
+                Box::new(|s| s.unit_price = Money(0)),
+                75,
+                "unit_price_out_of_range",
+            ),
+            (
+                Box::new(|s| s.unit_price = Money(100_001)),
+                75,
+                "unit_price_out_of_range",
+            ),
+            (
+                Box::new(|s| s.event_time = MAX_FUTURE_SKEW_MICROS + 1),
+                90,
+                "event_time_in_future",
+            ),
         ];
         for (change, score, rule) in cases {
             let mut s = sale();
             change(&mut s);
-            assert_eq!(assess_sale(&s, &r), Assessment { score, failed: vec![rule] });
+            assert_eq!(
+                assess_sale(&s, &r),
+                Assessment {
+                    score,
+                    failed: vec![rule]
+                }
+            );
         }
         let mut edge = sale();
         edge.quantity = 100;
@@ -199,16 +239,38 @@ mod tests {
         edge.event_time = MAX_FUTURE_SKEW_MICROS;
         assert_eq!(assess_sale(&edge, &r).score, 100);
         let mut worst = sale();
-        (worst.store_id, worst.product_id, worst.quantity, worst.unit_price, worst.event_time) = (9, 9, 0, Money(0), i64::MAX);
+        (
+            worst.store_id,
+            worst.product_id,
+            worst.quantity,
+            worst.unit_price,
+            worst.event_time,
+        ) = (9, 9, 0, Money(0), i64::MAX);
         let a = assess_sale(&worst, &r);
-        assert_eq!((a.score, a.failed_rules().as_str()), (0, "store_unknown,product_unknown,quantity_out_of_range,unit_price_out_of_range,event_time_in_future"));
+        assert_eq!(
+            (a.score, a.failed_rules().as_str()),
+            (
+                0,
+                "store_unknown,product_unknown,quantity_out_of_range,unit_price_out_of_range,event_time_in_future"
+            )
+        );
     }
 
     fn inventory() -> BronzeInventory {
         BronzeInventory {
-            update_id: "u".into(), event_time: 0, store_id: 1, product_id: 2, beginning_stock: 10, restocked_quantity: 0,
-            sold_quantity: 10, waste_quantity: 0, reported_by: None, payload: String::new(), source: String::new(),
-            source_ref: String::new(), ingestion_time: 0,
+            update_id: "u".into(),
+            event_time: 0,
+            store_id: 1,
+            product_id: 2,
+            beginning_stock: 10,
+            restocked_quantity: 0,
+            sold_quantity: 10,
+            waste_quantity: 0,
+            reported_by: None,
+            payload: String::new(),
+            source: String::new(),
+            source_ref: String::new(),
+            ingestion_time: 0,
         }
     }
 
@@ -221,23 +283,46 @@ mod tests {
         assert_eq!(assess_inventory(&i, &r).score, 70);
         let mut i = inventory();
         i.beginning_stock = 10_001;
-        assert_eq!(assess_inventory(&i, &r).failed, vec!["beginning_stock_out_of_range"]);
+        assert_eq!(
+            assess_inventory(&i, &r).failed,
+            vec!["beginning_stock_out_of_range"]
+        );
         let mut i = inventory();
         (i.restocked_quantity, i.sold_quantity, i.waste_quantity) = (-1, 10_001, -1);
         let a = assess_inventory(&i, &r);
         assert_eq!(a.score, 100 - 45 - 10);
-        assert_eq!(a.failed, vec!["restocked_quantity_out_of_range", "sold_quantity_out_of_range", "waste_quantity_out_of_range", "negative_closing_stock"]);
+        assert_eq!(
+            a.failed,
+            vec![
+                "restocked_quantity_out_of_range",
+                "sold_quantity_out_of_range",
+                "waste_quantity_out_of_range",
+                "negative_closing_stock"
+            ]
+        );
         let mut i = inventory();
         i.sold_quantity = 11;
-        assert_eq!(assess_inventory(&i, &r).failed, vec!["negative_closing_stock"]);
+        assert_eq!(
+            assess_inventory(&i, &r).failed,
+            vec!["negative_closing_stock"]
+        );
         assert_eq!(closing_stock(&i), -1);
     }
 
     fn reading(equipment_id: i32, temperature_c: Option<f64>) -> BronzeReading {
         BronzeReading {
-            metric_id: "m".into(), equipment_id, event_time: 0, operational_status: "running".into(), power_kw: 100.0,
-            temperature_c, interval_seconds: 30, readings: None, payload: String::new(), source: String::new(),
-            source_ref: String::new(), ingestion_time: 0,
+            metric_id: "m".into(),
+            equipment_id,
+            event_time: 0,
+            operational_status: "running".into(),
+            power_kw: 100.0,
+            temperature_c,
+            interval_seconds: 30,
+            readings: None,
+            payload: String::new(),
+            source: String::new(),
+            source_ref: String::new(),
+            ingestion_time: 0,
         }
     }
 
@@ -246,17 +331,28 @@ mod tests {
         let r = reference();
         assert_eq!(assess_reading(&reading(5, Some(15.0)), &r).score, 100);
         assert_eq!(assess_reading(&reading(5, Some(-30.0)), &r).score, 100);
-        assert_eq!(assess_reading(&reading(5, Some(15.1)), &r).failed, vec!["temperature_out_of_range"]);
+        assert_eq!(
+            assess_reading(&reading(5, Some(15.1)), &r).failed,
+            vec!["temperature_out_of_range"]
+        );
         assert_eq!(assess_reading(&reading(5, None), &r).score, 100);
         // Unknown equipment: no type, no range to check.
-        assert_eq!(assess_reading(&reading(9, Some(999.0)), &r).failed, vec!["equipment_unknown"]);
+        assert_eq!(
+            assess_reading(&reading(9, Some(999.0)), &r).failed,
+            vec!["equipment_unknown"]
+        );
         // Known equipment without a type, or a type SPEC names no range for.
         assert_eq!(assess_reading(&reading(6, Some(999.0)), &r).score, 100);
         assert_eq!(assess_reading(&reading(7, Some(999.0)), &r).score, 100);
         let mut hot = reading(5, None);
         (hot.power_kw, hot.event_time) = (100.01, MAX_FUTURE_SKEW_MICROS + 1);
         assert_eq!(assess_reading(&hot, &r).score, 50);
-        for (kind, lo, hi) in [("oven", 0.0, 300.0), ("proofer", 0.0, 60.0), ("mixer", 0.0, 100.0), ("display_case", -10.0, 25.0)] {
+        for (kind, lo, hi) in [
+            ("oven", 0.0, 300.0),
+            ("proofer", 0.0, 60.0),
+            ("mixer", 0.0, 100.0),
+            ("display_case", -10.0, 25.0),
+        ] {
             assert_eq!(temperature_range(kind), Some((lo, hi)));
         }
     }

@@ -167,22 +167,38 @@ mod tests {
 
     fn sale(id: &str, event_time: i64, ingestion_time: i64) -> BronzeSale {
         BronzeSale {
-            event_id: id.into(), transaction_id: None, event_time, store_id: 1, product_id: 1, customer_id: None,
-            quantity: 3, unit_price: Money(435), promotion_id: None, payload: String::new(), source: "file".into(),
-            source_ref: String::new(), ingestion_time,
+            event_id: id.into(),
+            transaction_id: None,
+            event_time,
+            store_id: 1,
+            product_id: 1,
+            customer_id: None,
+            quantity: 3,
+            unit_price: Money(435),
+            promotion_id: None,
+            payload: String::new(),
+            source: "file".into(),
+            source_ref: String::new(),
+            ingestion_time,
         }
     }
 
     #[test]
     fn lateness_boundary_is_inclusive_at_48_hours() {
         let policy = SilverPolicy::default();
-        let reference = ReferenceIndex { stores: [1].into(), products: [1].into(), ..Default::default() };
+        let reference = ReferenceIndex {
+            stores: [1].into(),
+            products: [1].into(),
+            ..Default::default()
+        };
         let at = |late: i64| sale_to_silver(sale("e", 0, late), &reference, &policy);
         assert!(!at(DEFAULT_ALLOWED_LATENESS_MICROS).too_late);
         assert!(at(DEFAULT_ALLOWED_LATENESS_MICROS + 1).too_late);
         assert_eq!(at(90 * MICROS_PER_SECOND).lateness_seconds, 90.0);
         assert_eq!(at(-MICROS_PER_SECOND / 2).lateness_seconds, -0.5);
-        let strict = SilverPolicy { allowed_lateness_micros: MICROS_PER_HOUR };
+        let strict = SilverPolicy {
+            allowed_lateness_micros: MICROS_PER_HOUR,
+        };
         assert!(sale_to_silver(sale("e", 0, MICROS_PER_HOUR + 1), &reference, &strict).too_late);
     }
 
@@ -193,28 +209,67 @@ mod tests {
         let s = sale_to_silver(sale("e", t, t), &reference, &SilverPolicy::default());
         assert_eq!(s.revenue, Money(1305));
         assert_eq!(s.business_date, date_of(t));
-        assert_eq!(crate::domain::time::date_from_days(s.business_date).to_string(), "2026-03-02");
+        assert_eq!(
+            crate::domain::time::date_from_days(s.business_date).to_string(),
+            "2026-03-02"
+        );
         assert_eq!(s.time_of_day, "evening");
-        assert_eq!((s.quality_score, s.failed_rules.as_str()), (60, "store_unknown,product_unknown"));
+        assert_eq!(
+            (s.quality_score, s.failed_rules.as_str()),
+            (60, "store_unknown,product_unknown")
+        );
     }
 
     #[test]
     fn time_of_day_boundaries() {
         let at = |h: i64| time_of_day(3 * MICROS_PER_DAY + h * MICROS_PER_HOUR);
         let got: Vec<_> = [5, 6, 10, 11, 14, 15, 17, 18, 23, 0].map(at).to_vec();
-        assert_eq!(got, ["evening", "morning", "morning", "lunch", "lunch", "afternoon", "afternoon", "evening", "evening", "evening"]);
+        assert_eq!(
+            got,
+            [
+                "evening",
+                "morning",
+                "morning",
+                "lunch",
+                "lunch",
+                "afternoon",
+                "afternoon",
+                "evening",
+                "evening",
+                "evening"
+            ]
+        );
     }
 
     #[test]
     fn inventory_derivations_and_zero_denominator() {
         let b = BronzeInventory {
-            update_id: "u".into(), event_time: 0, store_id: 1, product_id: 1, beginning_stock: 30, restocked_quantity: 10,
-            sold_quantity: 25, waste_quantity: 4, reported_by: None, payload: String::new(), source: String::new(),
-            source_ref: String::new(), ingestion_time: 0,
+            update_id: "u".into(),
+            event_time: 0,
+            store_id: 1,
+            product_id: 1,
+            beginning_stock: 30,
+            restocked_quantity: 10,
+            sold_quantity: 25,
+            waste_quantity: 4,
+            reported_by: None,
+            payload: String::new(),
+            source: String::new(),
+            source_ref: String::new(),
+            ingestion_time: 0,
         };
-        let s = inventory_to_silver(b.clone(), &ReferenceIndex::default(), &SilverPolicy::default());
+        let s = inventory_to_silver(
+            b.clone(),
+            &ReferenceIndex::default(),
+            &SilverPolicy::default(),
+        );
         assert_eq!((s.closing_stock, s.waste_ratio), (11, 0.1));
-        let empty = BronzeInventory { beginning_stock: 0, restocked_quantity: 0, waste_quantity: 3, ..b };
+        let empty = BronzeInventory {
+            beginning_stock: 0,
+            restocked_quantity: 0,
+            waste_quantity: 3,
+            ..b
+        };
         assert_eq!(waste_ratio(&empty), 0.0);
     }
 

@@ -461,8 +461,13 @@ pub fn decode_csv(bytes: &[u8], key: &str, dataset: Dataset) -> Vec<RawRecord> {
             .map_or(bytes.len(), |s| *s)
             .min(bytes.len());
         // The reader's position is the previous record's line end: skip it (and blank lines).
-        let start = (start.min(end)..end).find(|&j| !matches!(bytes[j], b'\r' | b'\n')).unwrap_or(end);
-        newlines += bytes[counted..start].iter().filter(|b| **b == b'\n').count();
+        let start = (start.min(end)..end)
+            .find(|&j| !matches!(bytes[j], b'\r' | b'\n'))
+            .unwrap_or(end);
+        newlines += bytes[counted..start]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count();
         counted = start;
         let line = newlines + 1;
         let raw = trim_line_end(&bytes[start..end]).to_vec();
@@ -710,11 +715,19 @@ mod tests {
     use super::*;
 
     fn lineage() -> Lineage {
-        Lineage { source: "file".into(), source_ref: "k:1".into(), ingestion_time: 1_000 }
+        Lineage {
+            source: "file".into(),
+            source_ref: "k:1".into(),
+            ingestion_time: 1_000,
+        }
     }
 
     fn json(text: &str) -> RawRecord {
-        RawRecord { source_ref: "k:1".into(), bytes: text.as_bytes().to_vec(), decoded: Decoded::Json }
+        RawRecord {
+            source_ref: "k:1".into(),
+            bytes: text.as_bytes().to_vec(),
+            decoded: Decoded::Json,
+        }
     }
 
     const SALE: &str = r#"{"event_id":"e1","transaction_id":"t1","event_time":"2026-03-01T10:00:00+01:00","store_id":1,"product_id":2,"customer_id":null,"quantity":3,"unit_price":4.35,"extra":"kept"}"#;
@@ -730,19 +743,29 @@ mod tests {
     }
 
     fn code(dataset: Dataset, record: &RawRecord) -> &'static str {
-        validate(dataset, record, &lineage()).unwrap_err().code.code()
+        validate(dataset, record, &lineage())
+            .unwrap_err()
+            .code
+            .code()
     }
 
     #[test]
     fn a_valid_sale_is_typed_and_keeps_its_payload() {
-        let Ok(BronzeRecord::Sale(sale)) = validate(Dataset::SalesEvents, &json(SALE), &lineage()) else {
+        let Ok(BronzeRecord::Sale(sale)) = validate(Dataset::SalesEvents, &json(SALE), &lineage())
+        else {
             panic!("expected a sale")
         };
-        assert_eq!(sale.event_time, crate::domain::time::parse_timestamp("2026-03-01T09:00:00Z").unwrap());
+        assert_eq!(
+            sale.event_time,
+            crate::domain::time::parse_timestamp("2026-03-01T09:00:00Z").unwrap()
+        );
         assert_eq!(sale.unit_price, Money(435));
         assert_eq!(sale.customer_id, None);
         assert!(sale.payload.contains("\"extra\":\"kept\""));
-        assert_eq!((sale.source_ref.as_str(), sale.ingestion_time), ("k:1", 1_000));
+        assert_eq!(
+            (sale.source_ref.as_str(), sale.ingestion_time),
+            ("k:1", 1_000)
+        );
     }
 
     #[test]
@@ -751,57 +774,196 @@ mod tests {
             serde_json::to_value(v).unwrap()
         }
         let cases: Vec<(RejectCode, Dataset, RawRecord)> = vec![
-            (RejectCode::NotUtf8, Dataset::SalesEvents, RawRecord { source_ref: "k".into(), bytes: vec![0xff, 0xfe], decoded: Decoded::Json }),
-            (RejectCode::NotJson, Dataset::SalesEvents, json("{\"event_id\": ")),
+            (
+                RejectCode::NotUtf8,
+                Dataset::SalesEvents,
+                RawRecord {
+                    source_ref: "k".into(),
+                    bytes: vec![0xff, 0xfe],
+                    decoded: Decoded::Json,
+                },
+            ),
+            (
+                RejectCode::NotJson,
+                Dataset::SalesEvents,
+                json("{\"event_id\": "),
+            ),
             (RejectCode::NotObject, Dataset::SalesEvents, json("[1, 2]")),
-            (RejectCode::TooLarge, Dataset::SalesEvents, json(&format!("{{\"event_id\":\"{}\"}}", "x".repeat(MAX_RECORD_BYTES)))),
-            (RejectCode::MissingField, Dataset::SalesEvents, sale_with("-store_id", Value::Null)),
-            (RejectCode::MissingField, Dataset::SalesEvents, sale_with("event_id", Value::Null)),
-            (RejectCode::WrongType, Dataset::SalesEvents, sale_with("store_id", j("one"))),
-            (RejectCode::WrongType, Dataset::SalesEvents, sale_with("quantity", j(1.5))),
-            (RejectCode::WrongType, Dataset::SalesEvents, sale_with("event_id", j(7))),
-            (RejectCode::BadTimestamp, Dataset::SalesEvents, sale_with("event_time", j("2026-03-01T10:00:00"))),
-            (RejectCode::BadTimestamp, Dataset::SalesEvents, sale_with("event_time", j("10000-01-01T00:00:00Z"))),
-            (RejectCode::BadLength, Dataset::SalesEvents, sale_with("event_id", j("x".repeat(65)))),
-            (RejectCode::BadLength, Dataset::SalesEvents, sale_with("event_id", j(""))),
-            (RejectCode::BadLength, Dataset::SalesEvents, sale_with("customer_id", j("c".repeat(65)))),
-            (RejectCode::OutOfRange, Dataset::SalesEvents, sale_with("store_id", j(3_000_000_000u64))),
-            (RejectCode::OutOfRange, Dataset::SalesEvents, sale_with("unit_price", j(100_000_000.0))),
-            (RejectCode::OutOfRange, Dataset::SalesEvents, json(&SALE.replace("\"quantity\":3", "\"quantity\":2000000000").replace("4.35", "99.99"))),
-            (RejectCode::InvalidValue, Dataset::SalesEvents, sale_with("unit_price", j(4.355))),
-            (RejectCode::InvalidValue, Dataset::EquipmentMetrics, json(r#"{"metric_id":"m","equipment_id":1,"event_time":"2026-03-01T10:00:00Z","operational_status":"broken","power_kw":1}"#)),
-            (RejectCode::InvalidValue, Dataset::EquipmentMetrics, json(r#"{"metric_id":"m","equipment_id":1,"event_time":"2026-03-01T10:00:00Z","operational_status":"idle","power_kw":1,"interval_seconds":0}"#)),
-            (RejectCode::WrongType, Dataset::EquipmentMetrics, json(r#"{"metric_id":"m","equipment_id":1,"event_time":"2026-03-01T10:00:00Z","operational_status":"idle","power_kw":1,"readings":[1]}"#)),
-            (RejectCode::BadCsvRow, Dataset::SalesEvents, decode_csv(b"event_id,store_id\ne1,1,extra\n", "k", Dataset::SalesEvents).remove(0)),
-            (RejectCode::BadEncoding, Dataset::SalesEvents, RawRecord { source_ref: "k".into(), bytes: vec![], decoded: Decoded::Rejected(Rejection::new(RejectCode::BadEncoding, "x")) }),
+            (
+                RejectCode::TooLarge,
+                Dataset::SalesEvents,
+                json(&format!(
+                    "{{\"event_id\":\"{}\"}}",
+                    "x".repeat(MAX_RECORD_BYTES)
+                )),
+            ),
+            (
+                RejectCode::MissingField,
+                Dataset::SalesEvents,
+                sale_with("-store_id", Value::Null),
+            ),
+            (
+                RejectCode::MissingField,
+                Dataset::SalesEvents,
+                sale_with("event_id", Value::Null),
+            ),
+            (
+                RejectCode::WrongType,
+                Dataset::SalesEvents,
+                sale_with("store_id", j("one")),
+            ),
+            (
+                RejectCode::WrongType,
+                Dataset::SalesEvents,
+                sale_with("quantity", j(1.5)),
+            ),
+            (
+                RejectCode::WrongType,
+                Dataset::SalesEvents,
+                sale_with("event_id", j(7)),
+            ),
+            (
+                RejectCode::BadTimestamp,
+                Dataset::SalesEvents,
+                sale_with("event_time", j("2026-03-01T10:00:00")),
+            ),
+            (
+                RejectCode::BadTimestamp,
+                Dataset::SalesEvents,
+                sale_with("event_time", j("10000-01-01T00:00:00Z")),
+            ),
+            (
+                RejectCode::BadLength,
+                Dataset::SalesEvents,
+                sale_with("event_id", j("x".repeat(65))),
+            ),
+            (
+                RejectCode::BadLength,
+                Dataset::SalesEvents,
+                sale_with("event_id", j("")),
+            ),
+            (
+                RejectCode::BadLength,
+                Dataset::SalesEvents,
+                sale_with("customer_id", j("c".repeat(65))),
+            ),
+            (
+                RejectCode::OutOfRange,
+                Dataset::SalesEvents,
+                sale_with("store_id", j(3_000_000_000u64)),
+            ),
+            (
+                RejectCode::OutOfRange,
+                Dataset::SalesEvents,
+                sale_with("unit_price", j(100_000_000.0)),
+            ),
+            (
+                RejectCode::OutOfRange,
+                Dataset::SalesEvents,
+                json(
+                    &SALE
+                        .replace("\"quantity\":3", "\"quantity\":2000000000")
+                        .replace("4.35", "99.99"),
+                ),
+            ),
+            (
+                RejectCode::InvalidValue,
+                Dataset::SalesEvents,
+                sale_with("unit_price", j(4.355)),
+            ),
+            (
+                RejectCode::InvalidValue,
+                Dataset::EquipmentMetrics,
+                json(
+                    r#"{"metric_id":"m","equipment_id":1,"event_time":"2026-03-01T10:00:00Z","operational_status":"broken","power_kw":1}"#,
+                ),
+            ),
+            (
+                RejectCode::InvalidValue,
+                Dataset::EquipmentMetrics,
+                json(
+                    r#"{"metric_id":"m","equipment_id":1,"event_time":"2026-03-01T10:00:00Z","operational_status":"idle","power_kw":1,"interval_seconds":0}"#,
+                ),
+            ),
+            (
+                RejectCode::WrongType,
+                Dataset::EquipmentMetrics,
+                json(
+                    r#"{"metric_id":"m","equipment_id":1,"event_time":"2026-03-01T10:00:00Z","operational_status":"idle","power_kw":1,"readings":[1]}"#,
+                ),
+            ),
+            (
+                RejectCode::BadCsvRow,
+                Dataset::SalesEvents,
+                decode_csv(
+                    b"event_id,store_id\ne1,1,extra\n",
+                    "k",
+                    Dataset::SalesEvents,
+                )
+                .remove(0),
+            ),
+            (
+                RejectCode::BadEncoding,
+                Dataset::SalesEvents,
+                RawRecord {
+                    source_ref: "k".into(),
+                    bytes: vec![],
+                    decoded: Decoded::Rejected(Rejection::new(RejectCode::BadEncoding, "x")),
+                },
+            ),
         ];
         for (expected, dataset, record) in &cases {
-            assert_eq!(code(*dataset, record), expected.code(), "{expected:?} for {:?}", String::from_utf8_lossy(&record.bytes));
+            assert_eq!(
+                code(*dataset, record),
+                expected.code(),
+                "{expected:?} for {:?}",
+                String::from_utf8_lossy(&record.bytes)
+            );
         }
         // Every code is exercised here or by the ingest hop (unknown_dataset, unsupported_file).
         let covered: std::collections::HashSet<_> = cases.iter().map(|(c, _, _)| *c).collect();
         let by_hop = [RejectCode::UnknownDataset, RejectCode::UnsupportedFile];
-        assert!(RejectCode::ALL.iter().all(|c| covered.contains(c) || by_hop.contains(c)));
+        assert!(
+            RejectCode::ALL
+                .iter()
+                .all(|c| covered.contains(c) || by_hop.contains(c))
+        );
     }
 
     #[test]
     fn readings_default_their_interval_and_keep_readings_as_json() {
-        let record = json(r#"{"metric_id":"m","equipment_id":1,"event_time":"2026-03-01T10:00:00Z","operational_status":"running","power_kw":2,"temperature_c":null,"readings":{"rpm":3}}"#);
-        let Ok(BronzeRecord::Reading(r)) = validate(Dataset::EquipmentMetrics, &record, &lineage()) else { panic!() };
-        assert_eq!((r.interval_seconds, r.power_kw, r.temperature_c), (30, 2.0, None));
+        let record = json(
+            r#"{"metric_id":"m","equipment_id":1,"event_time":"2026-03-01T10:00:00Z","operational_status":"running","power_kw":2,"temperature_c":null,"readings":{"rpm":3}}"#,
+        );
+        let Ok(BronzeRecord::Reading(r)) = validate(Dataset::EquipmentMetrics, &record, &lineage())
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (r.interval_seconds, r.power_kw, r.temperature_c),
+            (30, 2.0, None)
+        );
         assert_eq!(r.readings.as_deref(), Some(r#"{"rpm":3}"#));
     }
 
     #[test]
     fn reference_attributes_are_lenient_text() {
         let record = json(r#"{"store_id":1,"name":"A","opening_hour":6,"closing_hour":"20:00"}"#);
-        let Ok(BronzeRecord::Store(s)) = validate(Dataset::Stores, &record, &lineage()) else { panic!() };
-        assert_eq!((s.opening_hour.as_deref(), s.closing_hour.as_deref(), s.city), (Some("6"), Some("20:00"), None));
+        let Ok(BronzeRecord::Store(s)) = validate(Dataset::Stores, &record, &lineage()) else {
+            panic!()
+        };
+        assert_eq!(
+            (s.opening_hour.as_deref(), s.closing_hour.as_deref(), s.city),
+            (Some("6"), Some("20:00"), None)
+        );
     }
 
     #[test]
     fn jsonl_lines_are_numbered_and_blank_lines_skipped() {
-        let records = decode_jsonl(b"\xEF\xBB\xBF{\"a\":1}\r\n\n  \n{\"b\":2}", "landing/x.jsonl");
+        let records = decode_jsonl(
+            b"\xEF\xBB\xBF{\"a\":1}\r\n\n  \n{\"b\":2}",
+            "landing/x.jsonl",
+        );
         let refs: Vec<_> = records.iter().map(|r| r.source_ref.as_str()).collect();
         assert_eq!(refs, ["landing/x.jsonl:1", "landing/x.jsonl:4"]);
         assert_eq!(records[0].bytes, b"{\"a\":1}");
@@ -814,22 +976,55 @@ mod tests {
                    \"e,2\",2026-03-01T10:00:00Z,1,2,\"multi\nline\",3,4.35\r\n\
                    e3,2026-03-01T10:00:00Z,x,2,,3,4.35\n";
         let records = decode_csv(csv.as_bytes(), "k", Dataset::SalesEvents);
-        assert_eq!(records.iter().map(|r| r.source_ref.as_str()).collect::<Vec<_>>(), ["k:2", "k:3", "k:5"]);
-        let Ok(BronzeRecord::Sale(first)) = validate(Dataset::SalesEvents, &records[0], &lineage()) else { panic!() };
-        assert_eq!((first.customer_id, first.quantity, first.unit_price), (None, 3, Money(435)));
-        let Ok(BronzeRecord::Sale(second)) = validate(Dataset::SalesEvents, &records[1], &lineage()) else { panic!() };
-        assert_eq!((second.event_id.as_str(), second.customer_id.as_deref()), ("e,2", Some("multi\nline")));
+        assert_eq!(
+            records
+                .iter()
+                .map(|r| r.source_ref.as_str())
+                .collect::<Vec<_>>(),
+            ["k:2", "k:3", "k:5"]
+        );
+        let Ok(BronzeRecord::Sale(first)) = validate(Dataset::SalesEvents, &records[0], &lineage())
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (first.customer_id, first.quantity, first.unit_price),
+            (None, 3, Money(435))
+        );
+        let Ok(BronzeRecord::Sale(second)) =
+            validate(Dataset::SalesEvents, &records[1], &lineage())
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (second.event_id.as_str(), second.customer_id.as_deref()),
+            ("e,2", Some("multi\nline"))
+        );
         assert_eq!(code(Dataset::SalesEvents, &records[2]), "wrong_type");
         assert_eq!(records[2].bytes, b"e3,2026-03-01T10:00:00Z,x,2,,3,4.35");
     }
 
     #[test]
     fn quarantine_keeps_raw_bytes_as_text_or_base64() {
-        let record = RawRecord { source_ref: "k:9".into(), bytes: vec![0xff, b'a'], decoded: Decoded::Json };
+        let record = RawRecord {
+            source_ref: "k:9".into(),
+            bytes: vec![0xff, b'a'],
+            decoded: Decoded::Json,
+        };
         let rejection = validate(Dataset::SalesEvents, &record, &lineage()).unwrap_err();
         let row = quarantine_row("sales-events", &record, &rejection, &lineage());
-        assert_eq!((row.raw.as_str(), row.raw_encoding.as_str(), row.error_code.as_str()), ("/2E=", "base64", "not_utf8"));
+        assert_eq!(
+            (
+                row.raw.as_str(),
+                row.raw_encoding.as_str(),
+                row.error_code.as_str()
+            ),
+            ("/2E=", "base64", "not_utf8")
+        );
         let text = quarantine_row("sales-events", &json("[1]"), &rejection, &lineage());
-        assert_eq!((text.raw.as_str(), text.raw_encoding.as_str()), ("[1]", "text"));
+        assert_eq!(
+            (text.raw.as_str(), text.raw_encoding.as_str()),
+            ("[1]", "text")
+        );
     }
 }

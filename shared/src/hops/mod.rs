@@ -6,9 +6,9 @@ pub mod to_gold;
 pub mod to_silver;
 
 use crate::adapters::iceberg::{Lakehouse, TableDef};
+use crate::config::Config;
 use crate::domain::dataset::Dataset;
 use crate::domain::reference::default_snapshot;
-use crate::config::Config;
 use crate::error::{HandlerError, StorageError};
 
 /// Kafka offsets ingested into a table: JSON `{"topic/partition": highest offset}`.
@@ -53,7 +53,9 @@ impl Deps {
 pub async fn init(deps: &Deps) -> Result<Vec<String>, HandlerError> {
     let created = deps.lake.create_tables().await?;
     for dataset in Dataset::REFERENCE {
-        let Some(csv) = default_snapshot(dataset) else { continue };
+        let Some(csv) = default_snapshot(dataset) else {
+            continue;
+        };
         let table = deps.lake.load(&TableDef::bronze(dataset)).await?;
         if table.metadata().current_snapshot().is_none() {
             let key = format!("builtin:reference/{}.csv", dataset.name());

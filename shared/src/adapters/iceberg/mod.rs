@@ -137,15 +137,14 @@ impl Lakehouse {
                 .namespace_exists(&ident)
                 .await
                 .map_err(StorageError::iceberg("check namespace"))?;
-            if !exists {
-                if let Err(e) = self.catalog.create_namespace(&ident, HashMap::new()).await {
-                    // A concurrent init may have created it meanwhile.
-                    if !self.catalog.namespace_exists(&ident).await.unwrap_or(false) {
-                        return Err(StorageError::iceberg(format!(
-                            "create namespace {namespace}"
-                        ))(e));
-                    }
-                }
+            if !exists
+                && let Err(e) = self.catalog.create_namespace(&ident, HashMap::new()).await
+                // A concurrent init may have created it meanwhile.
+                && !self.catalog.namespace_exists(&ident).await.unwrap_or(false)
+            {
+                return Err(StorageError::iceberg(format!(
+                    "create namespace {namespace}"
+                ))(e));
             }
         }
         let mut created = Vec::new();
