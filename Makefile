@@ -5,17 +5,24 @@ PYICEBERG ?= pyiceberg[sql-sqlite,sql-postgres,pyarrow]==0.12.0
 CARGO ?= cargo
 BIN := $(CARGO_TARGET_DIR)/release/bakehouse
 
-.PHONY: demo test unit interop lint fmt build clean
+.PHONY: demo test unit interop postgres lint fmt build clean
 
 ## Run the whole pipeline embedded on a generated day (release build).
 demo:
 	$(CARGO) build --release -j2 -p bakehouse-cli
 	$(BIN) demo
 
-## Unit, handler and end-to-end tests, then the PyIceberg interop test.
+## Unit, handler and end-to-end tests, then the PyIceberg interop test. PostgreSQL (Debian's
+## package, a private cluster on 127.0.0.1:55432) serves the PostgreSQL-catalog tests.
 test: unit interop
 
-unit:
+PG_URL ?= postgres://bakehouse@127.0.0.1:55432/postgres
+unit interop: export BAKEHOUSE_TEST_POSTGRES = $(PG_URL)
+
+postgres:
+	dev/postgres.sh start /tmp/bakehouse-pg 55432 >/dev/null
+
+unit: postgres
 	$(CARGO) test -j2 --workspace
 
 $(VENV)/.ready:
@@ -24,7 +31,7 @@ $(VENV)/.ready:
 	touch $@
 
 ## Reads every table the CLI wrote with PyIceberg (schemas, specs, counts, sums, filtered scans).
-interop: $(VENV)/.ready
+interop: postgres $(VENV)/.ready
 	$(CARGO) build --release -j2 -p bakehouse-cli
 	BAKEHOUSE_BIN=$(BIN) $(VENV)/bin/python -m pytest -q tests/interop
 

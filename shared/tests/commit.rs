@@ -14,9 +14,12 @@ use bakehouse::domain::time::MICROS_PER_DAY;
 use bakehouse::error::StorageError;
 
 fn config(dir: &std::path::Path, attempts: &str) -> Config {
+    // A `postgres.url` file in the folder switches the catalog to that PostgreSQL database.
+    let catalog = std::fs::read_to_string(dir.join("postgres.url"))
+        .unwrap_or_else(|_| format!("sqlite://{}/catalog.db", dir.display()));
     let overrides = Overrides {
         warehouse: Some(format!("file://{}/warehouse", dir.display())),
-        catalog: Some(format!("sqlite://{}/catalog.db", dir.display())),
+        catalog: Some(catalog),
     };
     Config::from_lookup(&overrides, |name| {
         (name == "BAKEHOUSE_COMMIT_ATTEMPTS").then(|| attempts.to_string())
@@ -226,11 +229,44 @@ async fn exhausted_retries_fail_loudly_and_change_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_concurrent_writers_all_land() {
     let dir = tempfile::tempdir().unwrap();
-    lake(dir.path()).await;
+    concurrent_writers(dir.path()).await;
+}
+
+/// The same race on the PostgreSQL catalog that `make test` starts (`BAKEHOUSE_TEST_POSTGRES`
+/// is the server's URL); each run gets a fresh database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_concurrent_writers_all_land_on_postgres() {
+    let Ok(server) = std::env::var("BAKEHOUSE_TEST_POSTGRES") else {
+        eprintln!("BAKEHOUSE_TEST_POSTGRES is not set: `make test` starts PostgreSQL and sets it");
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must run the PostgreSQL tests"
+        );
+        return;
+    };
+    let database = format!("bakehouse_{}", uuid::Uuid::new_v4().simple());
+    sqlx::any::install_default_drivers();
+    let admin = sqlx::AnyPool::connect(&server).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {database}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let base = server.rsplit_once('/').unwrap().0;
+    std::fs::write(
+        dir.path().join("postgres.url"),
+        format!("{base}/{database}"),
+    )
+    .unwrap();
+    concurrent_writers(dir.path()).await;
+}
+
+async fn concurrent_writers(dir: &std::path::Path) {
+    lake(dir).await;
     // Eight writers with their own connection pools, interleaving on one runtime.
     let mut writers = Vec::new();
     for _ in 0..8 {
-        writers.push(Lakehouse::open(&config(dir.path(), "200")).await.unwrap());
+        writers.push(Lakehouse::open(&config(dir, "200")).await.unwrap());
     }
     let runs = writers.iter().enumerate().map(|(writer, lake)| async move {
         for commit in 0..5 {
@@ -239,7 +275,7 @@ async fn eight_concurrent_writers_all_land() {
         }
     });
     futures::future::join_all(runs).await;
-    let lake = Lakehouse::open(&config(dir.path(), "30")).await.unwrap();
+    let lake = Lakehouse::open(&config(dir, "30")).await.unwrap();
     let got = tags(&lake).await;
     assert_eq!(got.len(), 40);
     let table = lake.load(&QUARANTINE).await.unwrap();

@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import os
 import subprocess
+import uuid
 from collections import defaultdict
 from decimal import Decimal
 
@@ -97,11 +98,25 @@ def cli(env, *args):
     return result.stdout
 
 
-@pytest.fixture(scope="module")
-def lake(tmp_path_factory):
+def catalog_uris(kind, root):
+    """(our catalog URL, PyIceberg's SQLAlchemy URL) for a fresh catalog database."""
+    if kind == "sqlite":
+        return f"sqlite://{root}/catalog.db", f"sqlite:///{root}/catalog.db"
+    server = os.environ.get("BAKEHOUSE_TEST_POSTGRES")
+    if not server:
+        assert not os.environ.get("CI"), "CI must run the PostgreSQL interop test"
+        pytest.skip("BAKEHOUSE_TEST_POSTGRES is not set: `make test` starts PostgreSQL and sets it")
+    database = f"bakehouse_{uuid.uuid4().hex}"
+    subprocess.run(["psql", server, "-qc", f"CREATE DATABASE {database}"], check=True)
+    url = server.rsplit("/", 1)[0] + "/" + database
+    return url, url.replace("postgres://", "postgresql+psycopg2://", 1)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def lake(request, tmp_path_factory):
     root = tmp_path_factory.mktemp("lake")
-    env = {**os.environ, "BAKEHOUSE_WAREHOUSE": f"file://{root}/warehouse",
-           "BAKEHOUSE_CATALOG": f"sqlite://{root}/catalog.db"}
+    ours, theirs = catalog_uris(request.param, root)
+    env = {**os.environ, "BAKEHOUSE_WAREHOUSE": f"file://{root}/warehouse", "BAKEHOUSE_CATALOG": ours}
     land, valid_sales = make_inputs(root)
     cli(env, "init")
     for d in ["stores", "products", "equipment"]:
@@ -109,7 +124,7 @@ def lake(tmp_path_factory):
     for d in ["sales-events", "equipment-metrics", "inventory-updates"]:
         cli(env, "ingest", *map(str, sorted((land / d).iterdir())))
     cli(env, "process")
-    catalog = SqlCatalog("bakehouse", uri=f"sqlite:///{root}/catalog.db", warehouse=f"file://{root}/warehouse")
+    catalog = SqlCatalog("bakehouse", uri=theirs, warehouse=f"file://{root}/warehouse")
     return {"env": env, "land": land, "catalog": catalog, "valid_sales": valid_sales}
 
 

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Starts (or stops) a private PostgreSQL cluster for tests on 127.0.0.1, using Debian's
+# postgresql package (installed if missing). Prints the catalog URL on start.
+#   dev/postgres.sh start [DIR] [PORT]    dev/postgres.sh stop [DIR]
+set -euo pipefail
+cmd=${1:-start}
+dir=${2:-/tmp/bakehouse-pg}
+port=${3:-55432}
+bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+case "$cmd" in
+  start)
+    if [ -z "$bin" ]; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+      bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+    fi
+    mkdir -p "$dir"
+    [ "$(id -u)" = 0 ] && chown postgres:postgres "$dir"
+    if [ ! -f "$dir/PG_VERSION" ]; then
+      as_pg "$bin/initdb" -D "$dir" -U bakehouse --auth=trust >/dev/null
+    fi
+    if ! as_pg "$bin/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
+      as_pg "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w \
+        -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=200" start >/dev/null
+    fi
+    echo "postgres://bakehouse@127.0.0.1:$port/postgres"
+    ;;
+  stop)
+    [ -n "$bin" ] && as_pg "$bin/pg_ctl" -D "$dir" -m fast stop >/dev/null 2>&1 || true
+    ;;
+  *) echo "usage: $0 start|stop [DIR] [PORT]" >&2; exit 2 ;;
+esac
