@@ -50,7 +50,7 @@ impl CatalogUri {
     /// [`ConfigError::Invalid`] naming the accepted forms.
     pub fn parse(value: &str) -> Result<Self, ConfigError> {
         let invalid = || ConfigError::Invalid {
-            name: ENV_CATALOG,
+            name: "--catalog / BAKEHOUSE_CATALOG",
             value: value.to_string(),
             accepted: Self::ACCEPTED,
         };
@@ -246,7 +246,7 @@ impl Config {
 
 fn parse_warehouse(value: &str) -> Result<String, ConfigError> {
     let invalid = || ConfigError::Invalid {
-        name: ENV_WAREHOUSE,
+        name: "--warehouse / BAKEHOUSE_WAREHOUSE",
         value: value.to_string(),
         accepted: "file:///absolute/path or s3://bucket/prefix",
     };
