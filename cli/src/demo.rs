@@ -96,7 +96,8 @@ const SUMMARY: [(&str, &str); 6] = [
         UNION ALL SELECT 'gold', 'fact_sales', count(*) FROM gold.fact_sales
         UNION ALL SELECT 'gold', 'fact_sales_daily', count(*) FROM gold.fact_sales_daily
         UNION ALL SELECT 'gold', 'fact_inventory', count(*) FROM gold.fact_inventory
-        UNION ALL SELECT 'gold', 'fact_equipment_performance', count(*) FROM gold.fact_equipment_performance"),
+        UNION ALL SELECT 'gold', 'fact_equipment_performance', count(*) FROM gold.fact_equipment_performance
+        ORDER BY CASE layer WHEN 'bronze' THEN 1 WHEN 'silver' THEN 2 ELSE 3 END, table_name"),
     ("Quarantine reasons", "
         SELECT dataset, error_code, count(*) AS records FROM bronze.quarantine
         GROUP BY dataset, error_code ORDER BY records DESC, dataset, error_code"),

@@ -13,7 +13,10 @@ pub const FUNCTIONS: [&str; 3] = ["ingest", "bronze-to-silver", "silver-to-gold"
 /// Runs `function`'s handler on the event document and prints its result as JSON.
 pub async fn run(deps: &Deps, function: &str, event: &Path) -> Result<()> {
     if !FUNCTIONS.contains(&function) {
-        bail!("unknown function {function:?}; accepted: {}", FUNCTIONS.join(", "));
+        bail!(
+            "unknown function {function:?}; accepted: {}",
+            FUNCTIONS.join(", ")
+        );
     }
     let text = std::fs::read_to_string(event)
         .with_context(|| format!("cannot read {}", event.display()))?;

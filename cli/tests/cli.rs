@@ -23,11 +23,32 @@ fn stderr(output: &Output) -> String {
 fn bad_input_stops_with_a_message_naming_it() {
     let home = tempfile::tempdir().unwrap();
     let cases: [(&[&str], &[&str]); 5] = [
-        (&["ingest", "--dataset", "sales", "x.jsonl"], &["unknown dataset \"sales\"", "sales-events, equipment-metrics"]),
-        (&["ingest", "--dataset", "sales-events", "missing.jsonl"], &["cannot read missing.jsonl"]),
-        (&["--warehouse", "/tmp/x", "status"], &["--warehouse", "file:///absolute/path or s3://bucket/prefix"]),
-        (&["--catalog", "mysql://x", "status"], &["--catalog", "sqlite:///"]),
-        (&["invoke", "maintenance-nope", "--event", "e.json"], &["unknown function", "ingest, bronze-to-silver, silver-to-gold"]),
+        (
+            &["ingest", "--dataset", "sales", "x.jsonl"],
+            &[
+                "unknown dataset \"sales\"",
+                "sales-events, equipment-metrics",
+            ],
+        ),
+        (
+            &["ingest", "--dataset", "sales-events", "missing.jsonl"],
+            &["cannot read missing.jsonl"],
+        ),
+        (
+            &["--warehouse", "/tmp/x", "status"],
+            &["--warehouse", "file:///absolute/path or s3://bucket/prefix"],
+        ),
+        (
+            &["--catalog", "mysql://x", "status"],
+            &["--catalog", "sqlite:///"],
+        ),
+        (
+            &["invoke", "maintenance-nope", "--event", "e.json"],
+            &[
+                "unknown function",
+                "ingest, bronze-to-silver, silver-to-gold",
+            ],
+        ),
     ];
     for (args, expected) in cases {
         let output = bakehouse(home.path(), args);
@@ -48,24 +69,43 @@ fn the_embedded_path_ingests_once_processes_and_answers_sql() {
     let home = tempfile::tempdir().unwrap();
     let dir = home.path().join("landing/sales-events");
     std::fs::create_dir_all(&dir).unwrap();
-    let at = bakehouse::domain::time::format_timestamp(bakehouse::domain::time::now_micros() - 3_600_000_000);
+    let at = bakehouse::domain::time::format_timestamp(
+        bakehouse::domain::time::now_micros() - 3_600_000_000,
+    );
     let lines = [
-        format!(r#"{{"event_id":"a","event_time":"{at}","store_id":1,"product_id":1,"quantity":2,"unit_price":3.5}}"#),
-        format!(r#"{{"event_id":"b","event_time":"{at}","store_id":2,"product_id":2,"quantity":1,"unit_price":7.25}}"#),
+        format!(
+            r#"{{"event_id":"a","event_time":"{at}","store_id":1,"product_id":1,"quantity":2,"unit_price":3.5}}"#
+        ),
+        format!(
+            r#"{{"event_id":"b","event_time":"{at}","store_id":2,"product_id":2,"quantity":1,"unit_price":7.25}}"#
+        ),
         "not json".to_string(),
     ];
     std::fs::write(dir.join("day.jsonl"), lines.join("\n")).unwrap();
     assert!(bakehouse(home.path(), &["init"]).status.success());
     let first = bakehouse(home.path(), &["ingest", "landing/sales-events/day.jsonl"]);
-    assert!(String::from_utf8_lossy(&first.stdout).contains("2 → bronze.sales_events"), "{}", stderr(&first));
+    assert!(
+        String::from_utf8_lossy(&first.stdout).contains("2 → bronze.sales_events"),
+        "{}",
+        stderr(&first)
+    );
     let second = bakehouse(home.path(), &["ingest", "landing/sales-events/day.jsonl"]);
     assert!(String::from_utf8_lossy(&second.stdout).contains("already ingested, nothing changed"));
     assert!(bakehouse(home.path(), &["process"]).status.success());
-    let sql = bakehouse(home.path(), &["sql", "SELECT sum(revenue) AS r, count(*) AS n FROM gold.fact_sales"]);
+    let sql = bakehouse(
+        home.path(),
+        &[
+            "sql",
+            "SELECT sum(revenue) AS r, count(*) AS n FROM gold.fact_sales",
+        ],
+    );
     let table = String::from_utf8_lossy(&sql.stdout);
     assert!(table.contains("14.25") && table.contains("| 2 "), "{table}");
     let status = bakehouse(home.path(), &["status"]);
     let text = String::from_utf8_lossy(&status.stdout);
-    assert!(text.contains("bronze.quarantine") && text.contains("bronze.sales_events → silver.sales"), "{text}");
+    assert!(
+        text.contains("bronze.quarantine") && text.contains("bronze.sales_events → silver.sales"),
+        "{text}"
+    );
     assert!(home.path().join(".bakehouse/catalog.db").exists());
 }

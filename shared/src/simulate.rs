@@ -168,13 +168,20 @@ impl Generator {
         let mut price = PRICES[(product - 1) as usize];
         let mut event_time = self.event_time();
         if self.chance(self.plan.rule_failing) {
-            match self.rng.random_range(0..4) {
+            match self.rng.random_range(0..5) {
                 0 => store = 99,
                 1 => quantity = 500,
                 2 => price = 0.0,
-                _ => event_time = self.plan.end_micros + 2 * MICROS_PER_HOUR,
+                3 => event_time = self.plan.end_micros + 2 * MICROS_PER_HOUR,
+                // Poor: unknown store and product, zero quantity (score 35, kept out of gold).
+                _ => (store, quantity) = (99, 0),
             }
         }
+        let product = if store == 99 && quantity == 0 {
+            99
+        } else {
+            product
+        };
         let record = json!({
             "event_id": format!("S{}-{i:07}", self.plan.seed),
             "transaction_id": format!("T{}-{:06}", self.plan.seed, i / 3),
@@ -214,10 +221,12 @@ impl Generator {
         };
         let mut equipment = equipment_id;
         if self.chance(self.plan.rule_failing) {
-            match self.rng.random_range(0..3) {
+            match self.rng.random_range(0..4) {
                 0 => temperature = 400.0,
                 1 => power = 150.0,
-                _ => equipment = 42,
+                2 => equipment = 42,
+                // Poor: unknown equipment drawing impossible power (score 50, still in gold).
+                _ => (equipment, power) = (42, 150.0),
             }
         }
         let record = json!({
@@ -240,14 +249,22 @@ impl Generator {
         let waste = self
             .rng
             .random_range(0..=((beginning + restocked - sold) / 4));
+        let (mut store, mut product) = (
+            self.rng.random_range(1..=STORES),
+            self.rng.random_range(1..=PRODUCTS),
+        );
         if self.chance(self.plan.rule_failing) {
             sold = beginning + restocked + 10;
+            if self.chance(0.3) {
+                // Poor: unknown store and product, sold beyond any stock (score 45).
+                (store, product, sold) = (99, 99, 20_000);
+            }
         }
         let record = json!({
             "update_id": format!("U{}-{i:07}", self.plan.seed),
             "event_time": Self::ts(self.event_time()),
-            "store_id": self.rng.random_range(1..=STORES),
-            "product_id": self.rng.random_range(1..=PRODUCTS),
+            "store_id": store,
+            "product_id": product,
             "beginning_stock": beginning,
             "restocked_quantity": restocked,
             "sold_quantity": sold,

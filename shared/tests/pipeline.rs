@@ -233,7 +233,7 @@ async fn gold_matches_an_independent_computation() {
     let want: Vec<_> = latest.iter().map(|(k, v)| (*k, (v.2, v.3))).collect();
     assert_eq!(got, want);
 
-    // Equipment: readings per day × equipment (all generated readings pass schema and score ≥ 50).
+    // Equipment: eligible readings per day × equipment.
     let mut seen = HashSet::new();
     let mut readings: BTreeMap<(i32, i64), i64> = BTreeMap::new();
     for line in &day.readings {
@@ -241,6 +241,32 @@ async fn gold_matches_an_independent_computation() {
             continue;
         };
         if o.get("operational_status").is_none() || !seen.insert(id) || late(t) {
+            continue;
+        }
+        let equipment = o["equipment_id"].as_i64().unwrap();
+        let power = o["power_kw"].as_f64().unwrap();
+        let range = match equipment {
+            1 | 4 | 7 => Some((0.0, 300.0)),
+            2 => Some((0.0, 60.0)),
+            3 => Some((0.0, 100.0)),
+            5 => Some((-30.0, 15.0)),
+            6 => Some((-10.0, 25.0)),
+            _ => None,
+        };
+        let temperature_ok = match (o.get("temperature_c").and_then(Value::as_f64), range) {
+            (Some(c), Some((lo, hi))) => (lo..=hi).contains(&c),
+            _ => true,
+        };
+        let score = 100
+            - if range.is_some() { 0 } else { 25 }
+            - if (0.0..=100.0).contains(&power) {
+                0
+            } else {
+                25
+            }
+            - if temperature_ok { 0 } else { 25 }
+            - if future(t) { 25 } else { 0 };
+        if score < 50 {
             continue;
         }
         *readings
