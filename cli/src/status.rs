@@ -4,7 +4,8 @@
 use anyhow::Result;
 use bakehouse::adapters::iceberg::{ALL_TABLES, Lakehouse, TableDef};
 use bakehouse::hops::to_gold::FACTS;
-use bakehouse::hops::{Deps, PROP_INGESTED_OBJECTS, PROP_KAFKA_OFFSETS, PROP_SOURCE_SEQUENCE};
+use bakehouse::hops::to_silver::SILVER;
+use bakehouse::hops::{Deps, PROP_INGESTED_OBJECTS, PROP_KAFKA_OFFSETS};
 use iceberg::table::Table;
 
 fn summary_number(table: &Table, key: &str) -> u64 {
@@ -35,21 +36,8 @@ pub async fn run(deps: &Deps) -> Result<()> {
         "{:<40} {:<28} {:>10} {:>8} {:>7}",
         "hop", "source", "processed", "source", "behind"
     );
-    let silver = [
-        (
-            bakehouse::adapters::iceberg::tables::SILVER_SALES,
-            bakehouse::adapters::iceberg::tables::BRONZE_SALES,
-        ),
-        (
-            bakehouse::adapters::iceberg::tables::SILVER_EQUIPMENT_METRICS,
-            bakehouse::adapters::iceberg::tables::BRONZE_EQUIPMENT_METRICS,
-        ),
-        (
-            bakehouse::adapters::iceberg::tables::SILVER_INVENTORY,
-            bakehouse::adapters::iceberg::tables::BRONZE_INVENTORY,
-        ),
-    ];
-    for (target, source) in silver.iter().chain(FACTS.iter()) {
+
+    for (target, source) in SILVER.iter().chain(FACTS.iter()) {
         hop_line(deps, target, source).await?;
     }
     println!();
@@ -71,9 +59,7 @@ pub async fn run(deps: &Deps) -> Result<()> {
 async fn hop_line(deps: &Deps, target: &TableDef, source: &TableDef) -> Result<()> {
     let target_table = deps.lake.load(target).await?;
     let source_table = deps.lake.load(source).await?;
-    let processed: i64 = Lakehouse::snapshot_property(&target_table, PROP_SOURCE_SEQUENCE)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let processed = bakehouse::hops::checkpoint(&target_table);
     let head = source_table
         .metadata()
         .current_snapshot()

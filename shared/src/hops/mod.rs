@@ -5,6 +5,8 @@ pub mod ingest;
 pub mod to_gold;
 pub mod to_silver;
 
+use std::collections::HashMap;
+
 use crate::adapters::iceberg::{Lakehouse, TableDef};
 use crate::config::Config;
 use crate::domain::dataset::Dataset;
@@ -23,6 +25,27 @@ pub const PROP_SOURCE_SNAPSHOT: &str = "bakehouse.source-snapshot-id";
 pub const PROP_REFERENCE_OBJECT: &str = "bakehouse.reference-object";
 /// A reference table's latest full snapshot: its ingestion time (UTC microseconds).
 pub const PROP_REFERENCE_TIME: &str = "bakehouse.reference-ingestion-time";
+
+/// The source sequence number a downstream table has processed up to (0: nothing yet).
+pub fn checkpoint(table: &iceberg::table::Table) -> i64 {
+    Lakehouse::snapshot_property(table, PROP_SOURCE_SEQUENCE)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The checkpoint a downstream commit records: the source snapshot it has read up to.
+fn checkpoint_properties(source_head: &iceberg::spec::Snapshot) -> HashMap<String, String> {
+    HashMap::from([
+        (
+            PROP_SOURCE_SEQUENCE.to_string(),
+            source_head.sequence_number().to_string(),
+        ),
+        (
+            PROP_SOURCE_SNAPSHOT.to_string(),
+            source_head.snapshot_id().to_string(),
+        ),
+    ])
+}
 
 /// What every handler needs, built once per process (Lambda init or CLI start).
 #[derive(Debug)]

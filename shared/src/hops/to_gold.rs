@@ -9,8 +9,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::{info, instrument};
 
-use super::to_silver::checkpoint;
-use super::{Deps, PROP_SOURCE_SEQUENCE, PROP_SOURCE_SNAPSHOT};
+use super::{Deps, checkpoint, checkpoint_properties};
 use crate::adapters::events::changed_tables;
 use crate::adapters::iceberg::{
     CommitOutcome, CommitPlan, Operation, TableDef, partition_day, tables,
@@ -160,22 +159,11 @@ where
                 .filter(|f| partition_day(&f.data_file).is_some_and(|d| dates.contains(&d)))
                 .collect();
             let add = lake.write_rows(gold_table, &facts, partition_of).await?;
-            let properties = [
-                (
-                    PROP_SOURCE_SEQUENCE.to_string(),
-                    head.sequence_number().to_string(),
-                ),
-                (
-                    PROP_SOURCE_SNAPSHOT.to_string(),
-                    head.snapshot_id().to_string(),
-                ),
-            ]
-            .into();
             Ok(Some(CommitPlan {
                 operation: Operation::Overwrite,
                 add,
                 remove,
-                properties,
+                properties: checkpoint_properties(head),
             }))
         })
         .await?;

@@ -9,9 +9,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::{info, instrument};
 
-use super::{
-    Deps, PROP_REFERENCE_OBJECT, PROP_REFERENCE_TIME, PROP_SOURCE_SEQUENCE, PROP_SOURCE_SNAPSHOT,
-};
+use super::{Deps, PROP_REFERENCE_OBJECT, PROP_REFERENCE_TIME, checkpoint, checkpoint_properties};
 use crate::adapters::events::changed_tables;
 use crate::adapters::iceberg::{
     CommitOutcome, CommitPlan, Lakehouse, Operation, TableDef, partition_day, tables,
@@ -22,6 +20,16 @@ use crate::domain::reference::ReferenceIndex;
 use crate::domain::silver::{dedupe_first, inventory_to_silver, reading_to_silver, sale_to_silver};
 use crate::domain::time::date_of;
 use crate::error::{HandlerError, StorageError};
+
+/// The silver tables and the bronze table each is refined from.
+pub const SILVER: [(TableDef, TableDef); 3] = [
+    (tables::SILVER_SALES, tables::BRONZE_SALES),
+    (
+        tables::SILVER_EQUIPMENT_METRICS,
+        tables::BRONZE_EQUIPMENT_METRICS,
+    ),
+    (tables::SILVER_INVENTORY, tables::BRONZE_INVENTORY),
+];
 
 /// Handles a wake-up: an S3 notification of bronze commits (or none: process everything).
 ///
@@ -102,13 +110,6 @@ pub async fn process(deps: &Deps, dataset: Dataset) -> Result<Option<CommitOutco
     }
 }
 
-/// The sequence number a downstream table has processed its source up to (0: nothing yet).
-pub(crate) fn checkpoint(table: &iceberg::table::Table) -> i64 {
-    Lakehouse::snapshot_property(table, PROP_SOURCE_SEQUENCE)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 async fn refine<B, S>(
     deps: &Deps,
     bronze_def: &TableDef,
@@ -151,22 +152,11 @@ where
             .map(|b| derive(b, &reference))
             .collect();
         let add = lake.write_rows(silver, &fresh, partition_of).await?;
-        let properties = [
-            (
-                PROP_SOURCE_SEQUENCE.to_string(),
-                head.sequence_number().to_string(),
-            ),
-            (
-                PROP_SOURCE_SNAPSHOT.to_string(),
-                head.snapshot_id().to_string(),
-            ),
-        ]
-        .into();
         Ok(Some(CommitPlan {
             operation: Operation::Append,
             add,
             remove: Vec::new(),
-            properties,
+            properties: checkpoint_properties(head),
         }))
     })
     .await
