@@ -183,90 +183,64 @@ impl Staging {
         progress: &Progress,
         summary: &mut IngestSummary,
     ) -> Result<(), StorageError> {
-        let reference = progress.reference;
-        summary.record_commit_opt(
-            &tables::BRONZE_SALES,
-            commit_rows(lake, &tables::BRONZE_SALES, &self.sales, progress, false).await?,
-        );
-        summary.record_commit_opt(
+        let snapshot_of = |d: Dataset| progress.reference == Some(d);
+        let (p, s) = (progress, summary);
+        commit_rows(lake, &tables::BRONZE_SALES, &self.sales, p, false, s).await?;
+        commit_rows(
+            lake,
             &tables::BRONZE_EQUIPMENT_METRICS,
-            commit_rows(
-                lake,
-                &tables::BRONZE_EQUIPMENT_METRICS,
-                &self.readings,
-                progress,
-                false,
-            )
-            .await?,
-        );
-        summary.record_commit_opt(
+            &self.readings,
+            p,
+            false,
+            s,
+        )
+        .await?;
+        commit_rows(
+            lake,
             &tables::BRONZE_INVENTORY,
-            commit_rows(
-                lake,
-                &tables::BRONZE_INVENTORY,
-                &self.inventory,
-                progress,
-                false,
-            )
-            .await?,
-        );
-        summary.record_commit_opt(
+            &self.inventory,
+            p,
+            false,
+            s,
+        )
+        .await?;
+        commit_rows(
+            lake,
             &tables::BRONZE_STORES,
-            commit_rows(
-                lake,
-                &tables::BRONZE_STORES,
-                &self.stores,
-                progress,
-                reference == Some(Dataset::Stores),
-            )
-            .await?,
-        );
-        summary.record_commit_opt(
+            &self.stores,
+            p,
+            snapshot_of(Dataset::Stores),
+            s,
+        )
+        .await?;
+        commit_rows(
+            lake,
             &tables::BRONZE_PRODUCTS,
-            commit_rows(
-                lake,
-                &tables::BRONZE_PRODUCTS,
-                &self.products,
-                progress,
-                reference == Some(Dataset::Products),
-            )
-            .await?,
-        );
-        summary.record_commit_opt(
+            &self.products,
+            p,
+            snapshot_of(Dataset::Products),
+            s,
+        )
+        .await?;
+        commit_rows(
+            lake,
             &tables::BRONZE_CUSTOMERS,
-            commit_rows(
-                lake,
-                &tables::BRONZE_CUSTOMERS,
-                &self.customers,
-                progress,
-                reference == Some(Dataset::Customers),
-            )
-            .await?,
-        );
-        summary.record_commit_opt(
+            &self.customers,
+            p,
+            snapshot_of(Dataset::Customers),
+            s,
+        )
+        .await?;
+        commit_rows(
+            lake,
             &tables::BRONZE_EQUIPMENT,
-            commit_rows(
-                lake,
-                &tables::BRONZE_EQUIPMENT,
-                &self.equipment,
-                progress,
-                reference == Some(Dataset::Equipment),
-            )
-            .await?,
-        );
-        summary.record_commit_opt(
-            &tables::QUARANTINE,
-            commit_rows(lake, &tables::QUARANTINE, &self.quarantine, progress, false).await?,
-        );
-        Ok(())
-    }
-}
-
-impl IngestSummary {
-    fn record_commit_opt(&mut self, table: &TableDef, outcome: Option<Option<CommitOutcome>>) {
-        if let Some(outcome) = outcome {
-            self.record_commit(table, outcome);
-        }
+            &self.equipment,
+            p,
+            snapshot_of(Dataset::Equipment),
+            s,
+        )
+        .await?;
+        commit_rows(lake, &tables::QUARANTINE, &self.quarantine, p, false, s).await
     }
 }
 
@@ -282,17 +256,18 @@ struct Progress {
     ingestion_time: i64,
 }
 
-/// Commits `rows` to `def`, skipping those whose origin the table already holds.
-/// `None`: there was nothing to commit at all; `Some(None)`: all of it was already there.
+/// Commits `rows` to `def`, skipping those whose origin the table already holds, and notes
+/// the outcome in `summary`. A reference snapshot commits even without rows.
 async fn commit_rows<T: Serialize + Ingested>(
     lake: &Lakehouse,
     def: &TableDef,
     rows: &[(Origin, T)],
     progress: &Progress,
     commit_even_if_empty: bool,
-) -> Result<Option<Option<CommitOutcome>>, StorageError> {
+    summary: &mut IngestSummary,
+) -> Result<(), StorageError> {
     if rows.is_empty() && !commit_even_if_empty {
-        return Ok(None);
+        return Ok(());
     }
     let outcome = lake
         .commit_with(def, async |table| {
@@ -370,7 +345,8 @@ async fn commit_rows<T: Serialize + Ingested>(
             }))
         })
         .await?;
-    Ok(Some(outcome))
+    summary.record_commit(def, outcome);
+    Ok(())
 }
 
 /// Ingests one Kafka batch (records of any topics).
