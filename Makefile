@@ -30,7 +30,9 @@ $(VENV)/.ready:
 	$(VENV)/bin/pip install -q --disable-pip-version-check "$(PYICEBERG)" pytest
 	touch $@
 
-## Reads every table the CLI wrote with PyIceberg (schemas, specs, counts, sums, filtered scans).
+## Reads every table the CLI wrote with PyIceberg (schemas, specs, counts, sums, filtered scans),
+## on SQLite and PostgreSQL catalogs and on a local S3 server (s3s-fs, installed once by cargo).
+interop: export BAKEHOUSE_TEST_S3 = $(shell dev/s3.sh start)
 interop: postgres $(VENV)/.ready
 	$(CARGO) build --release -j2 -p bakehouse-cli
 	BAKEHOUSE_BIN=$(BIN) $(VENV)/bin/python -m pytest -q tests/interop

@@ -112,11 +112,27 @@ def catalog_uris(kind, root):
     return url, url.replace("postgres://", "postgresql+psycopg2://", 1)
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def warehouse(kind, root):
+    """(warehouse URL, extra environment, PyIceberg properties) for a fresh warehouse."""
+    if kind != "s3":
+        return f"file://{root}/warehouse", {}, {}
+    settings = os.environ.get("BAKEHOUSE_TEST_S3")
+    if not settings:
+        assert not os.environ.get("CI"), "CI must run the S3 interop test"
+        pytest.skip("BAKEHOUSE_TEST_S3 is not set: `make test` starts an S3 server and sets it")
+    env = dict(pair.split("=", 1) for pair in settings.split())
+    props = {"s3.endpoint": env["AWS_ENDPOINT_URL"], "s3.region": env["AWS_REGION"],
+             "s3.access-key-id": env["AWS_ACCESS_KEY_ID"], "s3.secret-access-key": env["AWS_SECRET_ACCESS_KEY"]}
+    return f"s3://lake/{uuid.uuid4().hex}/warehouse", env, props
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres", "s3"])
 def lake(request, tmp_path_factory):
+    """The same lake on an SQLite catalog, a PostgreSQL catalog, and an S3 warehouse."""
     root = tmp_path_factory.mktemp("lake")
-    ours, theirs = catalog_uris(request.param, root)
-    env = {**os.environ, "BAKEHOUSE_WAREHOUSE": f"file://{root}/warehouse", "BAKEHOUSE_CATALOG": ours}
+    ours, theirs = catalog_uris("postgres" if request.param == "postgres" else "sqlite", root)
+    location, s3_env, s3_props = warehouse(request.param, root)
+    env = {**os.environ, **s3_env, "BAKEHOUSE_WAREHOUSE": location, "BAKEHOUSE_CATALOG": ours}
     land, valid_sales = make_inputs(root)
     cli(env, "init")
     for d in ["stores", "products", "equipment"]:
@@ -124,7 +140,7 @@ def lake(request, tmp_path_factory):
     for d in ["sales-events", "equipment-metrics", "inventory-updates"]:
         cli(env, "ingest", *map(str, sorted((land / d).iterdir())))
     cli(env, "process")
-    catalog = SqlCatalog("bakehouse", uri=theirs, warehouse=f"file://{root}/warehouse")
+    catalog = SqlCatalog("bakehouse", uri=theirs, warehouse=location, **s3_props)
     return {"env": env, "land": land, "catalog": catalog, "valid_sales": valid_sales}
 
 
