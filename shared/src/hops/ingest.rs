@@ -423,24 +423,19 @@ pub async fn ingest_bytes(
     dataset: Option<Dataset>,
     bytes: &[u8],
 ) -> Result<IngestSummary, HandlerError> {
-    let input = ObjectInput {
-        location: String::new(),
-        key: key.to_string(),
-        dataset,
-    };
     let ingestion_time = now_micros();
-    let digest = object_digest(&input.key, bytes);
-    let (dataset, dataset_name) = match input.dataset {
+    let digest = object_digest(key, bytes);
+    let (dataset, dataset_name) = match dataset {
         Some(d) => (Some(d), d.name().to_string()),
         None => {
-            let name = landing_dataset_name(&input.key);
+            let name = landing_dataset_name(key);
             (name.parse::<Dataset>().ok(), name)
         }
     };
-    let format = file_format(&input.key);
+    let format = file_format(key);
     let records = match (dataset, format) {
-        (Some(_), Some(FileFormat::JsonLines)) => decode_jsonl(bytes, &input.key),
-        (Some(d), Some(FileFormat::Csv)) => decode_csv(bytes, &input.key, d),
+        (Some(_), Some(FileFormat::JsonLines)) => decode_jsonl(bytes, key),
+        (Some(d), Some(FileFormat::Csv)) => decode_csv(bytes, key, d),
         (dataset, format) => {
             // The whole object is one quarantined record: unknown dataset or file type.
             let rejection = match (dataset, format) {
@@ -448,17 +443,17 @@ pub async fn ingest_bytes(
                     RejectCode::UnknownDataset,
                     format!(
                         "unknown dataset {dataset_name:?} in key {:?}; accepted: {}",
-                        input.key,
+                        key,
                         Dataset::accepted_names()
                     ),
                 ),
                 _ => Rejection::new(
                     RejectCode::UnsupportedFile,
-                    format!("{:?} is neither .jsonl/.json/.ndjson nor .csv", input.key),
+                    format!("{:?} is neither .jsonl/.json/.ndjson nor .csv", key),
                 ),
             };
             vec![RawRecord {
-                source_ref: format!("{}:0", input.key),
+                source_ref: format!("{}:0", key),
                 bytes: bytes.to_vec(),
                 decoded: Decoded::Rejected(rejection),
             }]
@@ -490,11 +485,11 @@ pub async fn ingest_bytes(
         offsets: BTreeMap::new(),
         object: Some(digest),
         reference: dataset.filter(|d| d.is_reference() && format.is_some()),
-        reference_key: input.key.clone(),
+        reference_key: key.to_string(),
         ingestion_time,
     };
     staging.commit(&deps.lake, &progress, &mut summary).await?;
-    info!(key = %input.key, records = summary.records, "Object ingested.");
+    info!(key = %key, records = summary.records, "Object ingested.");
     Ok(summary)
 }
 
