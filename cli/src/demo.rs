@@ -27,11 +27,11 @@ pub async fn run(seed: u64, home: &Path) -> Result<()> {
     let home = std::fs::canonicalize(home)?;
     let deps = Deps::open(Config::embedded(&home, |name| std::env::var(name).ok())?).await?;
     bakehouse::hops::init(&deps).await?;
-    println!("Bakehouse demo — warehouse {}", deps.lake.warehouse());
+    say!("Bakehouse demo — warehouse {}", deps.lake.warehouse());
 
     let day = generate_day(&DayPlan::demo(seed, now_micros()));
     let total: usize = Dataset::EVENTS.iter().map(|d| day.lines(*d).len()).sum();
-    println!(
+    say!(
         "Generated a day of {total} events (duplicates, invalid, rule-failing, late and too-late included).\n"
     );
 
@@ -53,7 +53,7 @@ pub async fn run(seed: u64, home: &Path) -> Result<()> {
             }
         }
         let commits = crate::process(&deps).await?;
-        println!(
+        say!(
             "Batch {}/{BATCHES}: ingested and processed ({commits} silver/gold commits).",
             batch + 1
         );
@@ -66,17 +66,17 @@ pub async fn run(seed: u64, home: &Path) -> Result<()> {
             .values()
             .sum::<u64>();
     }
-    println!("Batch 1 delivered again: {redelivered} rows added (idempotent ingest).\n");
+    say!("Batch 1 delivered again: {redelivered} rows added (idempotent ingest).\n");
 
     let ctx = crate::sql::session(&deps).await?;
     for (title, sql) in SUMMARY {
-        println!("{title}");
-        println!(
+        say!("{title}");
+        say!(
             "{}\n",
             pretty_format_batches(&crate::sql::query(&ctx, sql).await?)?
         );
     }
-    println!(
+    say!(
         "Done in {:.1} s. Explore: bakehouse --warehouse file://{home}/warehouse --catalog sqlite://{home}/catalog.db sql \"…\"",
         started.elapsed().as_secs_f64(),
         home = home.display()

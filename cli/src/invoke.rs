@@ -32,6 +32,6 @@ pub async fn run(deps: &Deps, function: &str, event: &Path) -> Result<()> {
             FUNCTIONS.join(", ")
         ),
     };
-    println!("{}", serde_json::to_string_pretty(&result)?);
+    say!("{}", serde_json::to_string_pretty(&result)?);
     Ok(())
 }

@@ -1,6 +1,17 @@
 //! `bakehouse`: the command line. Every command runs the same handlers the Lambda functions
 //! run; this file only parses flags and dispatches.
 
+/// `println!` that ends the process quietly when stdout is closed (`bakehouse status | head`).
+macro_rules! say {
+    () => { say!("") };
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout(), $($arg)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+
 mod demo;
 mod invoke;
 mod sql;
@@ -104,7 +115,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Demo { .. } => unreachable!("handled above"),
         Command::Init => {
             let created = bakehouse::hops::init(&deps).await?;
-            println!(
+            say!(
                 "Created {} tables; default reference snapshot loaded.",
                 created.len()
             );
@@ -113,12 +124,12 @@ async fn run(cli: Cli) -> Result<()> {
             let dataset = dataset.map(|d| d.parse::<Dataset>()).transpose()?;
             for file in &files {
                 let summary = ingest_file(&deps, file, dataset).await?;
-                println!("{file}: {}", describe(&summary));
+                say!("{file}: {}", describe(&summary));
             }
         }
         Command::Process => {
             let commits = process(&deps).await?;
-            println!("Caught up: {commits} commits.");
+            say!("Caught up: {commits} commits.");
         }
         Command::Invoke { function, event } => invoke::run(&deps, &function, &event).await?,
         Command::Sql { query } => sql::run(&deps, &query).await?,

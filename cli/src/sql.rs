@@ -27,6 +27,6 @@ pub async fn query(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>> 
 /// Runs a query and prints the result as a table.
 pub async fn run(deps: &Deps, sql: &str) -> Result<()> {
     let ctx = session(deps).await?;
-    println!("{}", pretty_format_batches(&query(&ctx, sql).await?)?);
+    say!("{}", pretty_format_batches(&query(&ctx, sql).await?)?);
     Ok(())
 }

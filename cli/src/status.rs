@@ -16,13 +16,17 @@ fn summary_number(table: &Table, key: &str) -> u64 {
 
 /// Prints the status tables.
 pub async fn run(deps: &Deps) -> Result<()> {
-    println!(
+    say!(
         "{:<36} {:>9} {:>10} {:>7} {:>12}",
-        "table", "snapshots", "rows", "files", "bytes"
+        "table",
+        "snapshots",
+        "rows",
+        "files",
+        "bytes"
     );
     for def in ALL_TABLES {
         let table = deps.lake.load(&def).await?;
-        println!(
+        say!(
             "{:<36} {:>9} {:>10} {:>7} {:>12}",
             def.qualified(),
             table.metadata().snapshots().len(),
@@ -31,16 +35,20 @@ pub async fn run(deps: &Deps) -> Result<()> {
             summary_number(&table, "total-files-size"),
         );
     }
-    println!();
-    println!(
+    say!();
+    say!(
         "{:<40} {:<28} {:>10} {:>8} {:>7}",
-        "hop", "source", "processed", "source", "behind"
+        "hop",
+        "source",
+        "processed",
+        "source",
+        "behind"
     );
 
     for (target, source) in SILVER.iter().chain(FACTS.iter()) {
         hop_line(deps, target, source).await?;
     }
-    println!();
+    say!();
     for def in ALL_TABLES.iter().filter(|d| d.namespace == "bronze") {
         let table = deps.lake.load(def).await?;
         let offsets = Lakehouse::snapshot_property(&table, PROP_KAFKA_OFFSETS)
@@ -48,7 +56,7 @@ pub async fn run(deps: &Deps) -> Result<()> {
             .to_string();
         let objects = Lakehouse::snapshot_property(&table, PROP_INGESTED_OBJECTS)
             .map_or(0, |v| v.split(',').filter(|d| !d.is_empty()).count());
-        println!(
+        say!(
             "{:<36} objects ingested: {objects:<5} kafka offsets: {offsets}",
             def.qualified()
         );
@@ -69,7 +77,7 @@ async fn hop_line(deps: &Deps, target: &TableDef, source: &TableDef) -> Result<(
         .snapshots()
         .filter(|s| s.sequence_number() > processed)
         .count();
-    println!(
+    say!(
         "{:<40} {:<28} {:>10} {:>8} {:>7}",
         format!("{} → {}", source.qualified(), target.qualified()),
         source.qualified(),
