@@ -81,12 +81,29 @@ def make_inputs(root):
     readings = [{"metric_id": f"m{i}", "equipment_id": 100 + i % 2, "event_time": ts(DAY, 8, i),
                  "operational_status": ["running", "idle", "maintenance"][i % 3], "power_kw": 5.5,
                  "temperature_c": 200.0 if i % 2 == 0 else 3.0, "interval_seconds": 60} for i in range(12)]
+    readings += [
+        {"metric_id": "m20", "equipment_id": 101, "event_time": ts(DAY, 9), "operational_status": "running",
+         "power_kw": 2.0, "temperature_c": 20.0},                                 # fridge too warm; interval 30
+        {"metric_id": "m21", "equipment_id": 999, "event_time": ts(DAY, 9), "operational_status": "error",
+         "power_kw": 150, "interval_seconds": 120},                                # unknown, impossible power: 50
+        {"metric_id": "m22", "equipment_id": 100, "event_time": ts(DAY + dt.timedelta(days=2), 9),
+         "operational_status": "running", "power_kw": 150, "temperature_c": 400},  # 25: out of gold
+        {"metric_id": "m0", "equipment_id": 101, "event_time": ts(DAY, 9), "operational_status": "idle",
+         "power_kw": 1.0},                                                          # duplicate id: dropped
+        {"metric_id": "m24", "equipment_id": 100, "event_time": ts(DAY, 10), "operational_status": "stopping",
+         "power_kw": 0.5, "temperature_c": None, "readings": {"door": "open"}},
+    ]
     (land / "equipment-metrics" / "m.jsonl").write_text("\n".join(json.dumps(r) for r in readings))
     write_csv(land / "inventory-updates" / "inv.csv",
               ["update_id", "event_time", "store_id", "product_id", "beginning_stock", "restocked_quantity",
                "sold_quantity", "waste_quantity", "reported_by"],
               [["u1", ts(DAY, 9), 1, 10, 50, 10, 20, 5, "x"], ["u2", ts(DAY, 18), 1, 10, 40, 0, 40, 0, ""],
-               ["u3", ts(DAY, 10), 2, 11, 10, 0, 0, 0, ""]])
+               ["u3", ts(DAY, 10), 2, 11, 10, 0, 0, 0, ""],
+               ["u4", ts(DAY, 11), 9, 99, 20000, 0, 0, 0, ""],     # unknown store, product, count: 55
+               ["u5", ts(DAY, 12), 2, 12, 5, 1, 10, 0, ""],        # negative closing stock: 90
+               ["u6", ts(DAY, 13), 2, 11, 99, 0, 0, 0, ""],        # same time as u7, smaller id
+               ["u7", ts(DAY, 13), 2, 11, 7, 0, 2, 1, ""],
+               ["u1", ts(DAY, 23), 1, 10, 1, 1, 1, 1, ""]])        # duplicate id: dropped
     return land, sales[:60] + [sales[61], sales[62]] + [
         {"event_id": "c1", "transaction_id": None, "store_id": 1, "product_id": 12, "quantity": 2, "unit_price": 19.99},
         {"event_id": "c2", "transaction_id": "tc", "store_id": 2, "product_id": 10, "quantity": 3, "unit_price": 1.2}]
@@ -173,8 +190,8 @@ def test_bronze_and_quarantine_hold_every_record_once(lake):
     codes = sorted(zip(q["dataset"].to_pylist(), q["error_code"].to_pylist()))
     assert codes == [("sales-events", "bad_timestamp"), ("sales-events", "not_json"),
                      ("sales-events", "not_object"), ("sales-events", "wrong_type")]
-    assert rows(catalog, "bronze.equipment_metrics").num_rows == 12
-    assert rows(catalog, "bronze.inventory_updates").num_rows == 3
+    assert rows(catalog, "bronze.equipment_metrics").num_rows == 12 + 5   # duplicates stay in bronze
+    assert rows(catalog, "bronze.inventory_updates").num_rows == 3 + 5
 
 
 def expected_score(s):
@@ -220,21 +237,112 @@ def test_gold_daily_sales_match_an_independent_computation(lake):
     assert rows(catalog, "gold.fact_sales").num_rows == sum(v[2] for v in expected.values())
 
 
-def test_gold_inventory_and_equipment(lake):
-    catalog = lake["catalog"]
-    inv = {(r["store_id"], r["product_id"]): r for r in rows(catalog, "gold.fact_inventory").to_pylist()}
-    assert inv[(1, 10)]["closing_stock"] == 0 and inv[(1, 10)]["stock_out"] and inv[(1, 10)]["updates"] == 2
-    assert inv[(1, 10)]["days_of_supply"] == 0.0
-    assert inv[(2, 11)]["days_of_supply"] is None and inv[(2, 11)]["waste_ratio"] == 0.0
-    eq = {r["equipment_id"]: r for r in rows(catalog, "gold.fact_equipment_performance").to_pylist()}
-    # Oven (100) readings m0, m2, …, m10: statuses running, maintenance, idle, running, maintenance, idle.
-    oven = eq[100]
-    assert oven["readings"] == 6
-    assert oven["operational_hours"] == pytest.approx(2 / 60)
-    assert oven["downtime_minutes"] == pytest.approx(2.0)
-    assert oven["energy_kwh"] == pytest.approx(6 * 5.5 / 60)
-    assert oven["efficiency_score"] == 50.0
-    assert oven["max_temperature_c"] == 200.0
+STORES, PRODUCTS, EQUIPMENT = {1, 2}, {10, 11, 12}, {100: (0, 300), 101: (-30, 15)}
+FIVE_MINUTES = dt.timedelta(minutes=5)
+
+
+def first_by_id(rows, key):
+    """SPEC §4 dedupe: the first ingested row per id (rows in ingestion order)."""
+    seen, out = set(), []
+    for r in rows:
+        if r[key] not in seen:
+            seen.add(r[key])
+            out.append(r)
+    return out
+
+
+def csv_rows(path):
+    with open(path) as f:
+        return [{k: (int(v) if v.lstrip("-").isdigit() else (v or None)) for k, v in r.items()} for r in csv.DictReader(f)]
+
+
+def test_silver_inventory_matches_an_independent_computation(lake):
+    updates = first_by_id(csv_rows(lake["land"] / "inventory-updates" / "inv.csv"), "update_id")
+    silver = {r["update_id"]: r for r in rows(lake["catalog"], "silver.inventory").to_pylist()}
+    assert set(silver) == {u["update_id"] for u in updates}
+    for u in updates:
+        r = silver[u["update_id"]]
+        counts = [u["beginning_stock"], u["restocked_quantity"], u["sold_quantity"], u["waste_quantity"]]
+        closing = counts[0] + counts[1] - counts[2] - counts[3]
+        score = 100 - 15 * (u["store_id"] not in STORES) - 15 * (u["product_id"] not in PRODUCTS) \
+            - 15 * sum(not 0 <= c <= 10000 for c in counts) - 10 * (closing < 0)
+        available = counts[0] + counts[1]
+        assert (r["closing_stock"], r["quality_score"]) == (closing, score), u
+        assert r["waste_ratio"] == pytest.approx(counts[3] / available if available else 0.0)
+        assert r["event_time"] == dt.datetime.fromisoformat(u["event_time"])
+        assert r["lateness_seconds"] == pytest.approx((r["ingestion_time"] - r["event_time"]).total_seconds())
+
+
+def expected_readings(lake):
+    lines = (lake["land"] / "equipment-metrics" / "m.jsonl").read_text().splitlines()
+    readings = first_by_id([json.loads(line) for line in lines], "metric_id")
+    silver = {r["metric_id"]: r for r in rows(lake["catalog"], "silver.equipment_metrics").to_pylist()}
+    out = []
+    for m in readings:
+        r = silver[m["metric_id"]]
+        t = dt.datetime.fromisoformat(m["event_time"])
+        temp, kind = m.get("temperature_c"), EQUIPMENT.get(m["equipment_id"])
+        score = 100 - 25 * (kind is None) - 25 * (not 0 <= m["power_kw"] <= 100) \
+            - 25 * (temp is not None and kind is not None and not kind[0] <= temp <= kind[1]) \
+            - 25 * (t > r["ingestion_time"] + FIVE_MINUTES)
+        out.append({**m, "event_time": t, "interval_seconds": m.get("interval_seconds", 30), "score": score})
+    return readings, silver, out
+
+
+def test_silver_equipment_matches_an_independent_computation(lake):
+    readings, silver, expected = expected_readings(lake)
+    assert set(silver) == {m["metric_id"] for m in readings}
+    for e in expected:
+        r = silver[e["metric_id"]]
+        assert (r["quality_score"], r["interval_seconds"], r["event_time"]) == (e["score"], e["interval_seconds"], e["event_time"])
+        assert r["business_date"] == e["event_time"].date()
+    assert json.loads(silver["m24"]["readings"]) == {"door": "open"}
+
+
+def test_gold_inventory_matches_an_independent_computation(lake):
+    silver = [r for r in rows(lake["catalog"], "silver.inventory").to_pylist()
+              if r["quality_score"] >= 50 and not r["too_late"]]
+    groups = defaultdict(list)
+    for r in silver:
+        groups[(r["business_date"], r["store_id"], r["product_id"])].append(r)
+    expected = {}
+    for key, day in groups.items():
+        last = max(day, key=lambda r: (r["event_time"], r["update_id"]))
+        expected[key] = {
+            "beginning_stock": last["beginning_stock"], "restocked_quantity": last["restocked_quantity"],
+            "sold_quantity": last["sold_quantity"], "waste_quantity": last["waste_quantity"],
+            "closing_stock": last["closing_stock"], "waste_ratio": last["waste_ratio"],
+            "days_of_supply": last["closing_stock"] / last["sold_quantity"] if last["sold_quantity"] else None,
+            "stock_out": last["closing_stock"] == 0, "updates": len(day)}
+    got = {(r.pop("business_date"), r.pop("store_id"), r.pop("product_id")): r
+           for r in rows(lake["catalog"], "gold.fact_inventory").to_pylist()}
+    assert got == expected
+    assert got[(DAY, 2, 11)]["closing_stock"] == 4      # u6 and u7 tie on time: the greater id wins
+    assert (DAY, 9, 99) in got                           # score 55 is still gold
+
+
+def test_gold_equipment_matches_an_independent_computation(lake):
+    _, _, readings = expected_readings(lake)
+    groups = defaultdict(list)
+    for m in readings:
+        if m["score"] >= 50:
+            groups[(m["event_time"].date(), m["equipment_id"])].append(m)
+    got = {(r["business_date"], r["equipment_id"]): r for r in rows(lake["catalog"], "gold.fact_equipment_performance").to_pylist()}
+    assert set(got) == set(groups)
+    for key, day in groups.items():
+        seconds = lambda statuses: sum(m["interval_seconds"] for m in day if m["operational_status"] in statuses)
+        operational, downtime = seconds({"running"}) / 3600, seconds({"maintenance", "error"}) / 3600
+        temps = [m["temperature_c"] for m in day if m.get("temperature_c") is not None]
+        r = got[key]
+        assert r["readings"] == len(day)
+        assert r["operational_hours"] == pytest.approx(operational)
+        assert r["downtime_minutes"] == pytest.approx(downtime * 60)
+        assert r["energy_kwh"] == pytest.approx(sum(m["power_kw"] * m["interval_seconds"] / 3600 for m in day))
+        assert r["avg_power_kw"] == pytest.approx(sum(m["power_kw"] for m in day) / len(day))
+        assert r["avg_temperature_c"] == (pytest.approx(sum(temps) / len(temps)) if temps else None)
+        assert r["max_temperature_c"] == (max(temps) if temps else None)
+        total = operational + downtime
+        assert r["efficiency_score"] == (pytest.approx(round(100 * operational / total, 1)) if total else None)
 
 
 def test_filtered_scans_on_a_decimal_and_a_partition_column(lake):
