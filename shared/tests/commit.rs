@@ -259,6 +259,10 @@ async fn eight_concurrent_writers_all_land_on_postgres() {
     )
     .unwrap();
     concurrent_writers(dir.path()).await;
+    sqlx::query(&format!("DROP DATABASE {database} WITH (FORCE)"))
+        .execute(&admin)
+        .await
+        .unwrap();
 }
 
 async fn concurrent_writers(dir: &std::path::Path) {

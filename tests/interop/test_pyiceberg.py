@@ -142,7 +142,7 @@ def cli(env, *args):
     return result.stdout
 
 
-def catalog_uris(kind, root):
+def catalog_uris(kind, root, finalizers):
     """(our catalog URL, PyIceberg's SQLAlchemy URL) for a fresh catalog database."""
     if kind == "sqlite":
         return f"sqlite://{root}/catalog.db", f"sqlite:///{root}/catalog.db"
@@ -152,6 +152,7 @@ def catalog_uris(kind, root):
         pytest.skip("BAKEHOUSE_TEST_POSTGRES is not set: `make test` starts PostgreSQL and sets it")
     database = f"bakehouse_{uuid.uuid4().hex}"
     subprocess.run(["psql", server, "-qc", f"CREATE DATABASE {database}"], check=True)
+    finalizers.append(lambda: subprocess.run(["psql", server, "-qc", f"DROP DATABASE {database} WITH (FORCE)"]))
     url = server.rsplit("/", 1)[0] + "/" + database
     return url, url.replace("postgres://", "postgresql+psycopg2://", 1)
 
@@ -174,7 +175,9 @@ def warehouse(kind, root):
 def lake(request, tmp_path_factory):
     """The same lake on an SQLite catalog, a PostgreSQL catalog, and an S3 warehouse."""
     root = tmp_path_factory.mktemp("lake")
-    ours, theirs = catalog_uris("postgres" if request.param == "postgres" else "sqlite", root)
+    finalizers = []
+    request.addfinalizer(lambda: [f() for f in finalizers])
+    ours, theirs = catalog_uris("postgres" if request.param == "postgres" else "sqlite", root, finalizers)
     location, s3_env, s3_props = warehouse(request.param, root)
     env = {**os.environ, **s3_env, "BAKEHOUSE_WAREHOUSE": location, "BAKEHOUSE_CATALOG": ours}
     land, valid_sales = make_inputs(root)
