@@ -118,9 +118,13 @@ const SUMMARY: [(&str, &str); 6] = [
               UNION ALL SELECT 'equipment', lateness_seconds, too_late FROM silver.equipment_metrics
               UNION ALL SELECT 'inventory', lateness_seconds, too_late FROM silver.inventory)
         GROUP BY dataset ORDER BY dataset"),
-    ("Top stores by revenue (gold)", "
-        SELECT store_id, sum(revenue) AS revenue, sum(quantity) AS items, sum(transactions) AS transactions
-        FROM gold.fact_sales_daily GROUP BY store_id ORDER BY revenue DESC LIMIT 5"),
+    (
+        "Top stores by revenue (gold)",
+        "
+        SELECT store_id, sum(revenue) AS revenue, sum(quantity) AS items,
+               count(DISTINCT coalesce(transaction_id, sale_id)) AS transactions
+        FROM gold.fact_sales GROUP BY store_id ORDER BY revenue DESC LIMIT 5",
+    ),
     ("Top products by revenue (gold)", "
         SELECT product_id, sum(revenue) AS revenue, sum(quantity) AS items
         FROM gold.fact_sales_daily GROUP BY product_id ORDER BY revenue DESC LIMIT 5"),
