@@ -931,6 +931,43 @@ mod tests {
     }
 
     #[test]
+    fn hostile_json_is_quarantined_not_fatal() {
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        assert_eq!(code(Dataset::SalesEvents, &json(&deep)), "not_json");
+        assert_eq!(
+            code(Dataset::SalesEvents, &json(&SALE.replace("4.35", "NaN"))),
+            "not_json"
+        );
+        assert_eq!(
+            code(Dataset::SalesEvents, &json(&SALE.replace("4.35", "1e400"))),
+            "not_json"
+        );
+        assert_eq!(code(Dataset::SalesEvents, &json("")), "not_json");
+        assert_eq!(code(Dataset::SalesEvents, &json("null")), "not_object");
+        // Duplicate keys: the last one counts, as in most JSON readers.
+        let dup = SALE.replace("\"store_id\":1", "\"store_id\":\"x\",\"store_id\":1");
+        assert!(validate(Dataset::SalesEvents, &json(&dup), &lineage()).is_ok());
+        // Exactly 1 MiB is accepted; one byte more is not.
+        let pad = |n: usize| SALE.replacen('{', &format!("{{\"pad\":\"{}\",", "x".repeat(n)), 1);
+        let base = pad(0).len();
+        assert!(
+            validate(
+                Dataset::SalesEvents,
+                &json(&pad(MAX_RECORD_BYTES - base)),
+                &lineage()
+            )
+            .is_ok()
+        );
+        assert_eq!(
+            code(
+                Dataset::SalesEvents,
+                &json(&pad(MAX_RECORD_BYTES - base + 1))
+            ),
+            "too_large"
+        );
+    }
+
+    #[test]
     fn readings_default_their_interval_and_keep_readings_as_json() {
         let record = json(
             r#"{"metric_id":"m","equipment_id":1,"event_time":"2026-03-01T10:00:00Z","operational_status":"running","power_kw":2,"temperature_c":null,"readings":{"rpm":3}}"#,
