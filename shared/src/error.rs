@@ -83,9 +83,6 @@ pub enum HandlerError {
     /// The event document is not one this handler takes.
     #[error("unsupported event: {0}")]
     Event(String),
-    /// A gold aggregate does not fit its column type.
-    #[error(transparent)]
-    Overflow(#[from] crate::domain::gold::RevenueOverflow),
 }
 
 impl HandlerError {

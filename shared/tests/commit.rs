@@ -52,9 +52,12 @@ async fn append(
     day: i64,
 ) -> Result<Option<bakehouse::adapters::iceberg::CommitOutcome>, StorageError> {
     let rows: Vec<QuarantineRow> = tags.iter().map(|t| row(t, day)).collect();
-    lake.commit_with(&QUARANTINE, async |table| {
+    let rows = &rows;
+    lake.commit_with(&QUARANTINE, move |table| async move {
         let add = lake
-            .write_rows(table, &rows, |r| (r.ingestion_time / MICROS_PER_DAY) as i32)
+            .write_rows(&table, &rows, |r| {
+                (r.ingestion_time / MICROS_PER_DAY) as i32
+            })
             .await?;
         Ok(Some(CommitPlan {
             operation: Operation::Append,
@@ -87,13 +90,14 @@ async fn a_lost_race_replans_on_the_newer_table_and_keeps_both_writes() {
     let theirs = Lakehouse::open(&config(dir.path(), "30")).await.unwrap();
     let calls = AtomicU32::new(0);
     let rows = vec![row("ours", 1)];
+    let (ours, theirs, calls, rows) = (&ours, &theirs, &calls, &rows);
     let outcome = ours
-        .commit_with(&QUARANTINE, async |table| {
+        .commit_with(&QUARANTINE, move |table| async move {
             if calls.fetch_add(1, Ordering::SeqCst) == 0 {
                 // Another writer lands between our plan and our swap.
                 append(&theirs, &["theirs"], 1).await?;
             }
-            let add = ours.write_rows(table, &rows, |_| 1).await?;
+            let add = ours.write_rows(&table, &rows, |_| 1).await?;
             Ok(Some(CommitPlan {
                 operation: Operation::Append,
                 add,
@@ -143,14 +147,15 @@ async fn removing_a_file_someone_else_already_removed_replans() {
     assert_eq!(day_one.len(), 1);
     // A concurrent overwrite of day 1 removes that file first.
     let replacement = vec![row("a2", 1)];
-    lake.commit_with(&QUARANTINE, async |table| {
+    let (lake, day_one, replacement) = (&lake, &day_one, &replacement);
+    lake.commit_with(&QUARANTINE, move |table| async move {
         let remove = lake
-            .live_files(table)
+            .live_files(&table)
             .await?
             .into_iter()
             .filter(|f| f.path() == day_one[0].path())
             .collect();
-        let add = lake.write_rows(table, &replacement, |_| 1).await?;
+        let add = lake.write_rows(&table, &replacement, |_| 1).await?;
         Ok(Some(CommitPlan {
             operation: Operation::Overwrite,
             add,
@@ -163,12 +168,13 @@ async fn removing_a_file_someone_else_already_removed_replans() {
     // Our plan still names the old file on its first attempt: that must not land.
     let calls = AtomicU32::new(0);
     let mine = vec![row("a3", 1)];
+    let (calls, mine) = (&calls, &mine);
     let outcome = lake
-        .commit_with(&QUARANTINE, async |table| {
+        .commit_with(&QUARANTINE, move |table| async move {
             let remove = if calls.fetch_add(1, Ordering::SeqCst) == 0 {
                 day_one.clone()
             } else {
-                lake.live_files(table)
+                lake.live_files(&table)
                     .await?
                     .into_iter()
                     .filter(|f| {
@@ -176,7 +182,7 @@ async fn removing_a_file_someone_else_already_removed_replans() {
                     })
                     .collect()
             };
-            let add = lake.write_rows(table, &mine, |_| 1).await?;
+            let add = lake.write_rows(&table, &mine, |_| 1).await?;
             Ok(Some(CommitPlan {
                 operation: Operation::Overwrite,
                 add,
@@ -205,10 +211,11 @@ async fn exhausted_retries_fail_loudly_and_change_nothing() {
     let impatient = Lakehouse::open(&config(dir.path(), "1")).await.unwrap();
     let other = Lakehouse::open(&config(dir.path(), "30")).await.unwrap();
     let rows = vec![row("never", 1)];
+    let (impatient, other, rows) = (&impatient, &other, &rows);
     let result = impatient
-        .commit_with(&QUARANTINE, async |table| {
+        .commit_with(&QUARANTINE, move |table| async move {
             append(&other, &["winner"], 1).await?;
-            let add = impatient.write_rows(table, &rows, |_| 1).await?;
+            let add = impatient.write_rows(&table, &rows, |_| 1).await?;
             Ok(Some(CommitPlan {
                 operation: Operation::Append,
                 add,
@@ -267,18 +274,22 @@ async fn eight_concurrent_writers_all_land_on_postgres() {
 
 async fn concurrent_writers(dir: &std::path::Path) {
     lake(dir).await;
-    // Eight writers with their own connection pools, interleaving on one runtime.
-    let mut writers = Vec::new();
-    for _ in 0..8 {
-        writers.push(Lakehouse::open(&config(dir, "200")).await.unwrap());
+    // Eight writers with their own connection pools, in parallel tasks.
+    let mut tasks = Vec::new();
+    for writer in 0..8 {
+        let lake = Lakehouse::open(&config(dir, "200")).await.unwrap();
+        tasks.push(tokio::spawn(async move {
+            for commit in 0..5 {
+                let tag = format!("w{writer}-c{commit}");
+                append(&lake, &[tag.as_str()], 1 + commit % 2)
+                    .await
+                    .unwrap();
+            }
+        }));
     }
-    let runs = writers.iter().enumerate().map(|(writer, lake)| async move {
-        for commit in 0..5 {
-            let tag = format!("w{writer}-c{commit}");
-            append(lake, &[tag.as_str()], 1 + commit % 2).await.unwrap();
-        }
-    });
-    futures::future::join_all(runs).await;
+    for task in tasks {
+        task.await.unwrap();
+    }
     let lake = Lakehouse::open(&config(dir, "30")).await.unwrap();
     let got = tags(&lake).await;
     assert_eq!(got.len(), 40);
@@ -294,7 +305,7 @@ async fn concurrent_writers(dir: &std::path::Path) {
 async fn checkpoint_properties_are_carried_into_later_snapshots() {
     let dir = tempfile::tempdir().unwrap();
     let lake = lake(dir.path()).await;
-    lake.commit_with(&QUARANTINE, async |_| {
+    lake.commit_with(&QUARANTINE, move |_| async move {
         Ok(Some(CommitPlan {
             operation: Operation::Append,
             add: vec![],

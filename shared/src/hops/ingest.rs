@@ -258,7 +258,7 @@ struct Progress {
 
 /// Commits `rows` to `def`, skipping those whose origin the table already holds, and notes
 /// the outcome in `summary`. A reference snapshot commits even without rows.
-async fn commit_rows<T: Serialize + Ingested>(
+async fn commit_rows<T: Serialize + Ingested + Sync>(
     lake: &Lakehouse,
     def: &TableDef,
     rows: &[(Origin, T)],
@@ -270,13 +270,13 @@ async fn commit_rows<T: Serialize + Ingested>(
         return Ok(());
     }
     let outcome = lake
-        .commit_with(def, async |table| {
+        .commit_with(def, move |table| async move {
             let offsets: BTreeMap<String, i64> =
-                Lakehouse::snapshot_property(table, PROP_KAFKA_OFFSETS)
+                Lakehouse::snapshot_property(&table, PROP_KAFKA_OFFSETS)
                     .and_then(|v| serde_json::from_str(v).ok())
                     .unwrap_or_default();
             let objects: BTreeSet<String> =
-                Lakehouse::snapshot_property(table, PROP_INGESTED_OBJECTS)
+                Lakehouse::snapshot_property(&table, PROP_INGESTED_OBJECTS)
                     .map(|v| {
                         v.split(',')
                             .filter(|d| !d.is_empty())
@@ -305,7 +305,7 @@ async fn commit_rows<T: Serialize + Ingested>(
                 return Ok(None);
             }
             let add = lake
-                .write_rows(table, &fresh, |r| date_of(r.ingestion_time()))
+                .write_rows(&table, &fresh, |r| date_of(r.ingestion_time()))
                 .await?;
             let mut properties = std::collections::HashMap::new();
             if !progress.offsets.is_empty() {

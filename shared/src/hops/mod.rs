@@ -87,3 +87,23 @@ pub async fn init(deps: &Deps) -> Result<Vec<String>, HandlerError> {
     }
     Ok(created)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    /// Compile-time check: handler futures can be spawned on a multi-threaded runtime (the
+    /// local event-source emulator and concurrent tests need that).
+    #[test]
+    fn handler_futures_are_send() {
+        fn check(deps: &Deps, event: crate::adapters::events::IngestEvent) {
+            assert_send(&ingest::handle(deps, event));
+            assert_send(&to_silver::handle(deps, None));
+            assert_send(&to_gold::handle(deps, None));
+            assert_send(&init(deps));
+        }
+        let _ = check;
+    }
+}

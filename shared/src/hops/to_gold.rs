@@ -16,7 +16,7 @@ use crate::adapters::iceberg::{
 };
 use crate::domain::gold;
 use crate::domain::records::*;
-use crate::error::HandlerError;
+use crate::error::{HandlerError, StorageError};
 
 /// The gold facts and the silver table each is computed from.
 pub const FACTS: [(TableDef, TableDef); 4] = [
@@ -62,7 +62,7 @@ pub async fn handle(
 ///
 /// # Errors
 /// Storage errors, or a daily revenue that overflows its column.
-pub async fn process(deps: &Deps, fact: &TableDef) -> Result<Option<CommitOutcome>, HandlerError> {
+pub async fn process(deps: &Deps, fact: &TableDef) -> Result<Option<CommitOutcome>, StorageError> {
     let policy = deps.config.gold;
     match fact.name {
         "fact_sales" => {
@@ -81,7 +81,7 @@ pub async fn process(deps: &Deps, fact: &TableDef) -> Result<Option<CommitOutcom
                 fact,
                 &tables::SILVER_SALES,
                 |rows: &[SilverSale]| {
-                    gold::fact_sales_daily(rows, &policy).map_err(HandlerError::from)
+                    gold::fact_sales_daily(rows, &policy).map_err(|e| e.to_string())
                 },
                 |f: &FactSalesDaily| f.business_date,
             )
@@ -115,60 +115,51 @@ async fn recompute<S, F>(
     deps: &Deps,
     fact_def: &TableDef,
     silver_def: &TableDef,
-    aggregate: impl Fn(&[S]) -> Result<Vec<F>, HandlerError>,
-    partition_of: impl Fn(&F) -> i32 + Copy,
-) -> Result<Option<CommitOutcome>, HandlerError>
+    aggregate: impl Fn(&[S]) -> Result<Vec<F>, String> + Sync,
+    partition_of: impl Fn(&F) -> i32 + Copy + Sync,
+) -> Result<Option<CommitOutcome>, StorageError>
 where
-    S: DeserializeOwned,
-    F: Serialize,
+    S: DeserializeOwned + Send,
+    F: Serialize + Send + Sync,
 {
-    let lake = &deps.lake;
-    let mut aggregate_error: Option<HandlerError> = None;
-    let outcome = lake
-        .commit_with(fact_def, async |gold_table| {
-            let done = checkpoint(gold_table);
-            let silver = lake.load(silver_def).await?;
-            let Some(head) = silver.metadata().current_snapshot() else {
-                return Ok(None);
-            };
-            if head.sequence_number() <= done {
-                return Ok(None);
-            }
-            let silver_files = lake.live_files(&silver).await?;
-            let dates: BTreeSet<i32> = silver_files
-                .iter()
-                .filter(|f| f.sequence_number > done)
-                .filter_map(|f| partition_day(&f.data_file))
-                .collect();
-            let touched: Vec<_> = silver_files
-                .into_iter()
-                .filter(|f| partition_day(&f.data_file).is_some_and(|d| dates.contains(&d)))
-                .collect();
-            let rows: Vec<S> = lake.read_rows(&silver, &touched).await?;
-            let facts = match aggregate(&rows) {
-                Ok(facts) => facts,
-                Err(e) => {
-                    aggregate_error = Some(e);
-                    return Ok(None);
-                }
-            };
-            let remove: Vec<_> = lake
-                .live_files(gold_table)
-                .await?
-                .into_iter()
-                .filter(|f| partition_day(&f.data_file).is_some_and(|d| dates.contains(&d)))
-                .collect();
-            let add = lake.write_rows(gold_table, &facts, partition_of).await?;
-            Ok(Some(CommitPlan {
-                operation: Operation::Overwrite,
-                add,
-                remove,
-                properties: checkpoint_properties(head),
-            }))
-        })
-        .await?;
-    match aggregate_error {
-        Some(e) => Err(e),
-        None => Ok(outcome),
-    }
+    let (lake, aggregate) = (&deps.lake, &aggregate);
+    lake.commit_with(fact_def, move |gold_table| async move {
+        let done = checkpoint(&gold_table);
+        let silver = lake.load(silver_def).await?;
+        let Some(head) = silver.metadata().current_snapshot() else {
+            return Ok(None);
+        };
+        if head.sequence_number() <= done {
+            return Ok(None);
+        }
+        let silver_files = lake.live_files(&silver).await?;
+        let dates: BTreeSet<i32> = silver_files
+            .iter()
+            .filter(|f| f.sequence_number > done)
+            .filter_map(|f| partition_day(&f.data_file))
+            .collect();
+        let touched: Vec<_> = silver_files
+            .into_iter()
+            .filter(|f| partition_day(&f.data_file).is_some_and(|d| dates.contains(&d)))
+            .collect();
+        let rows: Vec<S> = lake.read_rows(&silver, &touched).await?;
+        let facts = aggregate(&rows).map_err(StorageError::data(format!(
+            "aggregate {}",
+            fact_def.qualified()
+        )))?;
+        let remove: Vec<_> = lake
+            .live_files(&gold_table)
+            .await?
+            .into_iter()
+            .filter(|f| partition_day(&f.data_file).is_some_and(|d| dates.contains(&d)))
+            .collect();
+        let add = lake.write_rows(&gold_table, &facts, partition_of).await?;
+        Ok(Some(CommitPlan {
+            operation: Operation::Overwrite,
+            add,
+            remove,
+            properties: checkpoint_properties(head),
+        }))
+    })
+    .await
 }

@@ -115,17 +115,17 @@ async fn refine<B, S>(
     bronze_def: &TableDef,
     silver_def: &TableDef,
     id_column: &str,
-    id_of: impl Fn(&B) -> &str,
-    derive: impl Fn(B, &ReferenceIndex) -> S,
-    partition_of: impl Fn(&S) -> i32 + Copy,
+    id_of: impl Fn(&B) -> &str + Sync,
+    derive: impl Fn(B, &ReferenceIndex) -> S + Sync,
+    partition_of: impl Fn(&S) -> i32 + Copy + Sync,
 ) -> Result<Option<CommitOutcome>, StorageError>
 where
-    B: DeserializeOwned,
-    S: Serialize,
+    B: DeserializeOwned + Send,
+    S: Serialize + Send + Sync,
 {
-    let lake = &deps.lake;
-    lake.commit_with(silver_def, async |silver| {
-        let done = checkpoint(silver);
+    let (lake, id_of, derive) = (&deps.lake, &id_of, &derive);
+    lake.commit_with(silver_def, move |silver| async move {
+        let done = checkpoint(&silver);
         let bronze = lake.load(bronze_def).await?;
         let Some(head) = bronze.metadata().current_snapshot() else {
             return Ok(None);
@@ -140,18 +140,18 @@ where
             .filter(|f| f.sequence_number > done)
             .collect();
         let rows: Vec<B> = lake.read_rows(&bronze, &new_files).await?;
-        let silver_files = lake.live_files(silver).await?;
+        let silver_files = lake.live_files(&silver).await?;
         let mut seen: HashSet<String> = lake
-            .read_strings(silver, &silver_files, id_column)
+            .read_strings(&silver, &silver_files, id_column)
             .await?
             .into_iter()
             .collect();
         let reference = load_reference(lake).await?;
-        let fresh: Vec<S> = dedupe_first(rows, &id_of, &mut seen)
+        let fresh: Vec<S> = dedupe_first(rows, id_of, &mut seen)
             .into_iter()
             .map(|b| derive(b, &reference))
             .collect();
-        let add = lake.write_rows(silver, &fresh, partition_of).await?;
+        let add = lake.write_rows(&silver, &fresh, partition_of).await?;
         Ok(Some(CommitPlan {
             operation: Operation::Append,
             add,

@@ -140,23 +140,25 @@ impl From<StorageError> for AttemptError {
 
 impl Lakehouse {
     /// Commits to `def` with optimistic concurrency: `plan` is called with the freshly loaded
-    /// table, returns what to commit (or `None` when there is nothing to do), and is called
+    /// table (owned, so the planning future borrows nothing from this loop and stays `Send`
+    /// when its captures are), returns what to commit (or `None` when there is nothing to do), and is called
     /// again on a newer table after every lost race, so checkpoints and dedupe are always
     /// computed from the state the commit lands on.
     ///
     /// # Errors
     /// The planner's error, a storage error, or [`StorageError::ConflictsExhausted`].
-    pub async fn commit_with<F>(
+    pub async fn commit_with<F, P>(
         &self,
         def: &TableDef,
         mut plan: F,
     ) -> Result<Option<CommitOutcome>, StorageError>
     where
-        F: AsyncFnMut(&Table) -> Result<Option<CommitPlan>, StorageError>,
+        F: FnMut(Table) -> P,
+        P: Future<Output = Result<Option<CommitPlan>, StorageError>>,
     {
         for attempt in 1..=self.commit_attempts {
             let table = self.load(def).await?;
-            let Some(commit_plan) = plan(&table).await? else {
+            let Some(commit_plan) = plan(table.clone()).await? else {
                 return Ok(None);
             };
             match self.try_commit(&table, commit_plan).await {
