@@ -55,9 +55,7 @@ async fn append(
     let rows = &rows;
     lake.commit_with(&QUARANTINE, move |table| async move {
         let add = lake
-            .write_rows(&table, &rows, |r| {
-                (r.ingestion_time / MICROS_PER_DAY) as i32
-            })
+            .write_rows(&table, rows, |r| (r.ingestion_time / MICROS_PER_DAY) as i32)
             .await?;
         Ok(Some(CommitPlan {
             operation: Operation::Append,
@@ -95,9 +93,9 @@ async fn a_lost_race_replans_on_the_newer_table_and_keeps_both_writes() {
         .commit_with(&QUARANTINE, move |table| async move {
             if calls.fetch_add(1, Ordering::SeqCst) == 0 {
                 // Another writer lands between our plan and our swap.
-                append(&theirs, &["theirs"], 1).await?;
+                append(theirs, &["theirs"], 1).await?;
             }
-            let add = ours.write_rows(&table, &rows, |_| 1).await?;
+            let add = ours.write_rows(&table, rows, |_| 1).await?;
             Ok(Some(CommitPlan {
                 operation: Operation::Append,
                 add,
@@ -110,7 +108,7 @@ async fn a_lost_race_replans_on_the_newer_table_and_keeps_both_writes() {
         .unwrap();
     assert_eq!(outcome.attempts, 2);
     assert_eq!(calls.load(Ordering::SeqCst), 2);
-    assert_eq!(tags(&ours).await, ["ours", "theirs"]);
+    assert_eq!(tags(ours).await, ["ours", "theirs"]);
     // The losing attempt's data file was deleted; only the two live files remain on disk.
     let data_dir = dir.path().join("warehouse/bronze/quarantine/data");
     let files = walk(&data_dir);
@@ -155,7 +153,7 @@ async fn removing_a_file_someone_else_already_removed_replans() {
             .into_iter()
             .filter(|f| f.path() == day_one[0].path())
             .collect();
-        let add = lake.write_rows(&table, &replacement, |_| 1).await?;
+        let add = lake.write_rows(&table, replacement, |_| 1).await?;
         Ok(Some(CommitPlan {
             operation: Operation::Overwrite,
             add,
@@ -182,7 +180,7 @@ async fn removing_a_file_someone_else_already_removed_replans() {
                     })
                     .collect()
             };
-            let add = lake.write_rows(&table, &mine, |_| 1).await?;
+            let add = lake.write_rows(&table, mine, |_| 1).await?;
             Ok(Some(CommitPlan {
                 operation: Operation::Overwrite,
                 add,
@@ -201,7 +199,7 @@ async fn removing_a_file_someone_else_already_removed_replans() {
         ),
         (2, 1, 1)
     );
-    assert_eq!(tags(&lake).await, ["a3", "b"]);
+    assert_eq!(tags(lake).await, ["a3", "b"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -214,8 +212,8 @@ async fn exhausted_retries_fail_loudly_and_change_nothing() {
     let (impatient, other, rows) = (&impatient, &other, &rows);
     let result = impatient
         .commit_with(&QUARANTINE, move |table| async move {
-            append(&other, &["winner"], 1).await?;
-            let add = impatient.write_rows(&table, &rows, |_| 1).await?;
+            append(other, &["winner"], 1).await?;
+            let add = impatient.write_rows(&table, rows, |_| 1).await?;
             Ok(Some(CommitPlan {
                 operation: Operation::Append,
                 add,
@@ -230,7 +228,7 @@ async fn exhausted_retries_fail_loudly_and_change_nothing() {
         "{error}"
     );
     assert!(error.is_retryable());
-    assert_eq!(tags(&other).await, ["winner"]);
+    assert_eq!(tags(other).await, ["winner"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
