@@ -120,9 +120,25 @@ impl CatalogPointer {
             .bind(ident.name())
             .bind(expected)
             .execute(&self.pool)
-            .await?;
-        Ok(result.rows_affected() == 1)
+            .await;
+        match result {
+            Ok(done) => Ok(done.rows_affected() == 1),
+            // SQLite busy or locked: the statement never ran, so this is a lost race, not an
+            // unknown outcome.
+            Err(sqlx::Error::Database(e))
+                if self.dialect == Dialect::Sqlite && is_sqlite_busy(e.code().as_deref()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
     }
+}
+
+/// SQLITE_BUSY (5) or SQLITE_LOCKED (6), including their extended codes.
+fn is_sqlite_busy(code: Option<&str>) -> bool {
+    code.and_then(|c| c.parse::<i32>().ok())
+        .is_some_and(|c| matches!(c & 0xff, 5 | 6))
 }
 
 /// Why one attempt did not land.
@@ -473,4 +489,19 @@ fn backoff(attempt: u32) -> Duration {
     let cap_ms = (20u64 << attempt.min(7)).min(2_000);
     let jitter = uuid::Uuid::new_v4().as_u128() as u64 % cap_ms.max(1);
     Duration::from_millis(jitter + 5)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_busy_and_locked_codes_are_lost_races() {
+        for code in ["5", "6", "261", "517", "773", "262"] {
+            assert!(is_sqlite_busy(Some(code)), "{code}");
+        }
+        for code in [None, Some("1"), Some("19"), Some("2067"), Some("40001"), Some("x")] {
+            assert!(!is_sqlite_busy(code), "{code:?}");
+        }
+    }
 }
