@@ -500,7 +500,14 @@ mod tests {
         for code in ["5", "6", "261", "517", "773", "262"] {
             assert!(is_sqlite_busy(Some(code)), "{code}");
         }
-        for code in [None, Some("1"), Some("19"), Some("2067"), Some("40001"), Some("x")] {
+        for code in [
+            None,
+            Some("1"),
+            Some("19"),
+            Some("2067"),
+            Some("40001"),
+            Some("x"),
+        ] {
             assert!(!is_sqlite_busy(code), "{code:?}");
         }
     }
