@@ -159,3 +159,22 @@ async fn the_s3_test_event_is_ignored_and_other_documents_are_refused() {
     assert!(matches!(error, HandlerError::Event(_)));
     assert!(!error.is_retryable());
 }
+
+#[tokio::test]
+async fn a_key_leaving_the_object_root_is_quarantined_unread() {
+    let home = tempfile::tempdir().unwrap();
+    let deps = deps(home.path()).await;
+    std::fs::write(home.path().join("secret.jsonl"), "{}").unwrap();
+    let mut event = fixture("s3-landing-event.json");
+    event.payload["Records"][0]["s3"]["object"]["key"] =
+        Value::from("landing/sales-events/../../../secret.jsonl");
+    let summary = ingest::handler(&deps, event).await.unwrap();
+    assert_eq!(summary.quarantined.get("unsupported_file"), Some(&1));
+    let quarantine: Vec<QuarantineRow> = read(&deps.lake, &tables::QUARANTINE).await;
+    assert_eq!((quarantine.len(), quarantine[0].raw.as_str()), (1, ""));
+    assert!(
+        read::<BronzeSale>(&deps.lake, &tables::BRONZE_SALES)
+            .await
+            .is_empty()
+    );
+}

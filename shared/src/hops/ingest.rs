@@ -61,6 +61,18 @@ pub async fn handle(deps: &Deps, event: IngestEvent) -> Result<IngestSummary, Ha
             let mut summary = IngestSummary::default();
             for object in s3_objects(&event) {
                 let location = match &deps.config.object_root {
+                    // The embedded stand-in for buckets must not read outside its folder.
+                    Some(_) if object.key.split('/').any(|segment| segment == "..") => {
+                        let rejection = Rejection::new(
+                            RejectCode::UnsupportedFile,
+                            format!(
+                                "key {:?} has a `..` segment: not read under the object root",
+                                object.key
+                            ),
+                        );
+                        summary.merge(reject_object(deps, &object.key, rejection).await?);
+                        continue;
+                    }
                     Some(root) => format!("{root}/{}/{}", object.bucket, object.key),
                     None => object.url(),
                 };
@@ -423,8 +435,6 @@ pub async fn ingest_bytes(
     dataset: Option<Dataset>,
     bytes: &[u8],
 ) -> Result<IngestSummary, HandlerError> {
-    let ingestion_time = now_micros();
-    let digest = object_digest(key, bytes);
     let (dataset, dataset_name) = match dataset {
         Some(d) => (Some(d), d.name().to_string()),
         None => {
@@ -459,16 +469,41 @@ pub async fn ingest_bytes(
             }]
         }
     };
+    let target = dataset.filter(|_| format.is_some());
+    let reference = target.filter(|d| d.is_reference());
+    commit_object(
+        deps,
+        key,
+        target,
+        &dataset_name,
+        reference,
+        &records,
+        object_digest(key, bytes),
+    )
+    .await
+}
+
+/// Validates the records of one object and commits them, once per table (by `digest`).
+async fn commit_object(
+    deps: &Deps,
+    key: &str,
+    dataset: Option<Dataset>,
+    dataset_name: &str,
+    reference: Option<Dataset>,
+    records: &[RawRecord],
+    digest: String,
+) -> Result<IngestSummary, HandlerError> {
+    let ingestion_time = now_micros();
     let mut staging = Staging::default();
-    for record in &records {
+    for record in records {
         let lineage = Lineage {
             source: "file".to_string(),
             source_ref: record.source_ref.clone(),
             ingestion_time,
         };
         staging.add(
-            dataset.filter(|_| format.is_some()),
-            &dataset_name,
+            dataset,
+            dataset_name,
             record,
             &lineage,
             Origin::Object {
@@ -484,13 +519,36 @@ pub async fn ingest_bytes(
     let progress = Progress {
         offsets: BTreeMap::new(),
         object: Some(digest),
-        reference: dataset.filter(|d| d.is_reference() && format.is_some()),
+        reference,
         reference_key: key.to_string(),
         ingestion_time,
     };
     staging.commit(&deps.lake, &progress, &mut summary).await?;
     info!(key = %key, records = summary.records, "Object ingested.");
     Ok(summary)
+}
+
+/// Quarantines an object as one record without reading it, once (by its key).
+async fn reject_object(
+    deps: &Deps,
+    key: &str,
+    rejection: Rejection,
+) -> Result<IngestSummary, HandlerError> {
+    let record = RawRecord {
+        source_ref: format!("{key}:0"),
+        bytes: Vec::new(),
+        decoded: Decoded::Rejected(rejection),
+    };
+    commit_object(
+        deps,
+        key,
+        None,
+        &landing_dataset_name(key),
+        None,
+        &[record],
+        object_digest(key, b""),
+    )
+    .await
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
