@@ -22,7 +22,7 @@ pub fn default_snapshot(dataset: Dataset) -> Option<&'static str> {
 pub struct ReferenceIndex {
     pub stores: HashSet<i32>,
     pub products: HashSet<i32>,
-    /// equipment_id → equipment_type (lower-case), if the snapshot names one.
+    /// equipment_id → equipment_type (lower-case, spaces and dashes as `_`), if named.
     pub equipment: HashMap<i32, Option<String>>,
 }
 
@@ -41,10 +41,43 @@ impl ReferenceIndex {
                 .map(|e| {
                     (
                         e.equipment_id,
-                        e.equipment_type.as_ref().map(|t| t.trim().to_lowercase()),
+                        e.equipment_type
+                            .as_ref()
+                            .map(|t| t.trim().to_lowercase().replace([' ', '-'], "_")),
                     )
                 })
                 .collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equipment_types_are_normalised() {
+        let row = |id, kind: &str| BronzeEquipment {
+            equipment_id: id,
+            store_id: None,
+            equipment_type: Some(kind.to_string()),
+            name: None,
+            payload: String::new(),
+            source: String::new(),
+            source_ref: String::new(),
+            ingestion_time: 0,
+        };
+        let index = ReferenceIndex::new(
+            &[],
+            &[],
+            &[
+                row(1, " Display Case "),
+                row(2, "REFRIGERATOR"),
+                row(3, "display-case"),
+            ],
+        );
+        assert_eq!(index.equipment[&1].as_deref(), Some("display_case"));
+        assert_eq!(index.equipment[&2].as_deref(), Some("refrigerator"));
+        assert_eq!(index.equipment[&3].as_deref(), Some("display_case"));
     }
 }
