@@ -19,7 +19,9 @@ case "$cmd" in
     if [ ! -f "$dir/PG_VERSION" ]; then
       as_pg "$bin/initdb" -D "$dir" -U bakehouse --auth=trust >/dev/null
     fi
-    if ! as_pg "$bin/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
+    if ! "$bin/pg_isready" -q -h 127.0.0.1 -p "$port"; then
+      # A server killed with its session leaves a stale lock file behind.
+      rm -f "$dir/postmaster.pid"
       as_pg "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w \
         -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=200" start >/dev/null
     fi
