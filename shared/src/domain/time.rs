@@ -1,7 +1,7 @@
 //! Time as the tables store it: UTC microseconds since the epoch, and dates as days since
 //! the epoch. Parsing RFC 3339 timestamps and the calendar helpers the rules need.
 
-use chrono::{DateTime, NaiveDate, Timelike};
+use chrono::{DateTime, NaiveDate};
 
 /// Microseconds in one second, hour and day.
 pub const MICROS_PER_SECOND: i64 = 1_000_000;
@@ -46,8 +46,7 @@ pub fn format_timestamp(micros: i64) -> String {
 
 /// The current time in UTC microseconds (for hops; the domain takes time as a parameter).
 pub fn now_micros() -> i64 {
-    let now = chrono::Utc::now();
-    now.timestamp() * MICROS_PER_SECOND + i64::from(now.nanosecond() / 1_000 % 1_000_000)
+    chrono::Utc::now().timestamp_micros()
 }
 
 #[cfg(test)]

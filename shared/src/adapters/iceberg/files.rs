@@ -21,6 +21,7 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
+use parquet::file::reader::ChunkReader;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -52,6 +53,24 @@ pub fn partition_day(data_file: &DataFile) -> Option<i32> {
         Some(Literal::Primitive(PrimitiveLiteral::Int(days))) => Some(*days),
         _ => None,
     }
+}
+
+/// One data file, read whole and opened as Parquet.
+async fn open_parquet(
+    table: &Table,
+    file: &LiveFile,
+) -> Result<ParquetRecordBatchReaderBuilder<impl ChunkReader + 'static>, StorageError> {
+    let bytes = table
+        .file_io()
+        .new_input(file.path())
+        .map_err(StorageError::iceberg(file.path()))?
+        .read()
+        .await
+        .map_err(StorageError::iceberg(format!("read {}", file.path())))?;
+    ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| StorageError::Data {
+        context: format!("read {}", file.path()),
+        message: e.to_string(),
+    })
 }
 
 impl Lakehouse {
@@ -183,15 +202,7 @@ impl Lakehouse {
                 context: format!("read {column} of {}", file.path()),
                 message: e,
             };
-            let bytes = table
-                .file_io()
-                .new_input(file.path())
-                .map_err(StorageError::iceberg(file.path()))?
-                .read()
-                .await
-                .map_err(StorageError::iceberg(format!("read {}", file.path())))?;
-            let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
-                .map_err(|e| convert(e.to_string()))?;
+            let builder = open_parquet(table, file).await?;
             let mask = ProjectionMask::columns(builder.parquet_schema(), [column]);
             let reader = builder
                 .with_projection(mask)
@@ -226,24 +237,16 @@ impl Lakehouse {
         table: &Table,
         files: &[LiveFile],
     ) -> Result<Vec<T>, StorageError> {
-        let file_io = table.file_io();
-        let contents = try_join_all(files.iter().map(|f| async move {
-            file_io
-                .new_input(f.path())
-                .map_err(StorageError::iceberg(f.path()))?
-                .read()
-                .await
-                .map_err(StorageError::iceberg(format!("read {}", f.path())))
-        }))
-        .await?;
+        let builders = try_join_all(files.iter().map(|f| open_parquet(table, f))).await?;
         let mut rows = Vec::new();
-        for (bytes, file) in contents.into_iter().zip(files) {
+        for (builder, file) in builders.into_iter().zip(files) {
             let convert = |e: String| StorageError::Data {
                 context: format!("read {}", file.path()),
                 message: e,
             };
-            let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-                .and_then(|b| b.with_batch_size(8192).build())
+            let reader = builder
+                .with_batch_size(8192)
+                .build()
                 .map_err(|e| convert(e.to_string()))?;
             for batch in reader {
                 let batch = batch.map_err(|e| convert(e.to_string()))?;
