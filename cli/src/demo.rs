@@ -1,6 +1,6 @@
 //! `bakehouse demo`: the whole pipeline embedded on a generated day — init, ingest in four
-//! batches with processing after each (as the triggers would), a redelivered batch, and a
-//! summary read back with SQL.
+//! batches with processing after each (as the triggers would), a redelivered batch,
+//! maintenance, and a summary read back with SQL.
 
 use std::path::Path;
 use std::time::Instant;
@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use bakehouse::config::Config;
 use bakehouse::domain::dataset::Dataset;
 use bakehouse::domain::time::now_micros;
-use bakehouse::hops::Deps;
+use bakehouse::hops::{Deps, maintenance};
 use bakehouse::simulate::{DayPlan, generate_day};
 use datafusion::arrow::util::pretty::pretty_format_batches;
 
@@ -68,6 +68,12 @@ pub async fn run(seed: u64, home: &Path) -> Result<()> {
     }
     say!("Batch 1 delivered again: {redelivered} rows added (idempotent ingest).\n");
 
+    let report = maintenance::handle(&deps, now_micros()).await?;
+    say!(
+        "Maintenance (SCD2 dimensions, daily reports, compaction, expiry, orphans):\n{}\n",
+        crate::describe_maintenance(&report)
+    );
+
     let ctx = crate::sql::session(&deps).await?;
     for (title, sql) in SUMMARY {
         say!("{title}");
@@ -84,7 +90,7 @@ pub async fn run(seed: u64, home: &Path) -> Result<()> {
     Ok(())
 }
 
-const SUMMARY: [(&str, &str); 6] = [
+const SUMMARY: [(&str, &str); 7] = [
     ("Rows per layer", "
         SELECT 'bronze' AS layer, 'sales_events' AS table_name, count(*) AS rows FROM bronze.sales_events
         UNION ALL SELECT 'bronze', 'equipment_metrics', count(*) FROM bronze.equipment_metrics
@@ -97,27 +103,26 @@ const SUMMARY: [(&str, &str); 6] = [
         UNION ALL SELECT 'gold', 'fact_sales_daily', count(*) FROM gold.fact_sales_daily
         UNION ALL SELECT 'gold', 'fact_inventory', count(*) FROM gold.fact_inventory
         UNION ALL SELECT 'gold', 'fact_equipment_performance', count(*) FROM gold.fact_equipment_performance
+        UNION ALL SELECT 'gold', 'dim_store', count(*) FROM gold.dim_store
+        UNION ALL SELECT 'gold', 'dim_product', count(*) FROM gold.dim_product
+        UNION ALL SELECT 'gold', 'dim_customer', count(*) FROM gold.dim_customer
+        UNION ALL SELECT 'gold', 'dim_equipment', count(*) FROM gold.dim_equipment
         ORDER BY CASE layer WHEN 'bronze' THEN 1 WHEN 'silver' THEN 2 ELSE 3 END, table_name"),
     ("Quarantine reasons", "
         SELECT dataset, error_code, count(*) AS records FROM bronze.quarantine
         GROUP BY dataset, error_code ORDER BY records DESC, dataset, error_code"),
-    ("Quality score distribution (silver)", "
-        SELECT dataset, sum(CASE WHEN quality_score = 100 THEN 1 ELSE 0 END) AS perfect,
-               sum(CASE WHEN quality_score >= 50 AND quality_score < 100 THEN 1 ELSE 0 END) AS flawed_50_99,
-               sum(CASE WHEN quality_score < 50 THEN 1 ELSE 0 END) AS poor_below_50,
-               round(avg(quality_score), 1) AS avg_score
-        FROM (SELECT 'sales' AS dataset, quality_score FROM silver.sales
-              UNION ALL SELECT 'equipment', quality_score FROM silver.equipment_metrics
-              UNION ALL SELECT 'inventory', quality_score FROM silver.inventory)
-        GROUP BY dataset ORDER BY dataset"),
-    ("Late arrivals (silver)", "
-        SELECT dataset, sum(CASE WHEN lateness_seconds > 3600 THEN 1 ELSE 0 END) AS late_over_1h,
-               sum(CASE WHEN too_late THEN 1 ELSE 0 END) AS too_late_over_48h,
-               round(max(lateness_seconds) / 3600, 1) AS max_lateness_hours
-        FROM (SELECT 'sales' AS dataset, lateness_seconds, too_late FROM silver.sales
-              UNION ALL SELECT 'equipment', lateness_seconds, too_late FROM silver.equipment_metrics
-              UNION ALL SELECT 'inventory', lateness_seconds, too_late FROM silver.inventory)
-        GROUP BY dataset ORDER BY dataset"),
+    ("Data quality per dataset (gold.data_quality_daily)", "
+        SELECT dataset, sum(records) AS records, sum(gold_eligible) AS gold_eligible,
+               sum(quarantined) AS quarantined, sum(perfect) AS perfect, sum(poor) AS poor_below_50,
+               round(sum(avg_quality_score * records) / sum(records), 1) AS avg_score
+        FROM gold.data_quality_daily GROUP BY dataset ORDER BY dataset"),
+    ("Late arrivals per dataset (gold.late_arrivals_daily)", "
+        SELECT dataset, sum(late_records) AS late_over_1h, sum(too_late_records) AS too_late_over_48h,
+               round(max(max_lateness_hours), 1) AS max_lateness_hours
+        FROM gold.late_arrivals_daily GROUP BY dataset ORDER BY dataset"),
+    ("Store dimension (gold.dim_store, SCD Type 2)", "
+        SELECT store_key, store_id, name, city, manager, is_current FROM gold.dim_store
+        ORDER BY store_key"),
     (
         "Top stores by revenue (gold)",
         "

@@ -8,7 +8,12 @@ use lambda_runtime::{Context as LambdaContext, LambdaEvent};
 use serde_json::Value;
 
 /// The functions `invoke` accepts.
-pub const FUNCTIONS: [&str; 3] = ["ingest", "bronze-to-silver", "silver-to-gold"];
+pub const FUNCTIONS: [&str; 4] = [
+    "ingest",
+    "bronze-to-silver",
+    "silver-to-gold",
+    "maintenance",
+];
 
 /// Runs `function`'s handler on the event document and prints its result as JSON.
 pub async fn run(deps: &Deps, function: &str, event: &Path) -> Result<()> {
@@ -27,6 +32,7 @@ pub async fn run(deps: &Deps, function: &str, event: &Path) -> Result<()> {
         "ingest" => serde_json::to_value(ingest::handler(deps, event).await?)?,
         "bronze-to-silver" => serde_json::to_value(bronze_to_silver::handler(deps, event).await?)?,
         "silver-to-gold" => serde_json::to_value(silver_to_gold::handler(deps, event).await?)?,
+        "maintenance" => serde_json::to_value(maintenance::handler(deps, event).await?)?,
         other => bail!(
             "unknown function {other:?}; accepted: {}",
             FUNCTIONS.join(", ")

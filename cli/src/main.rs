@@ -22,7 +22,9 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use bakehouse::config::{Config, Overrides};
 use bakehouse::domain::dataset::Dataset;
+use bakehouse::domain::time::now_micros;
 use bakehouse::hops::ingest::{IngestSummary, ObjectInput, ingest_object};
+use bakehouse::hops::maintenance::{self, MaintenanceReport};
 use bakehouse::hops::{Deps, to_gold, to_silver};
 use clap::{Parser, Subcommand};
 
@@ -67,11 +69,17 @@ enum Command {
     },
     /// Run bronze → silver and silver → gold until caught up
     Process,
+    /// SCD2 dimensions, daily reports, compaction, snapshot expiry and orphan removal
+    Maintenance {
+        /// Print the report as JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Run one function's handler on an AWS event document, as `sam local invoke` would
     Invoke {
-        /// ingest, bronze-to-silver or silver-to-gold
+        /// ingest, bronze-to-silver, silver-to-gold or maintenance
         function: String,
-        /// The event document (KafkaEvent, S3Event)
+        /// The event document (KafkaEvent, S3Event, scheduled event)
         #[arg(long)]
         event: PathBuf,
     },
@@ -130,6 +138,14 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Process => {
             let commits = process(&deps).await?;
             say!("Caught up: {commits} commits.");
+        }
+        Command::Maintenance { json } => {
+            let report = maintenance::handle(&deps, now_micros()).await?;
+            if json {
+                say!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                say!("{}", describe_maintenance(&report));
+            }
         }
         Command::Invoke { function, event } => invoke::run(&deps, &function, &event).await?,
         Command::Sql { query } => sql::run(&deps, &query).await?,
@@ -203,4 +219,51 @@ fn describe(summary: &IngestSummary) -> String {
         text.push_str("; already ingested, nothing changed");
     }
     text
+}
+
+/// One line per table that maintenance touched, then the totals.
+pub fn describe_maintenance(report: &MaintenanceReport) -> String {
+    let mb = |bytes: u64| bytes as f64 / 1_048_576.0;
+    let mut lines = vec![format!(
+        "{:<34} {:>13} {:>17} {:>7} {:>9} {:>7} {:>7} {:>9}",
+        "table", "files", "MiB", "commits", "compacted", "expired", "orphans", "versions"
+    )];
+    for t in &report.tables {
+        let touched = t.commits + t.snapshots_expired + t.orphans_deleted > 0;
+        if !touched {
+            continue;
+        }
+        lines.push(format!(
+            "{:<34} {:>6} → {:<4} {:>7.2} → {:<7.2} {:>7} {:>9} {:>7} {:>7} {:>9}",
+            t.table,
+            t.files_before,
+            t.files_after,
+            mb(t.bytes_before),
+            mb(t.bytes_after),
+            t.commits,
+            t.files_compacted,
+            t.snapshots_expired,
+            t.orphans_deleted,
+            format!("+{}/-{}", t.versions_opened, t.versions_closed),
+        ));
+    }
+    if lines.len() == 1 {
+        lines.push("(nothing to do on any table)".to_string());
+    }
+    lines.push(format!(
+        "Maintenance: {} commits, {} snapshots expired, {} orphan files removed, in {} ms.",
+        report.commits,
+        report
+            .tables
+            .iter()
+            .map(|t| t.snapshots_expired)
+            .sum::<usize>(),
+        report
+            .tables
+            .iter()
+            .map(|t| t.orphans_deleted)
+            .sum::<usize>(),
+        report.duration_ms
+    ));
+    lines.join("\n")
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::domain::gold::{DEFAULT_MIN_QUALITY_SCORE, GoldPolicy};
 use crate::domain::silver::SilverPolicy;
-use crate::domain::time::MICROS_PER_HOUR;
+use crate::domain::time::{MICROS_PER_DAY, MICROS_PER_HOUR};
 use crate::error::ConfigError;
 
 pub const ENV_WAREHOUSE: &str = "BAKEHOUSE_WAREHOUSE";
@@ -14,6 +14,10 @@ pub const ENV_CATALOG: &str = "BAKEHOUSE_CATALOG";
 pub const ENV_MIN_QUALITY_SCORE: &str = "BAKEHOUSE_MIN_QUALITY_SCORE";
 pub const ENV_ALLOWED_LATENESS_HOURS: &str = "BAKEHOUSE_ALLOWED_LATENESS_HOURS";
 pub const ENV_COMMIT_ATTEMPTS: &str = "BAKEHOUSE_COMMIT_ATTEMPTS";
+pub const ENV_TARGET_FILE_MB: &str = "BAKEHOUSE_TARGET_FILE_MB";
+pub const ENV_SNAPSHOT_RETENTION_DAYS: &str = "BAKEHOUSE_SNAPSHOT_RETENTION_DAYS";
+pub const ENV_SNAPSHOTS_KEPT: &str = "BAKEHOUSE_SNAPSHOTS_KEPT";
+pub const ENV_ORPHAN_AGE_HOURS: &str = "BAKEHOUSE_ORPHAN_AGE_HOURS";
 pub const ENV_S3_PATH_STYLE: &str = "BAKEHOUSE_S3_PATH_STYLE";
 pub const ENV_OBJECT_ROOT: &str = "BAKEHOUSE_OBJECT_ROOT";
 pub const ENV_AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
@@ -88,9 +92,30 @@ pub struct Config {
     pub gold: GoldPolicy,
     /// Attempts of one commit under contention before giving up (retryably).
     pub commit_attempts: u32,
+    pub maintenance: MaintenancePolicy,
     /// Embedded stand-in for S3 buckets: when set (`file:///path`), the object
     /// `s3://bucket/key` of a notification is read from `path/bucket/key`.
     pub object_root: Option<String>,
+}
+
+/// What scheduled maintenance keeps and rewrites (SPEC §6).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MaintenancePolicy {
+    /// Compaction writes files near this size; smaller files (under 3/4 of it) are compacted.
+    pub target_file_bytes: u64,
+    /// Snapshots older than this are expired…
+    pub snapshot_max_age_micros: i64,
+    /// …but the newest this many are always kept.
+    pub snapshots_kept: usize,
+    /// Unreferenced files younger than this are never deleted (a writer may be committing them).
+    pub orphan_min_age_micros: i64,
+}
+
+impl MaintenancePolicy {
+    /// Files below this size are compacted.
+    pub fn small_file_bytes(&self) -> u64 {
+        self.target_file_bytes / 4 * 3
+    }
 }
 
 /// Overrides from command-line flags, which win over the environment.
@@ -129,44 +154,67 @@ impl Config {
             Some(value) => CatalogUri::parse(&value)?,
             None => CatalogUri::Sqlite(home.join("catalog.db")),
         };
-        let min_quality_score = match get(ENV_MIN_QUALITY_SCORE) {
-            None => DEFAULT_MIN_QUALITY_SCORE,
+        let number = |name: &'static str,
+                      default: i64,
+                      range: std::ops::RangeInclusive<i64>,
+                      accepted: &'static str| match get(name) {
+            None => Ok(default),
             Some(v) => v
                 .trim()
-                .parse()
+                .parse::<i64>()
                 .ok()
-                .filter(|s| (0..=100).contains(s))
+                .filter(|n| range.contains(n))
                 .ok_or(ConfigError::Invalid {
-                    name: ENV_MIN_QUALITY_SCORE,
+                    name,
                     value: v,
-                    accepted: "an integer from 0 to 100",
-                })?,
+                    accepted,
+                }),
         };
-        let lateness_hours = match get(ENV_ALLOWED_LATENESS_HOURS) {
-            None => DEFAULT_ALLOWED_LATENESS_HOURS,
-            Some(v) => v
-                .trim()
-                .parse()
-                .ok()
-                .filter(|h: &i64| (0..=24 * 365).contains(h))
-                .ok_or(ConfigError::Invalid {
-                    name: ENV_ALLOWED_LATENESS_HOURS,
-                    value: v,
-                    accepted: "a whole number of hours from 0 to 8760",
-                })?,
-        };
-        let commit_attempts = match get(ENV_COMMIT_ATTEMPTS) {
-            None => DEFAULT_COMMIT_ATTEMPTS,
-            Some(v) => v
-                .trim()
-                .parse()
-                .ok()
-                .filter(|n| *n >= 1)
-                .ok_or(ConfigError::Invalid {
-                    name: ENV_COMMIT_ATTEMPTS,
-                    value: v,
-                    accepted: "a whole number ≥ 1",
-                })?,
+        let min_quality_score = number(
+            ENV_MIN_QUALITY_SCORE,
+            DEFAULT_MIN_QUALITY_SCORE.into(),
+            0..=100,
+            "an integer from 0 to 100",
+        )? as i32;
+        let lateness_hours = number(
+            ENV_ALLOWED_LATENESS_HOURS,
+            DEFAULT_ALLOWED_LATENESS_HOURS,
+            0..=24 * 365,
+            "a whole number of hours from 0 to 8760",
+        )?;
+        let commit_attempts = number(
+            ENV_COMMIT_ATTEMPTS,
+            DEFAULT_COMMIT_ATTEMPTS.into(),
+            1..=10_000,
+            "a whole number from 1 to 10000",
+        )? as u32;
+        let maintenance = MaintenancePolicy {
+            target_file_bytes: number(
+                ENV_TARGET_FILE_MB,
+                128,
+                1..=4096,
+                "a whole number of MiB from 1 to 4096",
+            )? as u64
+                * 1024
+                * 1024,
+            snapshot_max_age_micros: number(
+                ENV_SNAPSHOT_RETENTION_DAYS,
+                7,
+                0..=3650,
+                "a whole number of days from 0 to 3650",
+            )? * MICROS_PER_DAY,
+            snapshots_kept: number(
+                ENV_SNAPSHOTS_KEPT,
+                5,
+                1..=10_000,
+                "a whole number from 1 to 10000",
+            )? as usize,
+            orphan_min_age_micros: number(
+                ENV_ORPHAN_AGE_HOURS,
+                24,
+                0..=24 * 3650,
+                "a whole number of hours from 0 to 87600",
+            )? * MICROS_PER_HOUR,
         };
         let mut storage = HashMap::new();
         let mut path_style_default = false;
@@ -219,6 +267,7 @@ impl Config {
             },
             gold: GoldPolicy { min_quality_score },
             commit_attempts,
+            maintenance,
         })
     }
 }

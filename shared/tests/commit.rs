@@ -60,6 +60,7 @@ async fn append(
         Ok(Some(CommitPlan {
             operation: Operation::Append,
             add,
+            add_rewritten: Vec::new(),
             remove: vec![],
             properties: HashMap::new(),
         }))
@@ -99,6 +100,7 @@ async fn a_lost_race_replans_on_the_newer_table_and_keeps_both_writes() {
             Ok(Some(CommitPlan {
                 operation: Operation::Append,
                 add,
+                add_rewritten: Vec::new(),
                 remove: vec![],
                 properties: HashMap::new(),
             }))
@@ -157,6 +159,7 @@ async fn removing_a_file_someone_else_already_removed_replans() {
         Ok(Some(CommitPlan {
             operation: Operation::Overwrite,
             add,
+            add_rewritten: Vec::new(),
             remove,
             properties: HashMap::new(),
         }))
@@ -184,6 +187,7 @@ async fn removing_a_file_someone_else_already_removed_replans() {
             Ok(Some(CommitPlan {
                 operation: Operation::Overwrite,
                 add,
+                add_rewritten: Vec::new(),
                 remove,
                 properties: HashMap::new(),
             }))
@@ -217,6 +221,7 @@ async fn exhausted_retries_fail_loudly_and_change_nothing() {
             Ok(Some(CommitPlan {
                 operation: Operation::Append,
                 add,
+                add_rewritten: Vec::new(),
                 remove: vec![],
                 properties: HashMap::new(),
             }))
@@ -307,6 +312,7 @@ async fn checkpoint_properties_are_carried_into_later_snapshots() {
         Ok(Some(CommitPlan {
             operation: Operation::Append,
             add: vec![],
+            add_rewritten: Vec::new(),
             remove: vec![],
             properties: [
                 (

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use super::money::Money;
 use super::records::*;
+use super::scd2::SurrogateKeys;
 
 /// Default minimum quality score for gold (SPEC §4).
 pub const DEFAULT_MIN_QUALITY_SCORE: i32 = 50;
@@ -43,8 +44,9 @@ pub struct RevenueOverflow {
     pub product_id: i32,
 }
 
-/// `gold.fact_sales`: the eligible line items.
-pub fn fact_sales(rows: &[SilverSale], policy: &GoldPolicy) -> Vec<FactSale> {
+/// `gold.fact_sales`: the eligible line items, with the keys of the store and product
+/// versions valid at each event's time.
+pub fn fact_sales(rows: &[SilverSale], policy: &GoldPolicy, keys: &SurrogateKeys) -> Vec<FactSale> {
     let mut out: Vec<FactSale> = rows
         .iter()
         .filter(|r| policy.is_eligible(r.quality_score, r.too_late))
@@ -54,9 +56,9 @@ pub fn fact_sales(rows: &[SilverSale], policy: &GoldPolicy) -> Vec<FactSale> {
             business_date: r.business_date,
             event_time: r.event_time,
             store_id: r.store_id,
-            store_key: None,
+            store_key: keys.stores.key_at(&r.store_id, r.event_time),
             product_id: r.product_id,
-            product_key: None,
+            product_key: keys.products.key_at(&r.product_id, r.event_time),
             customer_id: r.customer_id.clone(),
             quantity: r.quantity,
             unit_price: r.unit_price,
@@ -290,7 +292,7 @@ mod tests {
                 },
             ]
         );
-        let facts = fact_sales(&rows, &policy);
+        let facts = fact_sales(&rows, &policy, &SurrogateKeys::default());
         assert_eq!(
             facts.iter().map(|f| f.sale_id.as_str()).collect::<Vec<_>>(),
             ["a", "b", "c", "f"]
@@ -303,7 +305,10 @@ mod tests {
         let strict = GoldPolicy {
             min_quality_score: 100,
         };
-        assert_eq!(fact_sales(&rows, &strict).len(), 3);
+        assert_eq!(
+            fact_sales(&rows, &strict, &SurrogateKeys::default()).len(),
+            3
+        );
     }
 
     #[test]

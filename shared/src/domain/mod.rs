@@ -7,6 +7,8 @@ pub mod money;
 pub mod quality;
 pub mod records;
 pub mod reference;
+pub mod reports;
+pub mod scd2;
 pub mod silver;
 pub mod time;
 pub mod validate;

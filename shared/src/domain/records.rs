@@ -265,6 +265,80 @@ pub struct FactEquipmentPerformance {
     pub efficiency_score: Option<f64>,
 }
 
+/// `gold.dim_store`: one version of a store (SCD Type 2).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DimStore {
+    pub store_key: i64,
+    pub store_id: i32,
+    pub name: Option<String>,
+    pub city: Option<String>,
+    pub region: Option<String>,
+    pub opening_hour: Option<String>,
+    pub closing_hour: Option<String>,
+    pub manager: Option<String>,
+    pub valid_from: i64,
+    pub valid_to: Option<i64>,
+    pub is_current: bool,
+}
+
+/// `gold.dim_product`: one version of a product (SCD Type 2).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DimProduct {
+    pub product_key: i64,
+    pub product_id: i32,
+    pub name: Option<String>,
+    pub category: Option<String>,
+    pub list_price: Option<Money>,
+    pub valid_from: i64,
+    pub valid_to: Option<i64>,
+    pub is_current: bool,
+}
+
+/// `gold.dim_customer`: one version of a customer (SCD Type 2).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DimCustomer {
+    pub customer_key: i64,
+    pub customer_id: String,
+    pub loyalty_tier: Option<String>,
+    pub city: Option<String>,
+    pub valid_from: i64,
+    pub valid_to: Option<i64>,
+    pub is_current: bool,
+}
+
+/// `gold.dim_equipment`: a piece of equipment as the latest snapshot describes it (type 1).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DimEquipment {
+    pub equipment_id: i32,
+    pub store_id: Option<i32>,
+    pub equipment_type: Option<String>,
+    pub name: Option<String>,
+}
+
+/// `gold.data_quality_daily`: business_date × dataset.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DataQualityDaily {
+    pub business_date: i32,
+    pub dataset: String,
+    pub records: i64,
+    pub gold_eligible: i64,
+    pub quarantined: i64,
+    pub avg_quality_score: Option<f64>,
+    pub perfect: i64,
+    pub poor: i64,
+}
+
+/// `gold.late_arrivals_daily`: business_date × dataset.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LateArrivalsDaily {
+    pub business_date: i32,
+    pub dataset: String,
+    pub late_records: i64,
+    pub too_late_records: i64,
+    pub avg_lateness_hours: Option<f64>,
+    pub max_lateness_hours: Option<f64>,
+}
+
 /// A bronze row: it carries its lineage (the ingestion time is the partition source).
 pub trait Ingested {
     /// UTC microseconds.

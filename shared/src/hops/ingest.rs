@@ -352,6 +352,7 @@ async fn commit_rows<T: Serialize + Ingested + Sync>(
             Ok(Some(CommitPlan {
                 operation: Operation::Append,
                 add,
+                add_rewritten: Vec::new(),
                 remove: Vec::new(),
                 properties,
             }))

@@ -2,6 +2,7 @@
 //! once per process and the checkpoint properties kept in snapshot summaries.
 
 pub mod ingest;
+pub mod maintenance;
 pub mod to_gold;
 pub mod to_silver;
 
@@ -103,6 +104,7 @@ mod tests {
             assert_send(&to_silver::handle(deps, None));
             assert_send(&to_gold::handle(deps, None));
             assert_send(&init(deps));
+            assert_send(&maintenance::handle(deps, 0));
         }
         let _ = check;
     }

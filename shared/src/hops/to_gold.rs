@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::{info, instrument};
 
+use super::maintenance::surrogate_keys;
 use super::{Deps, checkpoint, checkpoint_properties};
 use crate::adapters::events::changed_tables;
 use crate::adapters::iceberg::{
@@ -47,7 +48,7 @@ pub async fn handle(
     let mut outcomes = Vec::new();
     for (fact, _) in &FACTS {
         if wanted.is_empty() || wanted.contains(&fact) {
-            outcomes.extend(process(deps, fact).await?);
+            outcomes.extend(process(deps, fact, None).await?);
         }
     }
     info!(
@@ -58,19 +59,26 @@ pub async fn handle(
     Ok(outcomes)
 }
 
-/// Brings one fact table up to date with its silver table.
+/// Brings one fact table up to date with its silver table; with `also_from` (a date in days),
+/// every business date from then on is recomputed too (after a dimension change).
 ///
 /// # Errors
 /// Storage errors, or a daily revenue that overflows its column.
-pub async fn process(deps: &Deps, fact: &TableDef) -> Result<Option<CommitOutcome>, StorageError> {
+pub async fn process(
+    deps: &Deps,
+    fact: &TableDef,
+    also_from: Option<i32>,
+) -> Result<Option<CommitOutcome>, StorageError> {
     let policy = deps.config.gold;
     match fact.name {
         "fact_sales" => {
+            let keys = surrogate_keys(&deps.lake).await?;
             recompute(
                 deps,
                 fact,
                 &tables::SILVER_SALES,
-                |rows: &[SilverSale]| Ok(gold::fact_sales(rows, &policy)),
+                also_from,
+                |rows: &[SilverSale]| Ok(gold::fact_sales(rows, &policy, &keys)),
                 |f: &FactSale| f.business_date,
             )
             .await
@@ -80,6 +88,7 @@ pub async fn process(deps: &Deps, fact: &TableDef) -> Result<Option<CommitOutcom
                 deps,
                 fact,
                 &tables::SILVER_SALES,
+                also_from,
                 |rows: &[SilverSale]| {
                     gold::fact_sales_daily(rows, &policy).map_err(|e| e.to_string())
                 },
@@ -92,6 +101,7 @@ pub async fn process(deps: &Deps, fact: &TableDef) -> Result<Option<CommitOutcom
                 deps,
                 fact,
                 &tables::SILVER_INVENTORY,
+                also_from,
                 |rows: &[SilverInventory]| Ok(gold::fact_inventory(rows, &policy)),
                 |f: &FactInventory| f.business_date,
             )
@@ -102,6 +112,7 @@ pub async fn process(deps: &Deps, fact: &TableDef) -> Result<Option<CommitOutcom
                 deps,
                 fact,
                 &tables::SILVER_EQUIPMENT_METRICS,
+                also_from,
                 |rows: &[SilverReading]| Ok(gold::fact_equipment_performance(rows, &policy)),
                 |f: &FactEquipmentPerformance| f.business_date,
             )
@@ -115,6 +126,7 @@ async fn recompute<S, F>(
     deps: &Deps,
     fact_def: &TableDef,
     silver_def: &TableDef,
+    also_from: Option<i32>,
     aggregate: impl Fn(&[S]) -> Result<Vec<F>, String> + Sync,
     partition_of: impl Fn(&F) -> i32 + Copy + Sync,
 ) -> Result<Option<CommitOutcome>, StorageError>
@@ -129,15 +141,27 @@ where
         let Some(head) = silver.metadata().current_snapshot() else {
             return Ok(None);
         };
-        if head.sequence_number() <= done {
+        if head.sequence_number() <= done && also_from.is_none() {
             return Ok(None);
         }
         let silver_files = lake.live_files(&silver).await?;
+        let gold_files = lake.live_files(&gold_table).await?;
         let dates: BTreeSet<i32> = silver_files
             .iter()
             .filter(|f| f.sequence_number > done)
             .filter_map(|f| partition_day(&f.data_file))
+            .chain(
+                silver_files
+                    .iter()
+                    .chain(&gold_files)
+                    .filter_map(|f| partition_day(&f.data_file))
+                    .filter(|d| also_from.is_some_and(|from| *d >= from)),
+            )
             .collect();
+        if dates.is_empty() {
+            // Only rewritten files (compaction) since the checkpoint: nothing to recompute.
+            return Ok(None);
+        }
         let touched: Vec<_> = silver_files
             .into_iter()
             .filter(|f| partition_day(&f.data_file).is_some_and(|d| dates.contains(&d)))
@@ -147,9 +171,7 @@ where
             "aggregate {}",
             fact_def.qualified()
         )))?;
-        let remove: Vec<_> = lake
-            .live_files(&gold_table)
-            .await?
+        let remove: Vec<_> = gold_files
             .into_iter()
             .filter(|f| partition_day(&f.data_file).is_some_and(|d| dates.contains(&d)))
             .collect();
@@ -157,6 +179,7 @@ where
         Ok(Some(CommitPlan {
             operation: Operation::Overwrite,
             add,
+            add_rewritten: Vec::new(),
             remove,
             properties: checkpoint_properties(head),
         }))

@@ -139,6 +139,10 @@ where
             .into_iter()
             .filter(|f| f.sequence_number > done)
             .collect();
+        if new_files.is_empty() {
+            // Only rewritten files (compaction) since the checkpoint: nothing new.
+            return Ok(None);
+        }
         let rows: Vec<B> = lake.read_rows(&bronze, &new_files).await?;
         let silver_files = lake.live_files(&silver).await?;
         let mut seen: HashSet<String> = lake
@@ -155,6 +159,7 @@ where
         Ok(Some(CommitPlan {
             operation: Operation::Append,
             add,
+            add_rewritten: Vec::new(),
             remove: Vec::new(),
             properties: checkpoint_properties(head),
         }))

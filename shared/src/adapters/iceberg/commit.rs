@@ -6,13 +6,13 @@
 //! plan was made from. A lost swap deletes what the attempt wrote and re-plans from the newer
 //! table; a database error leaves everything in place (the outcome is unknown).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
 use std::time::Duration;
 
 use iceberg::spec::{
-    DataFile, MAIN_BRANCH, ManifestContentType, ManifestFile, ManifestListWriter,
-    ManifestWriterBuilder, Snapshot, Summary,
+    DataFile, MAIN_BRANCH, ManifestContentType, ManifestFile, ManifestListWriter, ManifestWriter,
+    ManifestWriterBuilder, Snapshot, Summary, TableMetadata,
 };
 use iceberg::table::Table;
 use iceberg::{MetadataLocation, TableIdent};
@@ -53,6 +53,9 @@ impl Operation {
 pub struct CommitPlan {
     pub operation: Operation,
     pub add: Vec<DataFile>,
+    /// Files that rewrite removed ones (compaction), each with the data sequence number its
+    /// rows keep — so readers that track sequence numbers do not see old rows as new.
+    pub add_rewritten: Vec<(DataFile, i64)>,
     pub remove: Vec<LiveFile>,
     pub properties: HashMap<String, String>,
 }
@@ -201,7 +204,12 @@ impl Lakehouse {
         table: &Table,
         plan: CommitPlan,
     ) -> Result<CommitOutcome, AttemptError> {
-        let mut written: Vec<String> = plan.add.iter().map(|f| f.file_path().to_string()).collect();
+        let mut written: Vec<String> = plan
+            .add
+            .iter()
+            .chain(plan.add_rewritten.iter().map(|(f, _)| f))
+            .map(|f| f.file_path().to_string())
+            .collect();
         match self.write_and_swap(table, &plan, &mut written).await {
             Err(AttemptError::Conflict) => {
                 // Nobody references what this attempt wrote: remove it.
@@ -237,12 +245,15 @@ impl Lakehouse {
         let manifest_path =
             |n: usize| format!("{}/metadata/{commit_id}-m{n}.avro", metadata.location());
 
-        // 1. Keep untouched manifests; rewrite those that hold a file to remove.
+        // 1. Keep untouched manifests; merge those that hold a file to remove (and, for a
+        //    replace, every data manifest) into one rewritten manifest per partition spec.
         let remove: HashSet<&str> = plan.remove.iter().map(LiveFile::path).collect();
+        let merge_all = plan.operation == Operation::Replace;
         let mut removed: HashSet<String> = HashSet::new();
         let mut removed_records = 0u64;
         let mut removed_bytes = 0u64;
         let mut manifests: Vec<ManifestFile> = Vec::new();
+        let mut rewritten: BTreeMap<i32, ManifestWriter> = BTreeMap::new();
         if let Some(current) = metadata.current_snapshot() {
             let list = table
                 .manifest_list_reader(current)
@@ -251,7 +262,9 @@ impl Lakehouse {
                 .map_err(ice("read manifest list"))?;
             let manifest_files: Vec<ManifestFile> = list.consume_entries().into_iter().collect();
             for manifest_file in manifest_files {
-                if remove.is_empty() || manifest_file.content != ManifestContentType::Data {
+                if manifest_file.content != ManifestContentType::Data
+                    || (remove.is_empty() && !merge_all)
+                {
                     manifests.push(manifest_file);
                     continue;
                 }
@@ -259,32 +272,36 @@ impl Lakehouse {
                     .load_manifest(file_io)
                     .await
                     .map_err(ice("read manifest"))?;
-                if !manifest
-                    .entries()
-                    .iter()
-                    .any(|e| e.is_alive() && remove.contains(e.file_path()))
+                if !merge_all
+                    && !manifest
+                        .entries()
+                        .iter()
+                        .any(|e| e.is_alive() && remove.contains(e.file_path()))
                 {
                     manifests.push(manifest_file);
                     continue;
                 }
-                let spec = metadata
-                    .partition_spec_by_id(manifest_file.partition_spec_id)
-                    .ok_or_else(|| {
-                        StorageError::data(&name)(format!(
-                            "unknown partition spec {}",
-                            manifest_file.partition_spec_id
-                        ))
-                    })?;
-                let path = manifest_path(manifests.len() + 1);
-                let output = file_io.new_output(&path).map_err(ice("create manifest"))?;
-                written.push(path);
-                let mut writer = ManifestWriterBuilder::new(
-                    output,
-                    Some(snapshot_id),
-                    schema.clone(),
-                    spec.as_ref().clone(),
-                )
-                .build_v2_data();
+                let spec_id = manifest_file.partition_spec_id;
+                let writer = match rewritten.entry(spec_id) {
+                    std::collections::btree_map::Entry::Occupied(w) => w.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(slot) => {
+                        let spec = metadata.partition_spec_by_id(spec_id).ok_or_else(|| {
+                            StorageError::data(&name)(format!("unknown partition spec {spec_id}"))
+                        })?;
+                        let path = manifest_path(spec_id as usize + 1);
+                        let output = file_io.new_output(&path).map_err(ice("create manifest"))?;
+                        written.push(path);
+                        slot.insert(
+                            ManifestWriterBuilder::new(
+                                output,
+                                Some(snapshot_id),
+                                schema.clone(),
+                                spec.as_ref().clone(),
+                            )
+                            .build_v2_data(),
+                        )
+                    }
+                };
                 for entry in manifest.entries().iter().filter(|e| e.is_alive()) {
                     let data_file = entry.data_file().clone();
                     let seq = entry.sequence_number().unwrap_or(0);
@@ -303,13 +320,15 @@ impl Lakehouse {
                             .map_err(ice("write manifest"))?;
                     }
                 }
-                manifests.push(
-                    writer
-                        .write_manifest_file()
-                        .await
-                        .map_err(ice("write manifest"))?,
-                );
             }
+        }
+        for writer in rewritten.into_values() {
+            manifests.push(
+                writer
+                    .write_manifest_file()
+                    .await
+                    .map_err(ice("write manifest"))?,
+            );
         }
         if removed.len() != remove.len() {
             // A file the plan read is gone: someone else rewrote it. Re-plan.
@@ -317,9 +336,15 @@ impl Lakehouse {
         }
 
         // 2. One manifest for the new files.
-        let added_records: u64 = plan.add.iter().map(DataFile::record_count).sum();
-        let added_bytes: u64 = plan.add.iter().map(DataFile::file_size_in_bytes).sum();
-        if !plan.add.is_empty() {
+        let added: Vec<(&DataFile, i64)> = plan
+            .add
+            .iter()
+            .map(|f| (f, sequence_number))
+            .chain(plan.add_rewritten.iter().map(|(f, seq)| (f, *seq)))
+            .collect();
+        let added_records: u64 = added.iter().map(|(f, _)| f.record_count()).sum();
+        let added_bytes: u64 = added.iter().map(|(f, _)| f.file_size_in_bytes()).sum();
+        if !added.is_empty() {
             let path = manifest_path(0);
             let output = file_io.new_output(&path).map_err(ice("create manifest"))?;
             written.push(path);
@@ -327,9 +352,9 @@ impl Lakehouse {
             let mut writer =
                 ManifestWriterBuilder::new(output, Some(snapshot_id), schema.clone(), spec)
                     .build_v2_data();
-            for data_file in &plan.add {
+            for (data_file, data_sequence) in &added {
                 writer
-                    .add_file(data_file.clone(), sequence_number)
+                    .add_file((*data_file).clone(), *data_sequence)
                     .map_err(ice("write manifest"))?;
             }
             manifests.insert(
@@ -385,7 +410,7 @@ impl Lakehouse {
             .collect();
         properties.extend(plan.properties.clone());
         for (key, value) in [
-            ("added-data-files", plan.add.len() as u64),
+            ("added-data-files", added.len() as u64),
             ("added-records", added_records),
             ("added-files-size", added_bytes),
             ("deleted-data-files", removed.len() as u64),
@@ -393,7 +418,7 @@ impl Lakehouse {
             ("removed-files-size", removed_bytes),
             (
                 "total-data-files",
-                (total("total-data-files") + plan.add.len() as u64)
+                (total("total-data-files") + added.len() as u64)
                     .saturating_sub(removed.len() as u64),
             ),
             (
@@ -426,24 +451,49 @@ impl Lakehouse {
             .with_schema_id(metadata.current_schema_id())
             .build();
 
-        // 4. The next metadata file.
+        // 4. The next metadata file, then the swap.
         let new_metadata = metadata
             .clone()
-            .into_builder(Some(current_location.clone()))
+            .into_builder(Some(current_location))
             .set_branch_snapshot(snapshot, MAIN_BRANCH)
             .and_then(|b| b.build())
             .map_err(ice("build metadata"))?
             .metadata;
+        self.swap_metadata(table, new_metadata, written).await?;
+        Ok(CommitOutcome {
+            table: name,
+            snapshot_id,
+            sequence_number,
+            added_files: added.len(),
+            removed_files: removed.len(),
+            added_records,
+            removed_records,
+            attempts: 1,
+        })
+    }
+
+    /// Writes `new_metadata` as the table's next metadata file and swaps the catalog pointer to
+    /// it if the pointer still names the metadata `table` was loaded from.
+    async fn swap_metadata(
+        &self,
+        table: &Table,
+        new_metadata: TableMetadata,
+        written: &mut Vec<String>,
+    ) -> Result<(), AttemptError> {
+        let name = table.identifier().to_string();
+        let ice = |what: &str| StorageError::iceberg(format!("{what} for {name}"));
+        let current_location = table
+            .metadata_location_result()
+            .map_err(ice("read metadata location"))?
+            .to_string();
         let new_location = MetadataLocation::from_str(&current_location)
             .map_err(ice("parse metadata location"))?
             .with_next_version();
         written.push(new_location.to_string());
         new_metadata
-            .write_to(file_io, &new_location)
+            .write_to(table.file_io(), &new_location)
             .await
             .map_err(ice("write metadata"))?;
-
-        // 5. Swap the pointer.
         match self
             .pointer
             .swap(
@@ -453,16 +503,7 @@ impl Lakehouse {
             )
             .await
         {
-            Ok(true) => Ok(CommitOutcome {
-                table: name,
-                snapshot_id,
-                sequence_number,
-                added_files: plan.add.len(),
-                removed_files: removed.len(),
-                added_records,
-                removed_records,
-                attempts: 1,
-            }),
+            Ok(true) => Ok(()),
             Ok(false) => Err(AttemptError::Conflict),
             Err(e) => {
                 // Unknown outcome: the swap may have landed. Delete nothing.
@@ -470,6 +511,44 @@ impl Lakehouse {
                 Err(AttemptError::Failed(StorageError::Catalog(e)))
             }
         }
+    }
+
+    /// Changes a table's metadata without a new snapshot (snapshot expiry), with the same
+    /// compare-and-swap and re-planning as [`Lakehouse::commit_with`]: `plan` gets the freshly
+    /// loaded table and returns the new metadata and a value to report, or `None` for nothing
+    /// to do.
+    ///
+    /// # Errors
+    /// The planner's error, a storage error, or [`StorageError::ConflictsExhausted`].
+    pub async fn update_metadata_with<T>(
+        &self,
+        def: &TableDef,
+        mut plan: impl FnMut(&Table) -> Result<Option<(TableMetadata, T)>, StorageError>,
+    ) -> Result<Option<T>, StorageError> {
+        for attempt in 1..=self.commit_attempts {
+            let table = self.load(def).await?;
+            let Some((metadata, value)) = plan(&table)? else {
+                return Ok(None);
+            };
+            let mut written = Vec::new();
+            match self.swap_metadata(&table, metadata, &mut written).await {
+                Ok(()) => return Ok(Some(value)),
+                Err(AttemptError::Conflict) => {
+                    for path in &written {
+                        if let Err(e) = table.file_io().delete(path).await {
+                            debug!(path, error = %e, "Could not delete a file of a lost commit.");
+                        }
+                    }
+                    debug!(table = %def.qualified(), attempt, "Metadata conflict, re-planning.");
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                Err(AttemptError::Failed(e)) => return Err(e),
+            }
+        }
+        Err(StorageError::ConflictsExhausted {
+            table: def.qualified(),
+            attempts: self.commit_attempts,
+        })
     }
 }
 

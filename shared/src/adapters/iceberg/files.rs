@@ -1,5 +1,5 @@
-//! Data files: listing the live files of a table's current snapshot, writing rows as Parquet
-//! data files split by partition, and reading rows back.
+//! Data files: listing the live files of a table's current snapshot, writing rows or Arrow
+//! batches as Parquet data files split by partition, and reading them back.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -55,6 +55,16 @@ pub fn partition_day(data_file: &DataFile) -> Option<i32> {
     }
 }
 
+/// Data files roll over past this size (Iceberg's `write.target-file-size-bytes` default).
+pub const DEFAULT_TARGET_FILE_SIZE: usize = 512 * 1024 * 1024;
+
+/// The table's current schema as Arrow (with Iceberg field ids).
+fn arrow_schema(table: &Table) -> Result<Arc<arrow_schema::Schema>, StorageError> {
+    schema_to_arrow_schema(table.metadata().current_schema())
+        .map(Arc::new)
+        .map_err(StorageError::iceberg(table.identifier().to_string()))
+}
+
 /// One data file, read whole and opened as Parquet.
 async fn open_parquet(
     table: &Table,
@@ -79,9 +89,21 @@ impl Lakehouse {
     /// # Errors
     /// A manifest cannot be read.
     pub async fn live_files(&self, table: &Table) -> Result<Vec<LiveFile>, StorageError> {
-        let Some(snapshot) = table.metadata().current_snapshot() else {
-            return Ok(Vec::new());
-        };
+        match table.metadata().current_snapshot() {
+            Some(snapshot) => self.snapshot_files(table, snapshot).await,
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Every data file a snapshot (current or older) reads.
+    ///
+    /// # Errors
+    /// A manifest cannot be read.
+    pub async fn snapshot_files(
+        &self,
+        table: &Table,
+        snapshot: &iceberg::spec::SnapshotRef,
+    ) -> Result<Vec<LiveFile>, StorageError> {
         let list = table
             .manifest_list_reader(snapshot)
             .load()
@@ -113,7 +135,8 @@ impl Lakehouse {
     }
 
     /// Writes rows as Parquet data files of `table`, one group of files per partition value
-    /// (`partition_of` gives the date in days). Nothing is committed.
+    /// (`partition_of` gives the date in days; it is not called for an unpartitioned table).
+    /// Nothing is committed.
     ///
     /// # Errors
     /// Conversion to Arrow or writing a file fails.
@@ -123,18 +146,44 @@ impl Lakehouse {
         rows: &[T],
         partition_of: impl Fn(&T) -> i32,
     ) -> Result<Vec<DataFile>, StorageError> {
-        if rows.is_empty() {
-            return Ok(Vec::new());
+        let name = table.identifier().to_string();
+        let arrow_schema = arrow_schema(table)?;
+        let partitioned = !table.metadata().default_partition_spec().is_unpartitioned();
+        let mut groups: BTreeMap<Option<i32>, Vec<&T>> = BTreeMap::new();
+        for row in rows {
+            groups
+                .entry(partitioned.then(|| partition_of(row)))
+                .or_default()
+                .push(row);
         }
+        let mut batches = Vec::with_capacity(groups.len());
+        for (day, group) in groups {
+            let convert = |e: String| StorageError::data(format!("convert rows of {name}"))(e);
+            let batch = serde_arrow::to_record_batch(arrow_schema.fields(), &group)
+                .map_err(|e| convert(e.to_string()))?;
+            let batch = RecordBatch::try_new(arrow_schema.clone(), batch.columns().to_vec())
+                .map_err(|e| convert(e.to_string()))?;
+            batches.push((day, vec![batch]));
+        }
+        self.write_batches(table, batches, DEFAULT_TARGET_FILE_SIZE)
+            .await
+    }
+
+    /// Writes Arrow batches (already in the table's Arrow schema) as Parquet data files, one
+    /// group of files per partition (`None`: unpartitioned), rolling over to a new file past
+    /// `target_file_size` bytes. Nothing is committed.
+    ///
+    /// # Errors
+    /// Writing a file fails.
+    pub async fn write_batches(
+        &self,
+        table: &Table,
+        partitions: Vec<(Option<i32>, Vec<RecordBatch>)>,
+        target_file_size: usize,
+    ) -> Result<Vec<DataFile>, StorageError> {
         let name = table.identifier().to_string();
         let metadata = table.metadata();
         let schema = metadata.current_schema().clone();
-        let arrow_schema =
-            Arc::new(schema_to_arrow_schema(&schema).map_err(StorageError::iceberg(&name))?);
-        let mut groups: BTreeMap<i32, Vec<&T>> = BTreeMap::new();
-        for row in rows {
-            groups.entry(partition_of(row)).or_default().push(row);
-        }
         let properties = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
             .build();
@@ -145,8 +194,9 @@ impl Lakehouse {
             None,
             DataFileFormat::Parquet,
         );
-        let rolling = RollingFileWriterBuilder::new_with_default_file_size(
+        let rolling = RollingFileWriterBuilder::new(
             ParquetWriterBuilder::new(properties, schema.clone()),
+            target_file_size,
             table.file_io().clone(),
             location,
             names,
@@ -154,28 +204,27 @@ impl Lakehouse {
         let builder = DataFileWriterBuilder::new(rolling);
         let spec = metadata.default_partition_spec().as_ref().clone();
         let mut data_files = Vec::new();
-        for (day, group) in groups {
-            let batch =
-                serde_arrow::to_record_batch(arrow_schema.fields(), &group).map_err(|e| {
-                    StorageError::data(format!("convert rows of {name}"))(e.to_string())
-                })?;
-            let batch = RecordBatch::try_new(arrow_schema.clone(), batch.columns().to_vec())
-                .map_err(|e| {
-                    StorageError::data(format!("convert rows of {name}"))(e.to_string())
-                })?;
-            let key = PartitionKey::new(
-                spec.clone(),
-                schema.clone(),
-                Struct::from_iter([Some(Literal::date(day))]),
-            );
+        for (day, batches) in partitions {
+            if batches.iter().all(|b| b.num_rows() == 0) {
+                continue;
+            }
+            let key = day.map(|day| {
+                PartitionKey::new(
+                    spec.clone(),
+                    schema.clone(),
+                    Struct::from_iter([Some(Literal::date(day))]),
+                )
+            });
             let mut writer = builder
-                .build(Some(key))
+                .build(key)
                 .await
                 .map_err(StorageError::iceberg(&name))?;
-            writer
-                .write(batch)
-                .await
-                .map_err(StorageError::iceberg(format!("write {name}")))?;
+            for batch in batches {
+                writer
+                    .write(batch)
+                    .await
+                    .map_err(StorageError::iceberg(format!("write {name}")))?;
+            }
             data_files.extend(
                 writer
                     .close()
@@ -184,6 +233,51 @@ impl Lakehouse {
             );
         }
         Ok(data_files)
+    }
+
+    /// Reads every row of the given files as Arrow batches in the table's current Arrow schema
+    /// (columns cast, so files written by other engines fit), in file order.
+    ///
+    /// # Errors
+    /// A file cannot be read or a column cannot be cast.
+    pub async fn read_batches(
+        &self,
+        table: &Table,
+        files: &[LiveFile],
+    ) -> Result<Vec<RecordBatch>, StorageError> {
+        let target = arrow_schema(table)?;
+        let builders = try_join_all(files.iter().map(|f| open_parquet(table, f))).await?;
+        let mut out = Vec::new();
+        for (builder, file) in builders.into_iter().zip(files) {
+            let convert = |e: String| StorageError::Data {
+                context: format!("read {}", file.path()),
+                message: e,
+            };
+            let reader = builder
+                .with_batch_size(65_536)
+                .build()
+                .map_err(|e| convert(e.to_string()))?;
+            for batch in reader {
+                let batch = batch.map_err(|e| convert(e.to_string()))?;
+                let columns = target
+                    .fields()
+                    .iter()
+                    .map(|field| match batch.column_by_name(field.name()) {
+                        Some(column) => arrow_cast::cast(column, field.data_type()),
+                        None => Ok(arrow_array::new_null_array(
+                            field.data_type(),
+                            batch.num_rows(),
+                        )),
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| convert(e.to_string()))?;
+                out.push(
+                    RecordBatch::try_new(target.clone(), columns)
+                        .map_err(|e| convert(e.to_string()))?,
+                );
+            }
+        }
+        Ok(out)
     }
 
     /// Reads one string column of the given files (e.g. the natural ids), in file order.

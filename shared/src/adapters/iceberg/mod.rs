@@ -1,9 +1,11 @@
 //! All Iceberg access: opening the SQL catalog, creating the tables, reading and writing data
-//! files, and committing through our own compare-and-swap commit (`commit.rs`). The crate is
-//! 0.x; when its API changes, only this folder changes.
+//! files, committing through our own compare-and-swap commit (`commit.rs`), and table
+//! maintenance (`maintain.rs`). The crate is 0.x; when its API changes, only this folder
+//! changes.
 
 mod commit;
 mod files;
+mod maintain;
 pub mod tables;
 
 use std::collections::HashMap;
@@ -19,7 +21,8 @@ use sqlx::any::AnyPoolOptions;
 use tracing::instrument;
 
 pub use commit::{CHECKPOINT_PREFIX, CommitOutcome, CommitPlan, Operation};
-pub use files::{LiveFile, partition_day};
+pub use files::{DEFAULT_TARGET_FILE_SIZE, LiveFile, partition_day};
+pub use maintain::{FileStats, OrphanStats};
 pub use tables::{ALL_TABLES, TableDef};
 
 use crate::config::{CATALOG_NAME, CatalogUri, Config};
@@ -38,6 +41,8 @@ pub struct Lakehouse {
     catalog: Arc<SqlCatalog>,
     pointer: commit::CatalogPointer,
     file_io: FileIO,
+    /// Storage properties (S3 endpoint and credentials), for listing during maintenance.
+    storage: HashMap<String, String>,
     warehouse: String,
     commit_attempts: u32,
 }
@@ -105,6 +110,7 @@ impl Lakehouse {
             catalog: Arc::new(catalog),
             pointer: commit::CatalogPointer::new(pool, dialect, CATALOG_NAME),
             file_io,
+            storage: config.storage.clone(),
             warehouse: config.warehouse.clone(),
             commit_attempts: config.commit_attempts,
         })

@@ -18,8 +18,9 @@ pub struct TableDef {
     pub namespace: &'static str,
     pub name: &'static str,
     columns: &'static [(&'static str, Col)],
-    /// The partition source column and transform (`day` of a timestamp, or `identity` of a date).
-    partition: (&'static str, Part),
+    /// The partition source column and transform (`day` of a timestamp, or `identity` of a
+    /// date); `None` for a small unpartitioned table (the dimensions).
+    partition: Option<(&'static str, Part)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -68,7 +69,7 @@ pub const BRONZE_SALES: TableDef = TableDef {
         LINEAGE[2],
         LINEAGE[3],
     ],
-    partition: ("ingestion_time", Part::Day),
+    partition: Some(("ingestion_time", Part::Day)),
 };
 pub const BRONZE_EQUIPMENT_METRICS: TableDef = TableDef {
     namespace: "bronze",
@@ -87,7 +88,7 @@ pub const BRONZE_EQUIPMENT_METRICS: TableDef = TableDef {
         LINEAGE[2],
         LINEAGE[3],
     ],
-    partition: ("ingestion_time", Part::Day),
+    partition: Some(("ingestion_time", Part::Day)),
 };
 pub const BRONZE_INVENTORY: TableDef = TableDef {
     namespace: "bronze",
@@ -107,7 +108,7 @@ pub const BRONZE_INVENTORY: TableDef = TableDef {
         LINEAGE[2],
         LINEAGE[3],
     ],
-    partition: ("ingestion_time", Part::Day),
+    partition: Some(("ingestion_time", Part::Day)),
 };
 pub const BRONZE_STORES: TableDef = TableDef {
     namespace: "bronze",
@@ -125,7 +126,7 @@ pub const BRONZE_STORES: TableDef = TableDef {
         LINEAGE[2],
         LINEAGE[3],
     ],
-    partition: ("ingestion_time", Part::Day),
+    partition: Some(("ingestion_time", Part::Day)),
 };
 pub const BRONZE_PRODUCTS: TableDef = TableDef {
     namespace: "bronze",
@@ -140,7 +141,7 @@ pub const BRONZE_PRODUCTS: TableDef = TableDef {
         LINEAGE[2],
         LINEAGE[3],
     ],
-    partition: ("ingestion_time", Part::Day),
+    partition: Some(("ingestion_time", Part::Day)),
 };
 pub const BRONZE_CUSTOMERS: TableDef = TableDef {
     namespace: "bronze",
@@ -154,7 +155,7 @@ pub const BRONZE_CUSTOMERS: TableDef = TableDef {
         LINEAGE[2],
         LINEAGE[3],
     ],
-    partition: ("ingestion_time", Part::Day),
+    partition: Some(("ingestion_time", Part::Day)),
 };
 pub const BRONZE_EQUIPMENT: TableDef = TableDef {
     namespace: "bronze",
@@ -169,7 +170,7 @@ pub const BRONZE_EQUIPMENT: TableDef = TableDef {
         LINEAGE[2],
         LINEAGE[3],
     ],
-    partition: ("ingestion_time", Part::Day),
+    partition: Some(("ingestion_time", Part::Day)),
 };
 pub const QUARANTINE: TableDef = TableDef {
     namespace: "bronze",
@@ -184,7 +185,7 @@ pub const QUARANTINE: TableDef = TableDef {
         ("raw_encoding", Str),
         ("ingestion_time", Ts),
     ],
-    partition: ("ingestion_time", Part::Day),
+    partition: Some(("ingestion_time", Part::Day)),
 };
 
 // Silver: cleaned and scored, partitioned by event date.
@@ -219,7 +220,7 @@ pub const SILVER_SALES: TableDef = TableDef {
         SILVER_TAIL[4],
         SILVER_TAIL[5],
     ],
-    partition: ("event_time", Part::Day),
+    partition: Some(("event_time", Part::Day)),
 };
 pub const SILVER_EQUIPMENT_METRICS: TableDef = TableDef {
     namespace: "silver",
@@ -241,7 +242,7 @@ pub const SILVER_EQUIPMENT_METRICS: TableDef = TableDef {
         SILVER_TAIL[4],
         SILVER_TAIL[5],
     ],
-    partition: ("event_time", Part::Day),
+    partition: Some(("event_time", Part::Day)),
 };
 pub const SILVER_INVENTORY: TableDef = TableDef {
     namespace: "silver",
@@ -266,7 +267,7 @@ pub const SILVER_INVENTORY: TableDef = TableDef {
         SILVER_TAIL[4],
         SILVER_TAIL[5],
     ],
-    partition: ("event_time", Part::Day),
+    partition: Some(("event_time", Part::Day)),
 };
 
 // Gold: facts partitioned by business date.
@@ -289,7 +290,7 @@ pub const FACT_SALES: TableDef = TableDef {
         ("time_of_day", Str),
         ("quality_score", Int),
     ],
-    partition: ("business_date", Part::Identity),
+    partition: Some(("business_date", Part::Identity)),
 };
 pub const FACT_SALES_DAILY: TableDef = TableDef {
     namespace: "gold",
@@ -303,7 +304,7 @@ pub const FACT_SALES_DAILY: TableDef = TableDef {
         ("line_items", Long),
         ("transactions", Long),
     ],
-    partition: ("business_date", Part::Identity),
+    partition: Some(("business_date", Part::Identity)),
 };
 pub const FACT_INVENTORY: TableDef = TableDef {
     namespace: "gold",
@@ -322,7 +323,7 @@ pub const FACT_INVENTORY: TableDef = TableDef {
         ("stock_out", Bool),
         ("updates", Long),
     ],
-    partition: ("business_date", Part::Identity),
+    partition: Some(("business_date", Part::Identity)),
 };
 pub const FACT_EQUIPMENT_PERFORMANCE: TableDef = TableDef {
     namespace: "gold",
@@ -339,11 +340,102 @@ pub const FACT_EQUIPMENT_PERFORMANCE: TableDef = TableDef {
         ("max_temperature_c", Double),
         ("efficiency_score", Double),
     ],
-    partition: ("business_date", Part::Identity),
+    partition: Some(("business_date", Part::Identity)),
+};
+
+// Gold dimensions: small, unpartitioned, rewritten whole by maintenance.
+const VALIDITY: [(&str, Col); 3] = [("valid_from", Ts), ("valid_to", Ts), ("is_current", Bool)];
+pub const DIM_STORE: TableDef = TableDef {
+    namespace: "gold",
+    name: "dim_store",
+    columns: &[
+        ("store_key", Long),
+        ("store_id", Int),
+        ("name", Str),
+        ("city", Str),
+        ("region", Str),
+        ("opening_hour", Str),
+        ("closing_hour", Str),
+        ("manager", Str),
+        VALIDITY[0],
+        VALIDITY[1],
+        VALIDITY[2],
+    ],
+    partition: None,
+};
+pub const DIM_PRODUCT: TableDef = TableDef {
+    namespace: "gold",
+    name: "dim_product",
+    columns: &[
+        ("product_key", Long),
+        ("product_id", Int),
+        ("name", Str),
+        ("category", Str),
+        ("list_price", Dec(10)),
+        VALIDITY[0],
+        VALIDITY[1],
+        VALIDITY[2],
+    ],
+    partition: None,
+};
+pub const DIM_CUSTOMER: TableDef = TableDef {
+    namespace: "gold",
+    name: "dim_customer",
+    columns: &[
+        ("customer_key", Long),
+        ("customer_id", Str),
+        ("loyalty_tier", Str),
+        ("city", Str),
+        VALIDITY[0],
+        VALIDITY[1],
+        VALIDITY[2],
+    ],
+    partition: None,
+};
+pub const DIM_EQUIPMENT: TableDef = TableDef {
+    namespace: "gold",
+    name: "dim_equipment",
+    columns: &[
+        ("equipment_id", Int),
+        ("store_id", Int),
+        ("equipment_type", Str),
+        ("name", Str),
+    ],
+    partition: None,
+};
+
+// Gold daily reports.
+pub const DATA_QUALITY_DAILY: TableDef = TableDef {
+    namespace: "gold",
+    name: "data_quality_daily",
+    columns: &[
+        ("business_date", Date),
+        ("dataset", Str),
+        ("records", Long),
+        ("gold_eligible", Long),
+        ("quarantined", Long),
+        ("avg_quality_score", Double),
+        ("perfect", Long),
+        ("poor", Long),
+    ],
+    partition: Some(("business_date", Part::Identity)),
+};
+pub const LATE_ARRIVALS_DAILY: TableDef = TableDef {
+    namespace: "gold",
+    name: "late_arrivals_daily",
+    columns: &[
+        ("business_date", Date),
+        ("dataset", Str),
+        ("late_records", Long),
+        ("too_late_records", Long),
+        ("avg_lateness_hours", Double),
+        ("max_lateness_hours", Double),
+    ],
+    partition: Some(("business_date", Part::Identity)),
 };
 
 /// Every table, in creation order.
-pub const ALL_TABLES: [TableDef; 15] = [
+pub const ALL_TABLES: [TableDef; 21] = [
     BRONZE_SALES,
     BRONZE_EQUIPMENT_METRICS,
     BRONZE_INVENTORY,
@@ -359,6 +451,12 @@ pub const ALL_TABLES: [TableDef; 15] = [
     FACT_SALES_DAILY,
     FACT_INVENTORY,
     FACT_EQUIPMENT_PERFORMANCE,
+    DIM_STORE,
+    DIM_PRODUCT,
+    DIM_CUSTOMER,
+    DIM_EQUIPMENT,
+    DATA_QUALITY_DAILY,
+    LATE_ARRIVALS_DAILY,
 ];
 
 impl TableDef {
@@ -403,9 +501,11 @@ impl TableDef {
             .build()
     }
 
-    /// The partition spec: `day(ts)` or `identity(date)` of the partition column.
+    /// The partition spec: `day(ts)` or `identity(date)` of the partition column, or none.
     pub fn partition_spec(&self) -> iceberg::Result<UnboundPartitionSpec> {
-        let (column, part) = self.partition;
+        let Some((column, part)) = self.partition else {
+            return Ok(UnboundPartitionSpec::builder().with_spec_id(0).build());
+        };
         let source_id = self
             .columns
             .iter()
@@ -428,8 +528,8 @@ impl TableDef {
     }
 
     /// The name of the column the table is partitioned on (its value is a date in days).
-    pub fn partition_column(&self) -> &'static str {
-        self.partition.0
+    pub fn partition_column(&self) -> Option<&'static str> {
+        self.partition.map(|(column, _)| column)
     }
 
     /// The bronze table of a dataset.
@@ -459,7 +559,9 @@ mod tests {
     fn every_table_has_a_valid_schema_and_spec() {
         for table in ALL_TABLES {
             let schema = table.schema().expect("schema");
-            assert!(schema.field_by_name(table.partition_column()).is_some());
+            if let Some(column) = table.partition_column() {
+                assert!(schema.field_by_name(column).is_some());
+            }
             table.partition_spec().expect("spec");
         }
     }

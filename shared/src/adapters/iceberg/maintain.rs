@@ -1,0 +1,368 @@
+//! Table maintenance (SPEC §6): compaction of small data files, snapshot expiry, and removal
+//! of files that no live snapshot references.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::SystemTime;
+
+use iceberg::table::Table;
+use opendal::Operator;
+use serde::Serialize;
+use tracing::{info, warn};
+
+use super::files::LiveFile;
+use super::{CommitOutcome, CommitPlan, Lakehouse, Operation, TableDef, partition_day};
+use crate::config::MaintenancePolicy;
+use crate::error::StorageError;
+
+/// Data files of a table's current snapshot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct FileStats {
+    pub files: usize,
+    pub bytes: u64,
+}
+
+/// Files removed because no live snapshot references them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct OrphanStats {
+    pub files: usize,
+    pub bytes: u64,
+}
+
+impl Lakehouse {
+    /// Counts the live data files and their bytes.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn file_stats(&self, def: &TableDef) -> Result<FileStats, StorageError> {
+        let table = self.load(def).await?;
+        let files = self.live_files(&table).await?;
+        Ok(FileStats {
+            files: files.len(),
+            bytes: files.iter().map(|f| f.data_file.file_size_in_bytes()).sum(),
+        })
+    }
+
+    /// Compacts a table: per partition, the data files under the small-file size are bin-packed
+    /// in ingestion order into files near the target size, and committed as a `replace` that
+    /// removes exactly the files read (a file a concurrent writer adds meanwhile makes the swap
+    /// fail, and the plan is made again on the newer table). Each new file keeps the highest
+    /// data sequence number of its inputs, so incremental readers do not take old rows for new
+    /// ones. `None` when no partition has two small files.
+    ///
+    /// # Errors
+    /// Storage errors, or conflicts exhausted.
+    pub async fn compact(
+        &self,
+        def: &TableDef,
+        policy: &MaintenancePolicy,
+    ) -> Result<Option<CommitOutcome>, StorageError> {
+        let (small, target) = (policy.small_file_bytes(), policy.target_file_bytes);
+        self.commit_with(def, move |table| async move {
+            let mut partitions: BTreeMap<Option<i32>, Vec<LiveFile>> = BTreeMap::new();
+            for file in self.live_files(&table).await? {
+                if file.data_file.file_size_in_bytes() < small {
+                    partitions
+                        .entry(partition_day(&file.data_file))
+                        .or_default()
+                        .push(file);
+                }
+            }
+            let mut add_rewritten = Vec::new();
+            let mut remove = Vec::new();
+            for (day, files) in partitions {
+                for bin in bin_pack(files, target) {
+                    if bin.len() < 2 {
+                        continue;
+                    }
+                    let batches = self.read_batches(&table, &bin).await?;
+                    let sequence = bin.iter().map(|f| f.sequence_number).max().unwrap_or(0);
+                    let written = self
+                        .write_batches(&table, vec![(day, batches)], target as usize)
+                        .await?;
+                    add_rewritten.extend(written.into_iter().map(|f| (f, sequence)));
+                    remove.extend(bin);
+                }
+            }
+            if remove.is_empty() {
+                return Ok(None);
+            }
+            Ok(Some(CommitPlan {
+                operation: Operation::Replace,
+                add: Vec::new(),
+                add_rewritten,
+                remove,
+                properties: HashMap::new(),
+            }))
+        })
+        .await
+    }
+
+    /// Expires snapshots older than the policy's age, always keeping the newest
+    /// `snapshots_kept` and the current one. Returns how many were expired.
+    ///
+    /// # Errors
+    /// Storage errors, or conflicts exhausted.
+    pub async fn expire_snapshots(
+        &self,
+        def: &TableDef,
+        policy: &MaintenancePolicy,
+        now_micros: i64,
+    ) -> Result<usize, StorageError> {
+        let cutoff_ms = (now_micros - policy.snapshot_max_age_micros) / 1_000;
+        let expired = self
+            .update_metadata_with(def, |table| {
+                let metadata = table.metadata();
+                let current = metadata.current_snapshot_id();
+                let mut snapshots: Vec<_> = metadata.snapshots().collect();
+                snapshots.sort_by_key(|s| std::cmp::Reverse(s.timestamp_ms()));
+                let expire: Vec<i64> = snapshots
+                    .iter()
+                    .skip(policy.snapshots_kept)
+                    .filter(|s| s.timestamp_ms() < cutoff_ms && Some(s.snapshot_id()) != current)
+                    .map(|s| s.snapshot_id())
+                    .collect();
+                if expire.is_empty() {
+                    return Ok(None);
+                }
+                let location = table
+                    .metadata_location_result()
+                    .map_err(StorageError::iceberg("read metadata location"))?
+                    .to_string();
+                let next = metadata
+                    .clone()
+                    .into_builder(Some(location))
+                    .remove_snapshots(&expire)
+                    .build()
+                    .map_err(StorageError::iceberg(format!(
+                        "expire snapshots of {}",
+                        def.qualified()
+                    )))?
+                    .metadata;
+                Ok(Some((next, expire.len())))
+            })
+            .await?;
+        Ok(expired.unwrap_or(0))
+    }
+
+    /// Deletes every file under the table's location that the current metadata does not
+    /// reach (metadata files in its log, and every live snapshot's manifest list, manifests
+    /// and the data files it reads) and that is older than
+    /// the policy's safety age, so a writer's not yet committed files are left alone. Refuses
+    /// to delete anything if a referenced file is missing from the listing (a path it cannot
+    /// map is never taken for an orphan).
+    ///
+    /// # Errors
+    /// Storage errors, or a referenced file missing from the listing.
+    pub async fn remove_orphans(
+        &self,
+        def: &TableDef,
+        policy: &MaintenancePolicy,
+        now_micros: i64,
+    ) -> Result<OrphanStats, StorageError> {
+        let table = self.load(def).await?;
+        let referenced = self.referenced_files(&table).await?;
+        let location = table
+            .metadata()
+            .location()
+            .trim_end_matches('/')
+            .to_string();
+        let (operator, prefix) = self.operator_for(&location)?;
+        let listing_error = |e: opendal::Error| StorageError::Object {
+            path: location.clone(),
+            message: e.to_string(),
+        };
+        let entries = operator
+            .list_with(&format!("{prefix}/"))
+            .recursive(true)
+            .await
+            .map_err(listing_error)?;
+        let root = location
+            .strip_suffix(&prefix)
+            .unwrap_or(&location)
+            .to_string();
+        let mut listed: HashMap<String, (String, u64, Option<SystemTime>)> = HashMap::new();
+        for entry in entries.iter().filter(|e| e.metadata().is_file()) {
+            let full = format!("{root}{}", entry.path());
+            let meta = entry.metadata();
+            listed.insert(
+                canonical(&full),
+                (
+                    entry.path().to_string(),
+                    meta.content_length(),
+                    meta.last_modified().map(SystemTime::from),
+                ),
+            );
+        }
+        let under_table = canonical(&format!("{location}/"));
+        if let Some(missing) = referenced
+            .iter()
+            .find(|r| r.starts_with(&under_table) && !listed.contains_key(*r))
+        {
+            return Err(StorageError::Object {
+                path: missing.clone(),
+                message: "referenced by a live snapshot but not found when listing the table; \
+                          no orphan was removed"
+                    .to_string(),
+            });
+        }
+        let cutoff = SystemTime::UNIX_EPOCH
+            + std::time::Duration::from_micros(
+                (now_micros - policy.orphan_min_age_micros).max(0) as u64
+            );
+        let mut stats = OrphanStats::default();
+        for (key, (path, length, modified)) in listed {
+            if referenced.contains(&key) {
+                continue;
+            }
+            let modified = match modified {
+                Some(m) => m,
+                None => match operator.stat(&path).await {
+                    Ok(meta) => match meta.last_modified() {
+                        Some(m) => SystemTime::from(m),
+                        None => continue,
+                    },
+                    Err(_) => continue,
+                },
+            };
+            if modified >= cutoff {
+                continue;
+            }
+            match operator.delete(&path).await {
+                Ok(()) => {
+                    stats.files += 1;
+                    stats.bytes += length;
+                }
+                Err(e) => warn!(path, error = %e, "Could not delete an orphan file."),
+            }
+        }
+        if stats.files > 0 {
+            info!(table = %def.qualified(), files = stats.files, bytes = stats.bytes, "Removed orphan files.");
+        }
+        Ok(stats)
+    }
+
+    /// Every file the table's current metadata reaches, canonicalised.
+    async fn referenced_files(&self, table: &Table) -> Result<HashSet<String>, StorageError> {
+        let metadata = table.metadata();
+        let file_io = table.file_io();
+        let mut out: HashSet<String> = HashSet::new();
+        if let Some(current) = table.metadata_location() {
+            out.insert(canonical(current));
+        }
+        out.extend(
+            metadata
+                .metadata_log()
+                .iter()
+                .map(|m| canonical(&m.metadata_file)),
+        );
+        let mut manifests_seen: HashSet<String> = HashSet::new();
+        for snapshot in metadata.snapshots() {
+            out.insert(canonical(snapshot.manifest_list()));
+            let list = table
+                .manifest_list_reader(snapshot)
+                .load()
+                .await
+                .map_err(StorageError::iceberg("read manifest list"))?;
+            for manifest_file in list.entries() {
+                if !manifests_seen.insert(manifest_file.manifest_path.clone()) {
+                    continue;
+                }
+                out.insert(canonical(&manifest_file.manifest_path));
+                let manifest = manifest_file
+                    .load_manifest(file_io)
+                    .await
+                    .map_err(StorageError::iceberg("read manifest"))?;
+                out.extend(
+                    manifest
+                        .entries()
+                        .iter()
+                        .filter(|e| e.is_alive())
+                        .map(|e| canonical(e.file_path())),
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// An operator that can list `location`, and the location's path within it.
+    fn operator_for(&self, location: &str) -> Result<(Operator, String), StorageError> {
+        let invalid = |message: String| StorageError::Object {
+            path: location.to_string(),
+            message,
+        };
+        if let Some(path) = location.strip_prefix("file://") {
+            let mut config = opendal::services::FsConfig::default();
+            config.root = Some("/".to_string());
+            let operator = Operator::from_config(config)
+                .map_err(|e| invalid(e.to_string()))?
+                .finish();
+            // Relative to the root "/", and re-joined as `file://` + "/" + path.
+            return Ok((operator, path.trim_start_matches('/').to_string()));
+        }
+        let rest = location
+            .strip_prefix("s3://")
+            .or_else(|| location.strip_prefix("s3a://"))
+            .ok_or_else(|| invalid("only file:// and s3:// locations can be listed".into()))?;
+        let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+        let get = |k: &str| self.storage.get(k).cloned();
+        let mut config = opendal::services::S3Config::default();
+        config.bucket = bucket.to_string();
+        config.endpoint = get("s3.endpoint");
+        config.region = get("s3.region").or_else(|| Some("us-east-1".to_string()));
+        config.access_key_id = get("s3.access-key-id");
+        config.secret_access_key = get("s3.secret-access-key");
+        config.session_token = get("s3.session-token");
+        config.enable_virtual_host_style =
+            !get("s3.path-style-access").is_some_and(|v| v == "true");
+        let operator = Operator::from_config(config)
+            .map_err(|e| invalid(e.to_string()))?
+            .finish();
+        Ok((operator, key.to_string()))
+    }
+}
+
+/// Splits files (in ingestion order) into consecutive bins of at most `target` bytes each
+/// (a single larger file is a bin of its own).
+fn bin_pack(files: Vec<LiveFile>, target: u64) -> Vec<Vec<LiveFile>> {
+    let mut bins: Vec<Vec<LiveFile>> = Vec::new();
+    let mut size = 0u64;
+    for file in files {
+        let bytes = file.data_file.file_size_in_bytes();
+        match bins.last_mut() {
+            Some(bin) if size + bytes <= target => bin.push(file),
+            _ => {
+                bins.push(vec![file]);
+                size = 0;
+            }
+        }
+        size += bytes;
+    }
+    bins
+}
+
+/// A location in one spelling: `file:/x`, `file:///x` → `file:///x`; `s3a://` → `s3://`.
+fn canonical(location: &str) -> String {
+    if let Some(path) = location.strip_prefix("file:") {
+        format!("file:///{}", path.trim_start_matches('/'))
+    } else if let Some(rest) = location
+        .strip_prefix("s3a://")
+        .or_else(|| location.strip_prefix("s3n://"))
+    {
+        format!("s3://{rest}")
+    } else {
+        location.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_have_one_spelling() {
+        assert_eq!(canonical("file:/a/b"), "file:///a/b");
+        assert_eq!(canonical("file:///a/b"), "file:///a/b");
+        assert_eq!(canonical("s3a://lake/x"), "s3://lake/x");
+        assert_eq!(canonical("s3://lake/x"), "s3://lake/x");
+    }
+}

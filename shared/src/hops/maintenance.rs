@@ -1,0 +1,394 @@
+//! The scheduled maintenance hop (SPEC §6): SCD Type 2 dimensions from every reference
+//! snapshot not yet applied (and `fact_sales` keys recomputed for the dates a change
+//! affects), the daily quality and late-arrival reports, then compaction, snapshot expiry and
+//! orphan removal of every table — reporting per table what it did.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Instant;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::{info, instrument};
+
+use super::Deps;
+use super::to_gold;
+use super::to_silver::latest_snapshot;
+use crate::adapters::iceberg::{
+    ALL_TABLES, CommitOutcome, CommitPlan, FileStats, Lakehouse, Operation, TableDef,
+    partition_day, tables,
+};
+use crate::domain::records::*;
+use crate::domain::reports::{SilverRows, data_quality_daily, late_arrivals_daily};
+use crate::domain::scd2::{Changes, Dimension, KeyIndex, SurrogateKeys, Version, apply_snapshot};
+use crate::domain::time::date_of;
+use crate::error::{HandlerError, StorageError};
+
+/// What maintenance did to one table.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct TableReport {
+    pub table: String,
+    pub files_before: usize,
+    pub bytes_before: u64,
+    pub files_after: usize,
+    pub bytes_after: u64,
+    /// Snapshots committed by maintenance (dimension, report, recomputed facts, compaction).
+    pub commits: usize,
+    /// Data files rewritten by compaction, and the files they became.
+    pub files_compacted: usize,
+    pub files_written: usize,
+    pub snapshots_expired: usize,
+    pub orphans_deleted: usize,
+    pub orphan_bytes_deleted: u64,
+    pub versions_opened: usize,
+    pub versions_closed: usize,
+}
+
+/// What one maintenance run did.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct MaintenanceReport {
+    pub tables: Vec<TableReport>,
+    pub commits: usize,
+    pub duration_ms: u64,
+}
+
+/// Runs every maintenance task once, at `now_micros` (the clock for expiry and orphan ages).
+///
+/// # Errors
+/// Storage errors.
+#[instrument(skip_all)]
+pub async fn handle(deps: &Deps, now_micros: i64) -> Result<MaintenanceReport, HandlerError> {
+    let started = Instant::now();
+    let lake = &deps.lake;
+    let policy = deps.config.maintenance;
+    let mut reports: BTreeMap<String, TableReport> = BTreeMap::new();
+    for def in &ALL_TABLES {
+        let before = lake.file_stats(def).await?;
+        reports.insert(
+            def.qualified(),
+            TableReport {
+                table: def.qualified(),
+                files_before: before.files,
+                bytes_before: before.bytes,
+                ..TableReport::default()
+            },
+        );
+    }
+
+    // 1. Dimensions; then fact_sales keys for the dates a store or product change reaches.
+    let mut changed_from: Option<i64> = None;
+    for (dim, reference) in [
+        (tables::DIM_STORE, tables::BRONZE_STORES),
+        (tables::DIM_PRODUCT, tables::BRONZE_PRODUCTS),
+        (tables::DIM_CUSTOMER, tables::BRONZE_CUSTOMERS),
+    ] {
+        let (outcome, changes, earliest) = match dim.name {
+            "dim_store" => update_dimension::<DimStore>(lake, &dim, &reference).await?,
+            "dim_product" => update_dimension::<DimProduct>(lake, &dim, &reference).await?,
+            _ => update_dimension::<DimCustomer>(lake, &dim, &reference).await?,
+        };
+        if let Some(r) = record(&mut reports, outcome) {
+            r.versions_opened = changes.opened;
+            r.versions_closed = changes.closed;
+        }
+        if dim != tables::DIM_CUSTOMER
+            && let Some(t) = earliest
+        {
+            changed_from = Some(changed_from.map_or(t, |c| c.min(t)));
+        }
+    }
+    record(&mut reports, update_equipment(lake).await?);
+    if let Some(from) = changed_from {
+        let outcome = to_gold::process(deps, &tables::FACT_SALES, Some(date_of(from))).await?;
+        record(&mut reports, outcome);
+    }
+
+    // 2. Daily reports.
+    for report in [tables::DATA_QUALITY_DAILY, tables::LATE_ARRIVALS_DAILY] {
+        let outcome = update_report(deps, &report).await?;
+        record(&mut reports, outcome);
+    }
+
+    // 3. Compaction, expiry and orphan removal of every table.
+    for def in &ALL_TABLES {
+        let compacted = lake.compact(def, &policy).await?;
+        let (removed, added) = compacted
+            .as_ref()
+            .map_or((0, 0), |o| (o.removed_files, o.added_files));
+        if let Some(r) = record(&mut reports, compacted) {
+            r.files_compacted = removed;
+            r.files_written = added;
+        }
+        let expired = lake.expire_snapshots(def, &policy, now_micros).await?;
+        let orphans = lake.remove_orphans(def, &policy, now_micros).await?;
+        let after: FileStats = lake.file_stats(def).await?;
+        if let Some(r) = reports.get_mut(&def.qualified()) {
+            r.snapshots_expired = expired;
+            r.orphans_deleted = orphans.files;
+            r.orphan_bytes_deleted = orphans.bytes;
+            r.files_after = after.files;
+            r.bytes_after = after.bytes;
+        }
+    }
+    let tables: Vec<TableReport> = reports.into_values().collect();
+    let report = MaintenanceReport {
+        commits: tables.iter().map(|t| t.commits).sum(),
+        tables,
+        duration_ms: started.elapsed().as_millis() as u64,
+    };
+    info!(
+        commits = report.commits,
+        expired = report
+            .tables
+            .iter()
+            .map(|t| t.snapshots_expired)
+            .sum::<usize>(),
+        orphans = report
+            .tables
+            .iter()
+            .map(|t| t.orphans_deleted)
+            .sum::<usize>(),
+        duration_ms = report.duration_ms,
+        "Maintenance done."
+    );
+    Ok(report)
+}
+
+/// Counts a commit in its table's report.
+fn record(
+    reports: &mut BTreeMap<String, TableReport>,
+    outcome: Option<CommitOutcome>,
+) -> Option<&mut TableReport> {
+    let report = reports.get_mut(&outcome?.table)?;
+    report.commits += 1;
+    Some(report)
+}
+
+/// The versions of an SCD2 dimension table.
+async fn read_versions<D: Dimension + DeserializeOwned>(
+    lake: &Lakehouse,
+    table: &iceberg::table::Table,
+) -> Result<Vec<Version<D::Id, D::Attributes>>, StorageError> {
+    let files = lake.live_files(table).await?;
+    let rows: Vec<D> = lake.read_rows(table, &files).await?;
+    Ok(rows.into_iter().map(D::into_version).collect())
+}
+
+/// The surrogate keys of the current dimension tables, for `fact_sales`.
+///
+/// # Errors
+/// Storage errors.
+pub async fn surrogate_keys(lake: &Lakehouse) -> Result<SurrogateKeys, StorageError> {
+    let stores = lake.load(&tables::DIM_STORE).await?;
+    let products = lake.load(&tables::DIM_PRODUCT).await?;
+    Ok(SurrogateKeys {
+        stores: KeyIndex::new(&read_versions::<DimStore>(lake, &stores).await?),
+        products: KeyIndex::new(&read_versions::<DimProduct>(lake, &products).await?),
+    })
+}
+
+/// Applies every full snapshot of a bronze reference table, oldest first, to an SCD2
+/// dimension (those already applied change nothing), and rewrites the dimension when that
+/// opened or closed a version. Returns the commit, the changes, and the earliest change time.
+async fn update_dimension<D>(
+    lake: &Lakehouse,
+    dim: &TableDef,
+    reference: &TableDef,
+) -> Result<(Option<CommitOutcome>, Changes, Option<i64>), StorageError>
+where
+    D: Dimension + Serialize + DeserializeOwned + Send + Sync,
+    D::Reference: DeserializeOwned + Ingested + Send,
+    D::Id: Send + Sync,
+    D::Attributes: Send + Sync,
+{
+    let bronze = lake.load(reference).await?;
+    let files = lake.live_files(&bronze).await?;
+    let rows: Vec<D::Reference> = lake.read_rows(&bronze, &files).await?;
+    // One snapshot = the rows of one object ingested at one time, in file line order.
+    let mut snapshots: BTreeMap<(i64, String), Vec<(D::Id, D::Attributes)>> = BTreeMap::new();
+    for row in &rows {
+        let object = row
+            .source_ref()
+            .rsplit_once(':')
+            .map_or(row.source_ref(), |(object, _)| object);
+        snapshots
+            .entry((row.ingestion_time(), object.to_string()))
+            .or_default()
+            .push(D::entry(row));
+    }
+    let (snapshots, result) = (
+        &snapshots,
+        &std::sync::Mutex::new((Changes::default(), None)),
+    );
+    let outcome = lake
+        .commit_with(dim, |table| async move {
+            let mut versions = read_versions::<D>(lake, &table).await?;
+            let mut changes = Changes::default();
+            let mut earliest = None;
+            for ((at, _), entries) in snapshots {
+                let applied = apply_snapshot(&mut versions, entries.iter().cloned(), *at);
+                if !applied.is_empty() {
+                    earliest.get_or_insert(*at);
+                }
+                changes += applied;
+            }
+            if let Ok(mut slot) = result.lock() {
+                *slot = (changes, earliest);
+            }
+            if changes.is_empty() {
+                return Ok(None);
+            }
+            let dim_rows: Vec<D> = versions.into_iter().map(D::from_version).collect();
+            let add = lake.write_rows(&table, &dim_rows, |_| 0).await?;
+            Ok(Some(CommitPlan {
+                operation: Operation::Overwrite,
+                add,
+                add_rewritten: Vec::new(),
+                remove: lake.live_files(&table).await?,
+                properties: HashMap::new(),
+            }))
+        })
+        .await?;
+    let (changes, earliest) = result.lock().map(|r| *r).unwrap_or_default();
+    Ok((outcome, changes, earliest))
+}
+
+/// `dim_equipment` (type 1): rewritten as the latest equipment snapshot when they differ.
+async fn update_equipment(lake: &Lakehouse) -> Result<Option<CommitOutcome>, StorageError> {
+    let latest: Vec<BronzeEquipment> = latest_snapshot(lake, &tables::BRONZE_EQUIPMENT).await?;
+    let mut wanted: Vec<DimEquipment> = latest
+        .into_iter()
+        .map(|e| DimEquipment {
+            equipment_id: e.equipment_id,
+            store_id: e.store_id,
+            equipment_type: e.equipment_type,
+            name: e.name,
+        })
+        .collect();
+    wanted.sort_by_key(|e| e.equipment_id);
+    wanted.dedup_by_key(|e| e.equipment_id);
+    let wanted = &wanted;
+    lake.commit_with(&tables::DIM_EQUIPMENT, move |table| async move {
+        let files = lake.live_files(&table).await?;
+        let mut current: Vec<DimEquipment> = lake.read_rows(&table, &files).await?;
+        current.sort_by_key(|e| e.equipment_id);
+        if current == *wanted {
+            return Ok(None);
+        }
+        Ok(Some(CommitPlan {
+            operation: Operation::Overwrite,
+            add: lake.write_rows(&table, wanted, |_| 0).await?,
+            add_rewritten: Vec::new(),
+            remove: files,
+            properties: HashMap::new(),
+        }))
+    })
+    .await
+}
+
+/// The checkpoint a report keeps per source table: the source sequence number it has read.
+fn source_checkpoint(source: &TableDef) -> String {
+    format!("bakehouse.source-sequence-number.{}", source.qualified())
+}
+
+/// Brings a daily report up to date: the business dates that silver (and, for the quality
+/// report, quarantine) files committed since its checkpoints touch are recomputed from every
+/// row of those dates, and their partitions replaced.
+async fn update_report(
+    deps: &Deps,
+    report: &TableDef,
+) -> Result<Option<CommitOutcome>, StorageError> {
+    let lake = &deps.lake;
+    let policy = deps.config.gold;
+    let mut sources = vec![
+        tables::SILVER_SALES,
+        tables::SILVER_EQUIPMENT_METRICS,
+        tables::SILVER_INVENTORY,
+    ];
+    if *report == tables::DATA_QUALITY_DAILY {
+        sources.push(tables::QUARANTINE);
+    }
+    let sources = &sources;
+    lake.commit_with(report, move |table| async move {
+        let mut loaded = Vec::new();
+        let mut dates: BTreeSet<i32> = BTreeSet::new();
+        let mut properties = HashMap::new();
+        for source in sources {
+            let source_table = lake.load(source).await?;
+            let key = source_checkpoint(source);
+            let done: i64 = Lakehouse::snapshot_property(&table, &key)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let head = source_table
+                .metadata()
+                .current_snapshot()
+                .map_or(0, |s| s.sequence_number());
+            properties.insert(key, head.to_string());
+            let files = if head > done {
+                lake.live_files(&source_table).await?
+            } else {
+                Vec::new()
+            };
+            dates.extend(
+                files
+                    .iter()
+                    .filter(|f| f.sequence_number > done)
+                    .filter_map(|f| partition_day(&f.data_file)),
+            );
+            loaded.push((source_table, files));
+        }
+        if dates.is_empty() {
+            return Ok(None);
+        }
+        // Every file of the touched dates, of every source (also those unchanged).
+        let mut rows_of = Vec::new();
+        for (source_table, files) in loaded {
+            let files = if files.is_empty() {
+                lake.live_files(&source_table).await?
+            } else {
+                files
+            };
+            let of_dates: Vec<_> = files
+                .into_iter()
+                .filter(|f| partition_day(&f.data_file).is_some_and(|d| dates.contains(&d)))
+                .collect();
+            rows_of.push((source_table, of_dates));
+        }
+        let [sales, readings, inventory, rest @ ..] = rows_of.as_slice() else {
+            return Ok(None);
+        };
+        let sales: Vec<SilverSale> = lake.read_rows(&sales.0, &sales.1).await?;
+        let readings: Vec<SilverReading> = lake.read_rows(&readings.0, &readings.1).await?;
+        let inventory: Vec<SilverInventory> = lake.read_rows(&inventory.0, &inventory.1).await?;
+        let silver = SilverRows {
+            sales: &sales,
+            readings: &readings,
+            inventory: &inventory,
+        };
+        let in_dates = |d: i32| dates.contains(&d);
+        let add = if let Some((quarantine_table, quarantine_files)) = rest.first() {
+            let quarantine: Vec<QuarantineRow> =
+                lake.read_rows(quarantine_table, quarantine_files).await?;
+            let mut rows = data_quality_daily(&silver, &quarantine, &policy);
+            rows.retain(|r| in_dates(r.business_date));
+            lake.write_rows(&table, &rows, |r| r.business_date).await?
+        } else {
+            let mut rows = late_arrivals_daily(&silver);
+            rows.retain(|r| in_dates(r.business_date));
+            lake.write_rows(&table, &rows, |r| r.business_date).await?
+        };
+        let remove = lake
+            .live_files(&table)
+            .await?
+            .into_iter()
+            .filter(|f| partition_day(&f.data_file).is_some_and(in_dates))
+            .collect();
+        Ok(Some(CommitPlan {
+            operation: Operation::Overwrite,
+            add,
+            add_rewritten: Vec::new(),
+            remove,
+            properties,
+        }))
+    })
+    .await
+}
