@@ -225,8 +225,8 @@ fn describe(summary: &IngestSummary) -> String {
 pub fn describe_maintenance(report: &MaintenanceReport) -> String {
     let mb = |bytes: u64| bytes as f64 / 1_048_576.0;
     let mut lines = vec![format!(
-        "{:<34} {:>13} {:>17} {:>7} {:>9} {:>7} {:>7} {:>9}",
-        "table", "files", "MiB", "commits", "compacted", "expired", "orphans", "versions"
+        "{:<34} {:>13} {:>17} {:>7} {:>9} {:>7} {:>7} {:>9} {:>6}",
+        "table", "files", "MiB", "commits", "compacted", "expired", "orphans", "versions", "ms"
     )];
     for t in &report.tables {
         let touched = t.commits + t.snapshots_expired + t.orphans_deleted > 0;
@@ -234,7 +234,7 @@ pub fn describe_maintenance(report: &MaintenanceReport) -> String {
             continue;
         }
         lines.push(format!(
-            "{:<34} {:>6} → {:<4} {:>7.2} → {:<7.2} {:>7} {:>9} {:>7} {:>7} {:>9}",
+            "{:<34} {:>6} → {:<4} {:>7.2} → {:<7.2} {:>7} {:>9} {:>7} {:>7} {:>9} {:>6}",
             t.table,
             t.files_before,
             t.files_after,
@@ -245,6 +245,7 @@ pub fn describe_maintenance(report: &MaintenanceReport) -> String {
             t.snapshots_expired,
             t.orphans_deleted,
             format!("+{}/-{}", t.versions_opened, t.versions_closed),
+            t.duration_ms,
         ));
     }
     if lines.len() == 1 {

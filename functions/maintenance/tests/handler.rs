@@ -16,7 +16,10 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 fn scheduled_event() -> LambdaEvent<Value> {
-    let path = format!("{}/fixtures/scheduled-event.json", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/fixtures/scheduled-event.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let payload = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     LambdaEvent::new(payload, Context::default())
 }
@@ -63,13 +66,25 @@ async fn maintenance_builds_dimensions_reports_and_compacts() {
     }
     let bronze_before: Vec<BronzeSale> = rows(&deps, &tables::BRONZE_SALES).await;
 
-    let report = maintenance::handler(&deps, scheduled_event()).await.unwrap();
-    let by_table = |name: &str| report.tables.iter().find(|t| t.table == name).unwrap().clone();
+    let report = maintenance::handler(&deps, scheduled_event())
+        .await
+        .unwrap();
+    let by_table = |name: &str| {
+        report
+            .tables
+            .iter()
+            .find(|t| t.table == name)
+            .unwrap()
+            .clone()
+    };
     assert_eq!(by_table("gold.dim_store").versions_opened, 5);
     assert_eq!(by_table("gold.dim_product").versions_opened, 10);
     assert_eq!(by_table("gold.dim_customer").versions_opened, 8);
     let sales = by_table("bronze.sales_events");
-    assert_eq!((sales.files_before, sales.files_after, sales.files_compacted), (3, 1, 3));
+    assert_eq!(
+        (sales.files_before, sales.files_after, sales.files_compacted),
+        (3, 1, 3)
+    );
 
     // Dimensions: every store current from the default snapshot's ingestion time.
     let reference: Vec<BronzeStore> = rows(&deps, &tables::BRONZE_STORES).await;
@@ -77,19 +92,38 @@ async fn maintenance_builds_dimensions_reports_and_compacts() {
     let mut stores: Vec<DimStore> = rows(&deps, &tables::DIM_STORE).await;
     stores.sort_by_key(|s| s.store_key);
     assert_eq!(
-        stores.iter().map(|s| (s.store_key, s.store_id, s.valid_from, s.valid_to, s.is_current)).collect::<Vec<_>>(),
-        (1..=5).map(|i| (i64::from(i), i, t1, None, true)).collect::<Vec<_>>()
+        stores
+            .iter()
+            .map(|s| (
+                s.store_key,
+                s.store_id,
+                s.valid_from,
+                s.valid_to,
+                s.is_current
+            ))
+            .collect::<Vec<_>>(),
+        (1..=5)
+            .map(|i| (i64::from(i), i, t1, None, true))
+            .collect::<Vec<_>>()
     );
     // Facts (events after the snapshot) carry the keys of the versions valid then.
     let facts: Vec<FactSale> = rows(&deps, &tables::FACT_SALES).await;
     assert_eq!(facts.len(), 30);
-    assert!(facts.iter().all(|f| f.store_key == Some(i64::from(f.store_id))));
+    assert!(
+        facts
+            .iter()
+            .all(|f| f.store_key == Some(i64::from(f.store_id)))
+    );
     let product_two = rows::<DimProduct>(&deps, &tables::DIM_PRODUCT)
         .await
         .into_iter()
         .find(|p| p.product_id == 2)
         .unwrap();
-    assert!(facts.iter().all(|f| f.product_key == Some(product_two.product_key)));
+    assert!(
+        facts
+            .iter()
+            .all(|f| f.product_key == Some(product_two.product_key))
+    );
 
     // Reports: today's sales, all perfect and in gold.
     let quality: Vec<DataQualityDaily> = rows(&deps, &tables::DATA_QUALITY_DAILY).await;
@@ -99,7 +133,12 @@ async fn maintenance_builds_dimensions_reports_and_compacts() {
         .find(|q| q.business_date == today && q.dataset == "sales-events")
         .unwrap();
     assert_eq!(
-        (sales_today.records, sales_today.gold_eligible, sales_today.perfect, sales_today.poor),
+        (
+            sales_today.records,
+            sales_today.gold_eligible,
+            sales_today.perfect,
+            sales_today.poor
+        ),
         (30, 30, 30, 0)
     );
 
@@ -115,11 +154,18 @@ async fn maintenance_builds_dimensions_reports_and_compacts() {
         let mut days: Vec<_> = files.iter().map(|f| partition_day(&f.data_file)).collect();
         let n = days.len();
         days.dedup();
-        assert_eq!(days.len(), n, "{} has two files in a partition", def.qualified());
+        assert_eq!(
+            days.len(),
+            n,
+            "{} has two files in a partition",
+            def.qualified()
+        );
     }
 
     // Nothing new: the rerun commits nothing, and the hops see nothing new either.
-    let again = maintenance::handler(&deps, scheduled_event()).await.unwrap();
+    let again = maintenance::handler(&deps, scheduled_event())
+        .await
+        .unwrap();
     assert_eq!(again.commits, 0, "{again:?}");
     assert!(to_silver::handle(&deps, None).await.unwrap().is_empty());
     assert!(to_gold::handle(&deps, None).await.unwrap().is_empty());
@@ -131,20 +177,40 @@ async fn maintenance_builds_dimensions_reports_and_compacts() {
         3,Uptown Bakery,Chicago,Central,07:00,21:00,Carla Diaz\n\
         4,Riverside Bakery,Austin,South,06:00,18:00,David Okafor\n\
         6,Lakeside Bakery,Madison,Central,06:00,19:00,Femi Ade\n";
-    ingest::ingest_bytes(&deps, "landing/stores/stores-v2.csv", None, changed.as_bytes())
-        .await
-        .unwrap();
+    ingest::ingest_bytes(
+        &deps,
+        "landing/stores/stores-v2.csv",
+        None,
+        changed.as_bytes(),
+    )
+    .await
+    .unwrap();
     let reference: Vec<BronzeStore> = rows(&deps, &tables::BRONZE_STORES).await;
     let t2 = reference.iter().map(|r| r.ingestion_time).max().unwrap();
     assert!(t2 > t1);
-    let report = maintenance::handler(&deps, scheduled_event()).await.unwrap();
-    let dim = report.tables.iter().find(|t| t.table == "gold.dim_store").unwrap();
+    let report = maintenance::handler(&deps, scheduled_event())
+        .await
+        .unwrap();
+    let dim = report
+        .tables
+        .iter()
+        .find(|t| t.table == "gold.dim_store")
+        .unwrap();
     assert_eq!((dim.versions_opened, dim.versions_closed), (2, 2));
     let mut stores: Vec<DimStore> = rows(&deps, &tables::DIM_STORE).await;
     stores.sort_by_key(|s| s.store_key);
     let summary: Vec<_> = stores
         .iter()
-        .map(|s| (s.store_key, s.store_id, s.manager.as_deref(), s.valid_from, s.valid_to, s.is_current))
+        .map(|s| {
+            (
+                s.store_key,
+                s.store_id,
+                s.manager.as_deref(),
+                s.valid_from,
+                s.valid_to,
+                s.is_current,
+            )
+        })
         .collect();
     assert_eq!(
         summary,
@@ -160,8 +226,14 @@ async fn maintenance_builds_dimensions_reports_and_compacts() {
     );
     // Old facts keep their keys; twice on the same snapshot changes nothing.
     let facts_after: Vec<FactSale> = rows(&deps, &tables::FACT_SALES).await;
-    assert!(facts_after.iter().all(|f| f.store_key == Some(i64::from(f.store_id))));
-    let again = maintenance::handler(&deps, scheduled_event()).await.unwrap();
+    assert!(
+        facts_after
+            .iter()
+            .all(|f| f.store_key == Some(i64::from(f.store_id)))
+    );
+    let again = maintenance::handler(&deps, scheduled_event())
+        .await
+        .unwrap();
     assert_eq!(again.commits, 0, "{again:?}");
     assert_eq!(rows::<DimStore>(&deps, &tables::DIM_STORE).await.len(), 7);
 }

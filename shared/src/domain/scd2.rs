@@ -103,7 +103,7 @@ pub fn apply_snapshot<I: Ord + Clone, A: PartialEq + Clone>(
         next_key += 1;
         changes.opened += 1;
     }
-    versions.sort_by(|a, b| a.key.cmp(&b.key));
+    versions.sort_by_key(|v| v.key);
     changes
 }
 

@@ -41,6 +41,8 @@ pub struct TableReport {
     pub orphan_bytes_deleted: u64,
     pub versions_opened: usize,
     pub versions_closed: usize,
+    /// Time maintenance spent on this table.
+    pub duration_ms: u64,
 }
 
 /// What one maintenance run did.
@@ -57,7 +59,7 @@ pub struct MaintenanceReport {
 /// Storage errors.
 #[instrument(skip_all)]
 pub async fn handle(deps: &Deps, now_micros: i64) -> Result<MaintenanceReport, HandlerError> {
-    let started = Instant::now();
+    let run_started = Instant::now();
     let lake = &deps.lake;
     let policy = deps.config.maintenance;
     let mut reports: BTreeMap<String, TableReport> = BTreeMap::new();
@@ -81,12 +83,13 @@ pub async fn handle(deps: &Deps, now_micros: i64) -> Result<MaintenanceReport, H
         (tables::DIM_PRODUCT, tables::BRONZE_PRODUCTS),
         (tables::DIM_CUSTOMER, tables::BRONZE_CUSTOMERS),
     ] {
+        let started = Instant::now();
         let (outcome, changes, earliest) = match dim.name {
             "dim_store" => update_dimension::<DimStore>(lake, &dim, &reference).await?,
             "dim_product" => update_dimension::<DimProduct>(lake, &dim, &reference).await?,
             _ => update_dimension::<DimCustomer>(lake, &dim, &reference).await?,
         };
-        if let Some(r) = record(&mut reports, outcome) {
+        if let Some(r) = record(&mut reports, &dim, started, outcome) {
             r.versions_opened = changes.opened;
             r.versions_closed = changes.closed;
         }
@@ -96,28 +99,34 @@ pub async fn handle(deps: &Deps, now_micros: i64) -> Result<MaintenanceReport, H
             changed_from = Some(changed_from.map_or(t, |c| c.min(t)));
         }
     }
-    record(&mut reports, update_equipment(lake).await?);
+    let started = Instant::now();
+    let outcome = update_equipment(lake).await?;
+    record(&mut reports, &tables::DIM_EQUIPMENT, started, outcome);
     if let Some(from) = changed_from {
+        let started = Instant::now();
         let outcome = to_gold::process(deps, &tables::FACT_SALES, Some(date_of(from))).await?;
-        record(&mut reports, outcome);
+        record(&mut reports, &tables::FACT_SALES, started, outcome);
     }
 
     // 2. Daily reports.
     for report in [tables::DATA_QUALITY_DAILY, tables::LATE_ARRIVALS_DAILY] {
+        let started = Instant::now();
         let outcome = update_report(deps, &report).await?;
-        record(&mut reports, outcome);
+        record(&mut reports, &report, started, outcome);
     }
 
     // 3. Compaction, expiry and orphan removal of every table.
     for def in &ALL_TABLES {
+        let started = Instant::now();
         let compacted = lake.compact(def, &policy).await?;
         let (removed, added) = compacted
             .as_ref()
             .map_or((0, 0), |o| (o.removed_files, o.added_files));
-        if let Some(r) = record(&mut reports, compacted) {
+        if let Some(r) = record(&mut reports, def, started, compacted) {
             r.files_compacted = removed;
             r.files_written = added;
         }
+        let started = Instant::now();
         let expired = lake.expire_snapshots(def, &policy, now_micros).await?;
         let orphans = lake.remove_orphans(def, &policy, now_micros).await?;
         let after: FileStats = lake.file_stats(def).await?;
@@ -127,13 +136,14 @@ pub async fn handle(deps: &Deps, now_micros: i64) -> Result<MaintenanceReport, H
             r.orphan_bytes_deleted = orphans.bytes;
             r.files_after = after.files;
             r.bytes_after = after.bytes;
+            r.duration_ms += started.elapsed().as_millis() as u64;
         }
     }
     let tables: Vec<TableReport> = reports.into_values().collect();
     let report = MaintenanceReport {
         commits: tables.iter().map(|t| t.commits).sum(),
         tables,
-        duration_ms: started.elapsed().as_millis() as u64,
+        duration_ms: run_started.elapsed().as_millis() as u64,
     };
     info!(
         commits = report.commits,
@@ -153,12 +163,17 @@ pub async fn handle(deps: &Deps, now_micros: i64) -> Result<MaintenanceReport, H
     Ok(report)
 }
 
-/// Counts a commit in its table's report.
-fn record(
-    reports: &mut BTreeMap<String, TableReport>,
+/// Adds a step's time to its table's report, and counts its commit if it made one (then
+/// returns the report to fill in).
+fn record<'r>(
+    reports: &'r mut BTreeMap<String, TableReport>,
+    def: &TableDef,
+    started: Instant,
     outcome: Option<CommitOutcome>,
-) -> Option<&mut TableReport> {
-    let report = reports.get_mut(&outcome?.table)?;
+) -> Option<&'r mut TableReport> {
+    let report = reports.get_mut(&def.qualified())?;
+    report.duration_ms += started.elapsed().as_millis() as u64;
+    outcome?;
     report.commits += 1;
     Some(report)
 }
@@ -186,6 +201,10 @@ pub async fn surrogate_keys(lake: &Lakehouse) -> Result<SurrogateKeys, StorageEr
     })
 }
 
+/// Reference snapshots by (ingestion time, object): each a dimension's (id, attributes) rows.
+type Snapshots<D> =
+    BTreeMap<(i64, String), Vec<(<D as Dimension>::Id, <D as Dimension>::Attributes)>>;
+
 /// Applies every full snapshot of a bronze reference table, oldest first, to an SCD2
 /// dimension (those already applied change nothing), and rewrites the dimension when that
 /// opened or closed a version. Returns the commit, the changes, and the earliest change time.
@@ -204,7 +223,7 @@ where
     let files = lake.live_files(&bronze).await?;
     let rows: Vec<D::Reference> = lake.read_rows(&bronze, &files).await?;
     // One snapshot = the rows of one object ingested at one time, in file line order.
-    let mut snapshots: BTreeMap<(i64, String), Vec<(D::Id, D::Attributes)>> = BTreeMap::new();
+    let mut snapshots: Snapshots<D> = BTreeMap::new();
     for row in &rows {
         let object = row
             .source_ref()

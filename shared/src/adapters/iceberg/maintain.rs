@@ -312,8 +312,7 @@ impl Lakehouse {
         config.access_key_id = get("s3.access-key-id");
         config.secret_access_key = get("s3.secret-access-key");
         config.session_token = get("s3.session-token");
-        config.enable_virtual_host_style =
-            !get("s3.path-style-access").is_some_and(|v| v == "true");
+        config.enable_virtual_host_style = get("s3.path-style-access").as_deref() != Some("true");
         let operator = Operator::from_config(config)
             .map_err(|e| invalid(e.to_string()))?
             .finish();
