@@ -1,8 +1,94 @@
-//! Reading input objects: a local file path, `file:///…`, or `s3://bucket/key` through the
-//! lakehouse's storage settings.
+//! Objects outside Iceberg's own reads: reading an input object (a local file path,
+//! `file:///…`, or `s3://bucket/key`) and listing a prefix, through the lakehouse's storage
+//! settings.
+
+use std::time::SystemTime;
+
+use opendal::Operator;
 
 use super::iceberg::Lakehouse;
 use crate::error::StorageError;
+
+/// One object found by [`list_objects`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct ListedObject {
+    /// `file:///…` or `s3://bucket/key`.
+    pub location: String,
+    pub size: u64,
+    pub modified: Option<SystemTime>,
+}
+
+/// Every object under `location` (a `file:///` folder or an `s3://bucket/prefix`), recursively,
+/// sorted by location.
+///
+/// # Errors
+/// [`StorageError::Object`] when the listing fails (a missing folder is an empty listing).
+pub async fn list_objects(
+    lake: &Lakehouse,
+    location: &str,
+) -> Result<Vec<ListedObject>, StorageError> {
+    let location = location.trim_end_matches('/');
+    let failed = |message: String| StorageError::Object {
+        path: location.to_string(),
+        message,
+    };
+    let (operator, prefix) = operator_for(lake, location).map_err(failed)?;
+    let root = location.strip_suffix(prefix.as_str()).unwrap_or(location);
+    let entries = match operator.list_with(&format!("{prefix}/")).recursive(true).await {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == opendal::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(failed(e.to_string())),
+    };
+    let mut out = Vec::new();
+    for entry in entries.iter().filter(|e| e.metadata().is_file()) {
+        let meta = entry.metadata();
+        let mut modified = meta.last_modified().map(SystemTime::from);
+        let mut size = meta.content_length();
+        if modified.is_none()
+            && let Ok(stat) = operator.stat(entry.path()).await
+        {
+            modified = stat.last_modified().map(SystemTime::from);
+            size = stat.content_length();
+        }
+        out.push(ListedObject {
+            location: format!("{root}{}", entry.path()),
+            size,
+            modified,
+        });
+    }
+    out.sort_by(|a, b| a.location.cmp(&b.location));
+    Ok(out)
+}
+
+/// An operator that can list `location`, and the location's path within it.
+fn operator_for(lake: &Lakehouse, location: &str) -> Result<(Operator, String), String> {
+    if let Some(path) = location.strip_prefix("file://") {
+        let mut config = opendal::services::FsConfig::default();
+        config.root = Some("/".to_string());
+        let operator = Operator::from_config(config)
+            .map_err(|e| e.to_string())?
+            .finish();
+        // Relative to the root "/": `file://` + "/" + path is the location again.
+        return Ok((operator, path.trim_start_matches('/').to_string()));
+    }
+    let rest = location
+        .strip_prefix("s3://")
+        .ok_or_else(|| "only file:// and s3:// locations can be listed".to_string())?;
+    let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+    let get = |k: &str| lake.storage().get(k).cloned();
+    let mut config = opendal::services::S3Config::default();
+    config.bucket = bucket.to_string();
+    config.endpoint = get("s3.endpoint");
+    config.region = get("s3.region").or_else(|| Some("us-east-1".to_string()));
+    config.access_key_id = get("s3.access-key-id");
+    config.secret_access_key = get("s3.secret-access-key");
+    config.session_token = get("s3.session-token");
+    config.enable_virtual_host_style = get("s3.path-style-access").as_deref() != Some("true");
+    let operator = Operator::from_config(config)
+        .map_err(|e| e.to_string())?
+        .finish();
+    Ok((operator, key.to_string()))
+}
 
 /// Reads a whole object.
 ///

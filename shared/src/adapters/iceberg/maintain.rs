@@ -5,12 +5,12 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::SystemTime;
 
 use iceberg::table::Table;
-use opendal::Operator;
 use serde::Serialize;
 use tracing::{info, warn};
 
 use super::files::LiveFile;
 use super::{CommitOutcome, CommitPlan, Lakehouse, Operation, TableDef, partition_day};
+use crate::adapters::objects::{ListedObject, list_objects};
 use crate::config::MaintenancePolicy;
 use crate::error::StorageError;
 
@@ -166,33 +166,11 @@ impl Lakehouse {
             .location()
             .trim_end_matches('/')
             .to_string();
-        let (operator, prefix) = self.operator_for(&location)?;
-        let listing_error = |e: opendal::Error| StorageError::Object {
-            path: location.clone(),
-            message: e.to_string(),
-        };
-        let entries = operator
-            .list_with(&format!("{prefix}/"))
-            .recursive(true)
-            .await
-            .map_err(listing_error)?;
-        let root = location
-            .strip_suffix(&prefix)
-            .unwrap_or(&location)
-            .to_string();
-        let mut listed: HashMap<String, (String, u64, Option<SystemTime>)> = HashMap::new();
-        for entry in entries.iter().filter(|e| e.metadata().is_file()) {
-            let full = format!("{root}{}", entry.path());
-            let meta = entry.metadata();
-            listed.insert(
-                canonical(&full),
-                (
-                    entry.path().to_string(),
-                    meta.content_length(),
-                    meta.last_modified().map(SystemTime::from),
-                ),
-            );
-        }
+        let listed: HashMap<String, ListedObject> = list_objects(self, &location)
+            .await?
+            .into_iter()
+            .map(|o| (canonical(&o.location), o))
+            .collect();
         let under_table = canonical(&format!("{location}/"));
         if let Some(missing) = referenced
             .iter()
@@ -210,29 +188,16 @@ impl Lakehouse {
                 (now_micros - policy.orphan_min_age_micros).max(0) as u64
             );
         let mut stats = OrphanStats::default();
-        for (key, (path, length, modified)) in listed {
-            if referenced.contains(&key) {
+        for (key, object) in listed {
+            if referenced.contains(&key) || object.modified.is_none_or(|m| m >= cutoff) {
                 continue;
             }
-            let modified = match modified {
-                Some(m) => m,
-                None => match operator.stat(&path).await {
-                    Ok(meta) => match meta.last_modified() {
-                        Some(m) => SystemTime::from(m),
-                        None => continue,
-                    },
-                    Err(_) => continue,
-                },
-            };
-            if modified >= cutoff {
-                continue;
-            }
-            match operator.delete(&path).await {
+            match self.file_io().delete(&object.location).await {
                 Ok(()) => {
                     stats.files += 1;
-                    stats.bytes += length;
+                    stats.bytes += object.size;
                 }
-                Err(e) => warn!(path, error = %e, "Could not delete an orphan file."),
+                Err(e) => warn!(path = object.location, error = %e, "Could not delete an orphan file."),
             }
         }
         if stats.files > 0 {
@@ -282,41 +247,6 @@ impl Lakehouse {
             }
         }
         Ok(out)
-    }
-
-    /// An operator that can list `location`, and the location's path within it.
-    fn operator_for(&self, location: &str) -> Result<(Operator, String), StorageError> {
-        let invalid = |message: String| StorageError::Object {
-            path: location.to_string(),
-            message,
-        };
-        if let Some(path) = location.strip_prefix("file://") {
-            let mut config = opendal::services::FsConfig::default();
-            config.root = Some("/".to_string());
-            let operator = Operator::from_config(config)
-                .map_err(|e| invalid(e.to_string()))?
-                .finish();
-            // Relative to the root "/", and re-joined as `file://` + "/" + path.
-            return Ok((operator, path.trim_start_matches('/').to_string()));
-        }
-        let rest = location
-            .strip_prefix("s3://")
-            .or_else(|| location.strip_prefix("s3a://"))
-            .ok_or_else(|| invalid("only file:// and s3:// locations can be listed".into()))?;
-        let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
-        let get = |k: &str| self.storage.get(k).cloned();
-        let mut config = opendal::services::S3Config::default();
-        config.bucket = bucket.to_string();
-        config.endpoint = get("s3.endpoint");
-        config.region = get("s3.region").or_else(|| Some("us-east-1".to_string()));
-        config.access_key_id = get("s3.access-key-id");
-        config.secret_access_key = get("s3.secret-access-key");
-        config.session_token = get("s3.session-token");
-        config.enable_virtual_host_style = get("s3.path-style-access").as_deref() != Some("true");
-        let operator = Operator::from_config(config)
-            .map_err(|e| invalid(e.to_string()))?
-            .finish();
-        Ok((operator, key.to_string()))
     }
 }
 

@@ -41,7 +41,7 @@ pub struct Lakehouse {
     catalog: Arc<SqlCatalog>,
     pointer: commit::CatalogPointer,
     file_io: FileIO,
-    /// Storage properties (S3 endpoint and credentials), for listing during maintenance.
+    /// Storage properties (S3 endpoint and credentials), for listing objects.
     storage: HashMap<String, String>,
     warehouse: String,
     commit_attempts: u32,
@@ -124,6 +124,11 @@ impl Lakehouse {
     /// Storage access for objects outside tables (landing files).
     pub fn file_io(&self) -> &FileIO {
         &self.file_io
+    }
+
+    /// Storage properties (S3 endpoint, region, credentials).
+    pub fn storage(&self) -> &HashMap<String, String> {
+        &self.storage
     }
 
     /// The warehouse location.
