@@ -5,24 +5,37 @@ PYICEBERG ?= pyiceberg[sql-sqlite,sql-postgres,pyarrow]==0.12.0
 CARGO ?= cargo
 BIN := $(CARGO_TARGET_DIR)/release/bakehouse
 
-.PHONY: demo test unit interop postgres lint fmt build clean
+.PHONY: demo test unit interop postgres up down lint fmt build clean
 
 ## Run the whole pipeline embedded on a generated day (release build).
 demo:
 	$(CARGO) build --release -j2 -p bakehouse-cli
 	$(BIN) demo
 
-## Unit, handler and end-to-end tests, then the PyIceberg interop test. PostgreSQL (Debian's
-## package, a private cluster on 127.0.0.1:55432) serves the PostgreSQL-catalog tests.
+## Unit, handler, end-to-end and local-server tests, then the PyIceberg interop test. The
+## servers start on 127.0.0.1 (installed when missing): PostgreSQL (Debian's package, a private
+## cluster on :55432), the S3 server (s3s-fs, :18014) and the Kafka broker (tansu, :19092).
 test: unit interop
 
 PG_URL ?= postgres://bakehouse@127.0.0.1:55432/postgres
 unit interop: export BAKEHOUSE_TEST_POSTGRES = $(PG_URL)
+unit interop: export BAKEHOUSE_TEST_S3 = $(shell dev/s3.sh start)
+unit: export BAKEHOUSE_TEST_KAFKA = $(shell dev/kafka.sh start | sed 's/^KAFKA_BOOTSTRAP_SERVERS=//')
+unit: export BAKEHOUSE_BIN = $(BIN)
 
 postgres:
 	dev/postgres.sh start /tmp/bakehouse-pg 55432 >/dev/null
 
+## The local servers on 127.0.0.1 (PostgreSQL, S3, Kafka), installed when missing; prints the
+## environment to export: eval "$$(make -s up)"
+up:
+	@dev/up.sh
+
+down:
+	@dev/up.sh stop
+
 unit: postgres
+	$(CARGO) build --release -j2 -p bakehouse-cli
 	$(CARGO) test -j2 --workspace
 
 $(VENV)/.ready:
@@ -32,7 +45,6 @@ $(VENV)/.ready:
 
 ## Reads every table the CLI wrote with PyIceberg (schemas, specs, counts, sums, filtered scans),
 ## on SQLite and PostgreSQL catalogs and on a local S3 server (s3s-fs, installed once by cargo).
-interop: export BAKEHOUSE_TEST_S3 = $(shell dev/s3.sh start)
 interop: postgres $(VENV)/.ready
 	$(CARGO) build --release -j2 -p bakehouse-cli
 	BAKEHOUSE_BIN=$(BIN) $(VENV)/bin/python -m pytest -q tests/interop

@@ -14,6 +14,8 @@ macro_rules! say {
 
 mod demo;
 mod invoke;
+mod local;
+mod produce;
 mod sql;
 mod status;
 
@@ -83,6 +85,11 @@ enum Command {
         #[arg(long)]
         event: PathBuf,
     },
+    /// Realistic events to the Kafka topics (by count, or rate and duration), with flaws
+    Produce(produce::ProduceArgs),
+    /// The local event-source emulator: Kafka batches, object-created wake-ups and the
+    /// maintenance schedule, invoking the same handlers as the Lambda functions
+    Local(local::LocalArgs),
     /// A SQL query over the catalog's tables (DataFusion)
     Sql {
         /// The query, e.g. "SELECT count(*) FROM gold.fact_sales"
@@ -112,15 +119,18 @@ async fn run(cli: Cli) -> Result<()> {
         warehouse: cli.warehouse,
         catalog: cli.catalog,
     };
-    if let Command::Demo { seed, home } = cli.command {
-        return demo::run(seed, &home).await;
-    }
+    let command = match cli.command {
+        Command::Demo { seed, home } => return demo::run(seed, &home).await,
+        Command::Produce(args) => return produce::run(args).await,
+        other => other,
+    };
     let config = Config::from_env(&overrides)?;
     let deps = Deps::open(config)
         .await
         .context("cannot open the lakehouse")?;
-    match cli.command {
-        Command::Demo { .. } => unreachable!("handled above"),
+    match command {
+        Command::Demo { .. } | Command::Produce(_) => unreachable!("handled above"),
+        Command::Local(args) => local::run(deps, args).await?,
         Command::Init => {
             let created = bakehouse::hops::init(&deps).await?;
             say!(

@@ -1,6 +1,6 @@
 //! A realistic bakery day of events, with the flaws real feeds have: duplicates, schema-invalid
 //! and rule-failing records, late and too-late arrivals. Deterministic for a seed. Used by
-//! `bakehouse demo` (and later `bakehouse produce`); the pipeline itself never calls it.
+//! `bakehouse demo` and `bakehouse produce`; the pipeline itself never calls it.
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -13,8 +13,10 @@ use crate::domain::time::{MICROS_PER_HOUR, MICROS_PER_SECOND, format_timestamp};
 #[derive(Clone, Debug)]
 pub struct DayPlan {
     pub seed: u64,
-    /// The time the day ends (events fall in the 24 hours before it).
+    /// The time the day ends: on-time events fall in the `window_hours` before it.
     pub end_micros: i64,
+    /// 24 for a day (busier in the morning); less for a live stream (evenly spread).
+    pub window_hours: f64,
     pub sales: usize,
     pub readings: usize,
     pub inventory: usize,
@@ -32,6 +34,7 @@ impl DayPlan {
         DayPlan {
             seed,
             end_micros,
+            window_hours: 24.0,
             sales: 7_000,
             readings: 2_500,
             inventory: 1_000,
@@ -115,7 +118,9 @@ impl Generator {
                     .rng
                     .random_range(25 * MICROS_PER_HOUR..47 * MICROS_PER_HOUR);
         }
-        let hours_ago = if self.chance(0.4) {
+        let hours_ago = if self.plan.window_hours < 24.0 {
+            self.rng.random_range(0.0..self.plan.window_hours.max(1e-6))
+        } else if self.chance(0.4) {
             self.rng.random_range(14.0..20.0)
         } else {
             self.rng.random_range(0.05..24.0)

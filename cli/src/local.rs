@@ -1,0 +1,590 @@
+//! `bakehouse local`: the local stand-in for Lambda's event sources, invoking the same
+//! handlers the functions run:
+//! - a Kafka poller (consumer group) building AWS-shaped `KafkaEvent` batches of at most
+//!   `--batch-size` records or `--batch-window-ms` (Lambda's defaults: 100 records, 500 ms),
+//!   invoking `ingest`, and committing the offsets only after it succeeded (a failed batch is
+//!   retried with backoff, never skipped);
+//! - object-created wake-ups: new objects under `landing/` (found by listing) invoke `ingest`;
+//!   a new metadata file of a bronze or silver table (found through the catalog pointer, the
+//!   object an S3 notification would announce) invokes `bronze-to-silver` or `silver-to-gold`;
+//! - the maintenance schedule;
+//! - a status line per interval, and a graceful stop on Ctrl-C / SIGTERM after the current batch.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use bakehouse::adapters::iceberg::{TableDef, tables};
+use bakehouse::adapters::objects::list_objects;
+use bakehouse::domain::time::{format_timestamp, now_micros};
+use bakehouse::hops::Deps;
+use bakehouse::hops::ingest::{ObjectInput, ingest_object};
+use base64::Engine;
+use lambda_runtime::{Context as LambdaContext, LambdaEvent};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use tracing::warn;
+
+/// How the emulator runs.
+#[derive(Clone, Debug, clap::Args)]
+pub struct LocalArgs {
+    /// Kafka bootstrap servers
+    #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS", default_value = "127.0.0.1:19092")]
+    pub bootstrap_servers: String,
+    /// Prefix of the topic names (e.g. `test1.`)
+    #[arg(long, default_value = "")]
+    pub topic_prefix: String,
+    /// Consumer group of the ingest poller
+    #[arg(long, default_value = "bakehouse-ingest")]
+    pub group: String,
+    /// Records per Kafka batch, at most (Lambda's default: 100)
+    #[arg(long, default_value_t = 100)]
+    pub batch_size: usize,
+    /// Batching window in milliseconds (Lambda's default for Kafka: 500)
+    #[arg(long, default_value_t = 500)]
+    pub batch_window_ms: u64,
+    /// Where files land: s3://bucket/landing or file:///path [default: `landing` next to the warehouse]
+    #[arg(long, env = "BAKEHOUSE_LANDING")]
+    pub landing: Option<String>,
+    /// How often to look for new objects and commits, in milliseconds
+    #[arg(long, default_value_t = 1000)]
+    pub poll_ms: u64,
+    /// Seconds between maintenance runs (0: never)
+    #[arg(long, default_value_t = 3600)]
+    pub maintenance_every: u64,
+    /// Seconds between status lines
+    #[arg(long, default_value_t = 10)]
+    pub status_every: u64,
+    /// Stop after this many seconds
+    #[arg(long)]
+    pub duration: Option<u64>,
+    /// Stop once caught up: no Kafka lag, no new objects, every hop done
+    #[arg(long)]
+    pub until_idle: bool,
+    /// Do not poll Kafka (objects and commits only)
+    #[arg(long)]
+    pub no_kafka: bool,
+}
+
+/// Counters shared by the pollers and the status line.
+#[derive(Default)]
+struct Stats {
+    records: AtomicU64,
+    batches: AtomicU64,
+    objects: AtomicU64,
+    hop_runs: AtomicU64,
+    failures: AtomicU64,
+    lag: AtomicU64,
+    last_commit_micros: AtomicU64,
+    /// Consecutive idle passes of each poller (reset by any work).
+    kafka_idle: AtomicUsize,
+    objects_idle: AtomicUsize,
+    kafka_ready: AtomicBool,
+}
+
+impl Stats {
+    fn committed(&self) {
+        self.last_commit_micros
+            .store(now_micros().max(0) as u64, Ordering::Relaxed);
+    }
+}
+
+/// The landing location next to a warehouse: `s3://bucket/landing`, or `<parent>/landing`.
+fn default_landing(warehouse: &str) -> String {
+    if let Some(rest) = warehouse.strip_prefix("s3://") {
+        let bucket = rest.split('/').next().unwrap_or(rest);
+        return format!("s3://{bucket}/landing");
+    }
+    match warehouse.rsplit_once('/') {
+        Some((parent, _)) => format!("{parent}/landing"),
+        None => format!("{warehouse}/landing"),
+    }
+}
+
+/// Runs the emulator until stopped.
+pub async fn run(deps: Deps, args: LocalArgs) -> Result<()> {
+    let deps = Arc::new(deps);
+    bakehouse::hops::init(&deps).await?;
+    let landing = args
+        .landing
+        .clone()
+        .unwrap_or_else(|| default_landing(deps.lake.warehouse()));
+    let stats = Arc::new(Stats::default());
+    let (stop_tx, stop) = watch::channel(false);
+    say!(
+        "bakehouse local: warehouse {}, landing {landing}{}",
+        deps.lake.warehouse(),
+        if args.no_kafka {
+            String::new()
+        } else {
+            format!(", Kafka {} (group {})", args.bootstrap_servers, args.group)
+        }
+    );
+
+    let mut tasks = Vec::new();
+    if !args.no_kafka {
+        let consumer = kafka_consumer(&args)?;
+        tasks.push(tokio::spawn(kafka_poller(
+            deps.clone(),
+            consumer,
+            args.clone(),
+            stats.clone(),
+            stop.clone(),
+        )));
+    } else {
+        stats.kafka_ready.store(true, Ordering::Relaxed);
+        stats.kafka_idle.store(usize::MAX / 2, Ordering::Relaxed);
+    }
+    tasks.push(tokio::spawn(object_poller(
+        deps.clone(),
+        landing,
+        args.clone(),
+        stats.clone(),
+        stop.clone(),
+    )));
+
+    let started = Instant::now();
+    let mut status = tokio::time::interval(Duration::from_secs(args.status_every.max(1)));
+    let mut check = tokio::time::interval(Duration::from_millis(200));
+    let mut last_records = 0;
+    let mut last_status = Instant::now();
+    let reason = loop {
+        tokio::select! {
+            _ = shutdown_signal() => break "signal",
+            _ = status.tick() => {
+                let records = stats.records.load(Ordering::Relaxed);
+                let rate = (records - last_records) as f64 / last_status.elapsed().as_secs_f64().max(1e-3);
+                (last_records, last_status) = (records, Instant::now());
+                let last = stats.last_commit_micros.load(Ordering::Relaxed);
+                say!(
+                    "[{:>6.0} s] {records} records in {} batches ({rate:.0}/s), lag {}, {} objects, {} hop runs, {} failures, last commit {}",
+                    started.elapsed().as_secs_f64(),
+                    stats.batches.load(Ordering::Relaxed),
+                    stats.lag.load(Ordering::Relaxed),
+                    stats.objects.load(Ordering::Relaxed),
+                    stats.hop_runs.load(Ordering::Relaxed),
+                    stats.failures.load(Ordering::Relaxed),
+                    if last == 0 { "never".to_string() } else { format_timestamp(last as i64) },
+                );
+            }
+            _ = check.tick() => {
+                if args.duration.is_some_and(|d| started.elapsed() >= Duration::from_secs(d)) {
+                    break "duration reached";
+                }
+                if args.until_idle
+                    && stats.kafka_ready.load(Ordering::Relaxed)
+                    && stats.kafka_idle.load(Ordering::Relaxed) >= 2
+                    && stats.objects_idle.load(Ordering::Relaxed) >= 2
+                {
+                    break "caught up";
+                }
+            }
+        }
+    };
+    say!("Stopping ({reason}) after the current batch…");
+    let _ = stop_tx.send(true);
+    for task in tasks {
+        match task.await {
+            Ok(Err(e)) => warn!(error = %e, "A poller ended with an error."),
+            Err(e) => warn!(error = %e, "A poller panicked."),
+            Ok(Ok(())) => {}
+        }
+    }
+    say!(
+        "Stopped: {} records in {} batches, {} objects, {} hop runs, {} failures.",
+        stats.records.load(Ordering::Relaxed),
+        stats.batches.load(Ordering::Relaxed),
+        stats.objects.load(Ordering::Relaxed),
+        stats.hop_runs.load(Ordering::Relaxed),
+        stats.failures.load(Ordering::Relaxed)
+    );
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn kafka_consumer(args: &LocalArgs) -> Result<StreamConsumer> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &args.bootstrap_servers)
+        .set("group.id", &args.group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .create()
+        .context("cannot create the Kafka consumer")?;
+    let topics: Vec<String> = bakehouse::domain::dataset::Dataset::EVENTS
+        .iter()
+        .map(|d| format!("{}{}", args.topic_prefix, d.name()))
+        .collect();
+    let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&topics)
+        .context("cannot subscribe to the topics")?;
+    Ok(consumer)
+}
+
+/// One Kafka record, as Lambda's Kafka event source delivers it.
+fn kafka_record(message: &rdkafka::message::BorrowedMessage<'_>) -> Value {
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let mut record = json!({
+        "topic": message.topic(),
+        "partition": message.partition(),
+        "offset": message.offset(),
+        "timestamp": message.timestamp().to_millis().unwrap_or(0),
+        "timestampType": "CREATE_TIME",
+        "headers": [],
+    });
+    if let Some(key) = message.key() {
+        record["key"] = json!(b64(key));
+    }
+    if let Some(value) = message.payload() {
+        record["value"] = json!(b64(value));
+    }
+    record
+}
+
+async fn kafka_poller(
+    deps: Arc<Deps>,
+    consumer: StreamConsumer,
+    args: LocalArgs,
+    stats: Arc<Stats>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<()> {
+    let window = Duration::from_millis(args.batch_window_ms);
+    while !*stop.borrow() {
+        // Wait for a first record (or notice a stop), then fill the batch until the window
+        // closes or it is full.
+        let first = tokio::select! {
+            _ = stop.changed() => break,
+            received = tokio::time::timeout(Duration::from_millis(args.poll_ms), consumer.recv()) => received,
+        };
+        let first = match first {
+            Err(_) => {
+                note_idle(&consumer, &stats);
+                continue;
+            }
+            Ok(Err(e)) => {
+                warn!(error = %e, "Kafka receive failed; retrying.");
+                stats.failures.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+            Ok(Ok(message)) => message,
+        };
+        stats.kafka_idle.store(0, Ordering::Relaxed);
+        let mut records: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        let mut next_offsets: HashMap<(String, i32), i64> = HashMap::new();
+        let mut add = |m: &rdkafka::message::BorrowedMessage<'_>| {
+            records
+                .entry(format!("{}-{}", m.topic(), m.partition()))
+                .or_default()
+                .push(kafka_record(m));
+            let next = next_offsets
+                .entry((m.topic().to_string(), m.partition()))
+                .or_insert(0);
+            *next = (*next).max(m.offset() + 1);
+        };
+        add(&first);
+        drop(first);
+        let mut count = 1;
+        let deadline = tokio::time::Instant::now() + window;
+        while count < args.batch_size {
+            match tokio::time::timeout_at(deadline, consumer.recv()).await {
+                Ok(Ok(m)) => {
+                    add(&m);
+                    count += 1;
+                }
+                Ok(Err(e)) => warn!(error = %e, "Kafka receive failed inside a batch."),
+                Err(_) => break,
+            }
+        }
+        let event = json!({
+            "eventSource": "SelfManagedKafka",
+            "bootstrapServers": args.bootstrap_servers,
+            "records": records,
+        });
+        // Invoke until it succeeds; never skip a batch. A stop during retries leaves the
+        // offsets uncommitted: the batch is delivered again on the next start.
+        let mut attempt = 0u32;
+        let succeeded = loop {
+            let invocation = LambdaEvent::new(event.clone(), LambdaContext::default());
+            match ingest::handler(&deps, invocation).await {
+                Ok(_) => break true,
+                Err(e) => {
+                    attempt += 1;
+                    stats.failures.fetch_add(1, Ordering::Relaxed);
+                    warn!(error = %e, attempt, "Ingest failed on a Kafka batch; retrying.");
+                    let pause = Duration::from_millis((250u64 << attempt.min(6)).min(10_000));
+                    tokio::select! {
+                        _ = stop.changed() => break false,
+                        _ = tokio::time::sleep(pause) => {}
+                    }
+                }
+            }
+        };
+        if !succeeded {
+            break;
+        }
+        let mut offsets = TopicPartitionList::new();
+        for ((topic, partition), next) in &next_offsets {
+            offsets
+                .add_partition_offset(topic, *partition, Offset::Offset(*next))
+                .context("cannot build the offsets to commit")?;
+        }
+        // Offsets of an ingested batch: a failed commit means a redelivery, which ingest skips.
+        if let Err(e) = consumer.commit(&offsets, CommitMode::Sync) {
+            warn!(error = %e, "Kafka offset commit failed; the batch will be redelivered and skipped.");
+        }
+        stats.records.fetch_add(count as u64, Ordering::Relaxed);
+        stats.batches.fetch_add(1, Ordering::Relaxed);
+        stats.committed();
+    }
+    Ok(())
+}
+
+/// After an empty poll: measure the lag and count an idle pass when there is none.
+fn note_idle(consumer: &StreamConsumer, stats: &Stats) {
+    let lag = tokio::task::block_in_place(|| consumer_lag(consumer));
+    match lag {
+        Some(lag) => {
+            stats.lag.store(lag, Ordering::Relaxed);
+            stats.kafka_ready.store(true, Ordering::Relaxed);
+            if lag == 0 {
+                stats.kafka_idle.fetch_add(1, Ordering::Relaxed);
+            } else {
+                stats.kafka_idle.store(0, Ordering::Relaxed);
+            }
+        }
+        None => stats.kafka_idle.store(0, Ordering::Relaxed),
+    }
+}
+
+/// Records not yet consumed by the group, over the assigned partitions (`None`: unknown yet).
+fn consumer_lag(consumer: &StreamConsumer) -> Option<u64> {
+    let assignment = consumer.assignment().ok()?;
+    if assignment.count() == 0 {
+        return None;
+    }
+    let committed = consumer
+        .committed_offsets(assignment.clone(), Duration::from_secs(5))
+        .ok()?;
+    let mut lag = 0u64;
+    for element in committed.elements() {
+        let (low, high) = consumer
+            .fetch_watermarks(element.topic(), element.partition(), Duration::from_secs(5))
+            .ok()?;
+        let position = match element.offset() {
+            Offset::Offset(o) => o,
+            _ => low,
+        };
+        lag += (high - position).max(0) as u64;
+    }
+    Some(lag)
+}
+
+/// Percent-encodes an S3 key as notifications carry it (spaces as `+`).
+fn encode_key(key: &str) -> String {
+    let mut out = String::new();
+    for byte in key.bytes() {
+        match byte {
+            b' ' => out.push('+'),
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                out.push(byte as char)
+            }
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
+/// An S3 ObjectCreated notification for `s3://bucket/key` locations (a `file://` location is
+/// announced under the bucket `local`).
+fn s3_event(locations: &[String]) -> Value {
+    let records: Vec<Value> = locations
+        .iter()
+        .map(|location| {
+            let (bucket, key) = match location.strip_prefix("s3://") {
+                Some(rest) => rest.split_once('/').unwrap_or((rest, "")),
+                None => ("local", location.trim_start_matches("file://")),
+            };
+            json!({
+                "eventVersion": "2.1",
+                "eventSource": "aws:s3",
+                "awsRegion": "us-east-1",
+                "eventTime": format_timestamp(now_micros()),
+                "eventName": "ObjectCreated:Put",
+                "s3": {
+                    "s3SchemaVersion": "1.0",
+                    "bucket": {"name": bucket, "arn": format!("arn:aws:s3:::{bucket}")},
+                    "object": {"key": encode_key(key)},
+                },
+            })
+        })
+        .collect();
+    json!({ "Records": records })
+}
+
+/// The tables whose commits wake the next hop.
+const WATCHED: [(TableDef, &str); 6] = [
+    (tables::BRONZE_SALES, "bronze-to-silver"),
+    (tables::BRONZE_EQUIPMENT_METRICS, "bronze-to-silver"),
+    (tables::BRONZE_INVENTORY, "bronze-to-silver"),
+    (tables::SILVER_SALES, "silver-to-gold"),
+    (tables::SILVER_EQUIPMENT_METRICS, "silver-to-gold"),
+    (tables::SILVER_INVENTORY, "silver-to-gold"),
+];
+
+async fn object_poller(
+    deps: Arc<Deps>,
+    landing: String,
+    args: LocalArgs,
+    stats: Arc<Stats>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<()> {
+    let mut seen_objects: HashSet<(String, u64)> = HashSet::new();
+    let mut seen_metadata: HashMap<String, String> = HashMap::new();
+    let mut last_maintenance = Instant::now();
+    let mut interval = tokio::time::interval(Duration::from_millis(args.poll_ms.max(50)));
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return Ok(()),
+            _ = interval.tick() => {}
+        }
+        let mut worked = false;
+
+        // New objects under landing/: ingest each (a failed one is tried again next pass).
+        match list_objects(&deps.lake, &landing).await {
+            Ok(objects) => {
+                for object in objects {
+                    let id = (object.location.clone(), object.size);
+                    if seen_objects.contains(&id) {
+                        continue;
+                    }
+                    worked = true;
+                    match ingest_landed(&deps, &object.location).await {
+                        Ok(()) => {
+                            seen_objects.insert(id);
+                            stats.objects.fetch_add(1, Ordering::Relaxed);
+                            stats.committed();
+                        }
+                        Err(e) => {
+                            stats.failures.fetch_add(1, Ordering::Relaxed);
+                            warn!(object = object.location, error = %e, "Ingest of a landed object failed; retrying next pass.");
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                stats.failures.fetch_add(1, Ordering::Relaxed);
+                warn!(error = %e, "Cannot list the landing location; retrying.");
+                continue;
+            }
+        }
+
+        // New metadata files of bronze and silver tables: wake the next hop.
+        for hop in ["bronze-to-silver", "silver-to-gold"] {
+            let mut announced = Vec::new();
+            for (def, _) in WATCHED.iter().filter(|(_, h)| *h == hop) {
+                let table = match deps.lake.load(def).await {
+                    Ok(table) => table,
+                    Err(e) => {
+                        warn!(table = %def.qualified(), error = %e, "Cannot load a table; retrying.");
+                        continue;
+                    }
+                };
+                let Some(location) = table.metadata_location().map(str::to_string) else {
+                    continue;
+                };
+                if seen_metadata.get(&def.qualified()) != Some(&location) {
+                    announced.push((def.qualified(), location));
+                }
+            }
+            if announced.is_empty() {
+                continue;
+            }
+            worked = true;
+            let locations: Vec<String> = announced.iter().map(|(_, l)| l.clone()).collect();
+            let invocation = LambdaEvent::new(s3_event(&locations), LambdaContext::default());
+            let result = match hop {
+                "bronze-to-silver" => bronze_to_silver::handler(&deps, invocation).await.map(|o| o.len()),
+                _ => silver_to_gold::handler(&deps, invocation).await.map(|o| o.len()),
+            };
+            match result {
+                Ok(commits) => {
+                    stats.hop_runs.fetch_add(1, Ordering::Relaxed);
+                    if commits > 0 {
+                        stats.committed();
+                    }
+                    seen_metadata.extend(announced);
+                }
+                Err(e) => {
+                    stats.failures.fetch_add(1, Ordering::Relaxed);
+                    warn!(hop, error = %e, "A hop failed; it is woken again next pass.");
+                }
+            }
+        }
+
+        // The maintenance schedule.
+        if args.maintenance_every > 0
+            && last_maintenance.elapsed() >= Duration::from_secs(args.maintenance_every)
+        {
+            let event = json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}});
+            match maintenance::handler(&deps, LambdaEvent::new(event, LambdaContext::default())).await {
+                Ok(report) => {
+                    say!("Maintenance: {} commits in {} ms.", report.commits, report.duration_ms);
+                    last_maintenance = Instant::now();
+                }
+                Err(e) => {
+                    stats.failures.fetch_add(1, Ordering::Relaxed);
+                    warn!(error = %e, "Maintenance failed; retrying next pass.");
+                }
+            }
+        }
+
+        if worked {
+            stats.objects_idle.store(0, Ordering::Relaxed);
+        } else {
+            stats.objects_idle.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Ingests one landed object: an S3 object through the ingest handler on its notification, a
+/// local file through the same file-ingest hop (an unknown dataset folder is quarantined).
+async fn ingest_landed(deps: &Deps, location: &str) -> Result<()> {
+    if location.starts_with("s3://") {
+        let invocation = LambdaEvent::new(s3_event(&[location.to_string()]), LambdaContext::default());
+        ingest::handler(deps, invocation).await?;
+    } else {
+        let input = ObjectInput {
+            location: location.to_string(),
+            key: location.trim_start_matches("file://").to_string(),
+            dataset: None,
+        };
+        ingest_object(deps, &input).await?;
+    }
+    Ok(())
+}
