@@ -37,8 +37,13 @@ impl Setup {
             std::env::var("BAKEHOUSE_TEST_S3"),
             std::env::var("BAKEHOUSE_TEST_POSTGRES"),
         ) else {
-            eprintln!("BAKEHOUSE_TEST_KAFKA/S3/POSTGRES are not set: `make test` starts the servers");
-            assert!(std::env::var("CI").is_err(), "CI must run the local-server tests");
+            eprintln!(
+                "BAKEHOUSE_TEST_KAFKA/S3/POSTGRES are not set: `make test` starts the servers"
+            );
+            assert!(
+                std::env::var("CI").is_err(),
+                "CI must run the local-server tests"
+            );
             return None;
         };
         let id = uuid::Uuid::new_v4().simple().to_string();
@@ -56,8 +61,14 @@ impl Setup {
             .collect();
         let catalog = format!("{}/{database}", postgres.rsplit_once('/').unwrap().0);
         env.insert("BAKEHOUSE_CATALOG".into(), catalog);
-        env.insert("BAKEHOUSE_WAREHOUSE".into(), format!("s3://lake/{id}/warehouse"));
-        env.insert("BAKEHOUSE_LANDING".into(), format!("s3://lake/{id}/landing"));
+        env.insert(
+            "BAKEHOUSE_WAREHOUSE".into(),
+            format!("s3://lake/{id}/warehouse"),
+        );
+        env.insert(
+            "BAKEHOUSE_LANDING".into(),
+            format!("s3://lake/{id}/landing"),
+        );
         env.insert("KAFKA_BOOTSTRAP_SERVERS".into(), kafka.clone());
         let prefix = format!("t{}.", &id[..12]);
         let admin_client: AdminClient<DefaultClientContext> = ClientConfig::new()
@@ -132,8 +143,8 @@ impl Setup {
     }
 
     async fn lake(&self) -> Lakehouse {
-        let config = Config::from_lookup(&Overrides::default(), |name| self.env.get(name).cloned())
-            .unwrap();
+        let config =
+            Config::from_lookup(&Overrides::default(), |name| self.env.get(name).cloned()).unwrap();
         Lakehouse::open(&config).await.unwrap()
     }
 
@@ -173,6 +184,10 @@ impl Setup {
     }
 }
 
+/// business_date × store × product, and quantity, revenue in cents, line items, transactions.
+type Grain = (i32, i32, i32);
+type Daily = (i64, i64, i64, i64);
+
 const PRICES_CENTS: [i64; 10] = [350, 725, 400, 425, 475, 325, 650, 225, 550, 295];
 
 /// A valid sale of the default reference data, `minutes_ago` before now.
@@ -197,12 +212,12 @@ async fn kafka_events_reach_gold_exactly() {
         return;
     };
     let mut messages: Vec<(&str, Option<String>, String)> = Vec::new();
-    let mut expected: BTreeMap<(i32, i32, i32), (i64, i64, i64, BTreeSet<String>)> =
-        BTreeMap::new();
+    let mut expected: BTreeMap<Grain, (i64, i64, i64, BTreeSet<String>)> = BTreeMap::new();
     for i in 0..300 {
         let (key, line) = sale(&format!("k{i}"), i, i % 50);
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-        let at = bakehouse::domain::time::parse_timestamp(v["event_time"].as_str().unwrap()).unwrap();
+        let at =
+            bakehouse::domain::time::parse_timestamp(v["event_time"].as_str().unwrap()).unwrap();
         let entry = expected
             .entry((
                 date_of(at),
@@ -214,7 +229,9 @@ async fn kafka_events_reach_gold_exactly() {
         entry.0 += quantity;
         entry.1 += quantity * PRICES_CENTS[(v["product_id"].as_i64().unwrap() - 1) as usize];
         entry.2 += 1;
-        entry.3.insert(v["transaction_id"].as_str().unwrap().to_string());
+        entry
+            .3
+            .insert(v["transaction_id"].as_str().unwrap().to_string());
         messages.push(("sales-events", Some(key), line));
     }
     // Redelivered ids with other values (the first ingested wins), and broken records.
@@ -223,7 +240,11 @@ async fn kafka_events_reach_gold_exactly() {
         messages.push(("sales-events", Some(key), line));
     }
     for i in 0..10 {
-        messages.push(("sales-events", Some("1".into()), format!("{{\"event_id\": \"broken{i}")));
+        messages.push((
+            "sales-events",
+            Some("1".into()),
+            format!("{{\"event_id\": \"broken{i}"),
+        ));
     }
     setup.send(&messages).await;
 
@@ -231,7 +252,7 @@ async fn kafka_events_reach_gold_exactly() {
     eprintln!("{out}");
 
     let daily: Vec<FactSalesDaily> = setup.rows(&tables::FACT_SALES_DAILY).await;
-    let got: BTreeMap<(i32, i32, i32), (i64, i64, i64, i64)> = daily
+    let got: BTreeMap<Grain, Daily> = daily
         .into_iter()
         .map(|d| {
             (
@@ -240,7 +261,7 @@ async fn kafka_events_reach_gold_exactly() {
             )
         })
         .collect();
-    let want: BTreeMap<(i32, i32, i32), (i64, i64, i64, i64)> = expected
+    let want: BTreeMap<Grain, Daily> = expected
         .into_iter()
         .map(|(k, (q, r, n, t))| (k, (q, r, n, t.len() as i64)))
         .collect();
@@ -279,15 +300,22 @@ async fn files_uploaded_to_landing_reach_bronze() {
     setup.local_until_idle(&["--no-kafka"]);
     let bronze: Vec<BronzeSale> = setup.rows(&tables::BRONZE_SALES).await;
     assert_eq!(bronze.len(), 20);
-    assert!(bronze.iter().all(|b| b.source_ref.contains("landing/sales-events/day one+more.jsonl:")));
+    assert!(bronze.iter().all(|b| {
+        b.source_ref
+            .contains("landing/sales-events/day one+more.jsonl:")
+    }));
     let inventory: Vec<bakehouse::domain::records::BronzeInventory> =
         setup.rows(&tables::BRONZE_INVENTORY).await;
     assert_eq!(inventory.len(), 2);
-    let silver: Vec<bakehouse::domain::records::SilverSale> = setup.rows(&tables::SILVER_SALES).await;
+    let silver: Vec<bakehouse::domain::records::SilverSale> =
+        setup.rows(&tables::SILVER_SALES).await;
     assert_eq!(silver.len(), 20);
     // A second run finds nothing new.
     setup.local_until_idle(&["--no-kafka"]);
-    assert_eq!(setup.rows::<BronzeSale>(&tables::BRONZE_SALES).await.len(), 20);
+    assert_eq!(
+        setup.rows::<BronzeSale>(&tables::BRONZE_SALES).await.len(),
+        20
+    );
     setup.drop_database().await;
 }
 
@@ -306,6 +334,7 @@ async fn stopping_and_restarting_local_loses_and_duplicates_nothing() {
         })
         .collect();
     setup.send(&messages).await;
+    let mut before = 0;
     for signal in ["KILL", "TERM"] {
         let child = setup.local(&["--batch-size", "25", "--batch-window-ms", "50"]);
         let started = Instant::now();
@@ -313,7 +342,7 @@ async fn stopping_and_restarting_local_loses_and_duplicates_nothing() {
         loop {
             tokio::time::sleep(Duration::from_millis(300)).await;
             let ingested = setup.rows::<BronzeSale>(&tables::BRONZE_SALES).await.len() as i64;
-            if ingested > 0 || started.elapsed() > Duration::from_secs(60) {
+            if ingested > before || started.elapsed() > Duration::from_secs(60) {
                 break;
             }
         }
@@ -330,12 +359,14 @@ async fn stopping_and_restarting_local_loses_and_duplicates_nothing() {
         let bronze = setup.rows::<BronzeSale>(&tables::BRONZE_SALES).await.len() as i64;
         eprintln!("after SIG{signal}: {bronze} of {n} in bronze");
         assert!(bronze <= n);
+        before = bronze;
     }
     setup.local_until_idle(&["--batch-size", "25", "--batch-window-ms", "50"]);
     let bronze: Vec<BronzeSale> = setup.rows(&tables::BRONZE_SALES).await;
     let ids: BTreeSet<&str> = bronze.iter().map(|b| b.event_id.as_str()).collect();
     assert_eq!((bronze.len(), ids.len()), (n as usize, n as usize));
-    let silver: Vec<bakehouse::domain::records::SilverSale> = setup.rows(&tables::SILVER_SALES).await;
+    let silver: Vec<bakehouse::domain::records::SilverSale> =
+        setup.rows(&tables::SILVER_SALES).await;
     assert_eq!(silver.len(), n as usize);
     let facts: Vec<bakehouse::domain::records::FactSale> = setup.rows(&tables::FACT_SALES).await;
     assert_eq!(facts.len(), n as usize);
@@ -348,11 +379,23 @@ async fn produced_events_all_land_in_bronze_or_quarantine() {
         return;
     };
     let output = setup
-        .command(&["produce", "--count", "500", "--topic-prefix", &setup.prefix, "--seed", "11"])
+        .command(&[
+            "produce",
+            "--count",
+            "500",
+            "--topic-prefix",
+            &setup.prefix,
+            "--seed",
+            "11",
+        ])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout).to_string();
-    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(stdout.contains("Sent 500 events"), "{stdout}");
     setup.local_until_idle(&[]);
     let lake = setup.lake().await;

@@ -34,7 +34,11 @@ use tracing::warn;
 #[derive(Clone, Debug, clap::Args)]
 pub struct LocalArgs {
     /// Kafka bootstrap servers
-    #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS", default_value = "127.0.0.1:19092")]
+    #[arg(
+        long,
+        env = "KAFKA_BOOTSTRAP_SERVERS",
+        default_value = "127.0.0.1:19092"
+    )]
     pub bootstrap_servers: String,
     /// Prefix of the topic names (e.g. `test1.`)
     #[arg(long, default_value = "")]
@@ -233,6 +237,8 @@ fn kafka_consumer(args: &LocalArgs) -> Result<StreamConsumer> {
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "6000")
+        // Bounds a rebalance's wait for a member that vanished mid-join (default 5 min).
+        .set("max.poll.interval.ms", "30000")
         .create()
         .context("cannot create the Kafka consumer")?;
     let topics: Vec<String> = bakehouse::domain::dataset::Dataset::EVENTS
@@ -436,9 +442,17 @@ fn s3_event(locations: &[String]) -> Value {
                 "awsRegion": "us-east-1",
                 "eventTime": format_timestamp(now_micros()),
                 "eventName": "ObjectCreated:Put",
+                "userIdentity": {"principalId": "bakehouse-local"},
+                "requestParameters": {"sourceIPAddress": "127.0.0.1"},
+                "responseElements": {},
                 "s3": {
                     "s3SchemaVersion": "1.0",
-                    "bucket": {"name": bucket, "arn": format!("arn:aws:s3:::{bucket}")},
+                    "configurationId": "bakehouse-local",
+                    "bucket": {
+                        "name": bucket,
+                        "ownerIdentity": {"principalId": "bakehouse-local"},
+                        "arn": format!("arn:aws:s3:::{bucket}"),
+                    },
                     "object": {"key": encode_key(key)},
                 },
             })
@@ -529,8 +543,12 @@ async fn object_poller(
             let locations: Vec<String> = announced.iter().map(|(_, l)| l.clone()).collect();
             let invocation = LambdaEvent::new(s3_event(&locations), LambdaContext::default());
             let result = match hop {
-                "bronze-to-silver" => bronze_to_silver::handler(&deps, invocation).await.map(|o| o.len()),
-                _ => silver_to_gold::handler(&deps, invocation).await.map(|o| o.len()),
+                "bronze-to-silver" => bronze_to_silver::handler(&deps, invocation)
+                    .await
+                    .map(|o| o.len()),
+                _ => silver_to_gold::handler(&deps, invocation)
+                    .await
+                    .map(|o| o.len()),
             };
             match result {
                 Ok(commits) => {
@@ -551,10 +569,17 @@ async fn object_poller(
         if args.maintenance_every > 0
             && last_maintenance.elapsed() >= Duration::from_secs(args.maintenance_every)
         {
-            let event = json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}});
-            match maintenance::handler(&deps, LambdaEvent::new(event, LambdaContext::default())).await {
+            let event =
+                json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}});
+            match maintenance::handler(&deps, LambdaEvent::new(event, LambdaContext::default()))
+                .await
+            {
                 Ok(report) => {
-                    say!("Maintenance: {} commits in {} ms.", report.commits, report.duration_ms);
+                    say!(
+                        "Maintenance: {} commits in {} ms.",
+                        report.commits,
+                        report.duration_ms
+                    );
                     last_maintenance = Instant::now();
                 }
                 Err(e) => {
@@ -576,7 +601,8 @@ async fn object_poller(
 /// local file through the same file-ingest hop (an unknown dataset folder is quarantined).
 async fn ingest_landed(deps: &Deps, location: &str) -> Result<()> {
     if location.starts_with("s3://") {
-        let invocation = LambdaEvent::new(s3_event(&[location.to_string()]), LambdaContext::default());
+        let invocation =
+            LambdaEvent::new(s3_event(&[location.to_string()]), LambdaContext::default());
         ingest::handler(deps, invocation).await?;
     } else {
         let input = ObjectInput {

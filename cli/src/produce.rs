@@ -50,7 +50,11 @@ pub struct ProduceArgs {
     #[arg(long, default_value = "")]
     pub topic_prefix: String,
     /// Kafka bootstrap servers
-    #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS", default_value = "127.0.0.1:19092")]
+    #[arg(
+        long,
+        env = "KAFKA_BOOTSTRAP_SERVERS",
+        default_value = "127.0.0.1:19092"
+    )]
     pub bootstrap_servers: String,
 }
 

@@ -34,7 +34,11 @@ pub async fn list_objects(
     };
     let (operator, prefix) = operator_for(lake, location).map_err(failed)?;
     let root = location.strip_suffix(prefix.as_str()).unwrap_or(location);
-    let entries = match operator.list_with(&format!("{prefix}/")).recursive(true).await {
+    let entries = match operator
+        .list_with(&format!("{prefix}/"))
+        .recursive(true)
+        .await
+    {
         Ok(entries) => entries,
         Err(e) if e.kind() == opendal::ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err(failed(e.to_string())),

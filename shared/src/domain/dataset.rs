@@ -89,6 +89,15 @@ impl fmt::Display for Dataset {
 #[error("unknown dataset {0:?}; accepted: {accepted}", accepted = Dataset::accepted_names())]
 pub struct UnknownDataset(pub String);
 
+impl Dataset {
+    /// The event dataset of a Kafka topic: its name, optionally after a prefix ending in `.`
+    /// (`prod.sales-events`, for environments sharing a broker).
+    pub fn of_topic(topic: &str) -> Option<Dataset> {
+        let name = topic.rsplit_once('.').map_or(topic, |(_, name)| name);
+        name.parse::<Dataset>().ok().filter(|d| !d.is_reference())
+    }
+}
+
 impl FromStr for Dataset {
     type Err = UnknownDataset;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -102,6 +111,21 @@ impl FromStr for Dataset {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn topics_map_to_event_datasets_with_an_optional_prefix() {
+        assert_eq!(
+            Dataset::of_topic("sales-events"),
+            Some(Dataset::SalesEvents)
+        );
+        assert_eq!(
+            Dataset::of_topic("t1.inventory-updates"),
+            Some(Dataset::InventoryUpdates)
+        );
+        assert_eq!(Dataset::of_topic("stores"), None);
+        assert_eq!(Dataset::of_topic("sales-events.x"), None);
+        assert_eq!(Dataset::of_topic("salesevents"), None);
+    }
 
     #[test]
     fn names_round_trip() {

@@ -377,11 +377,7 @@ pub async fn ingest_kafka(
         let partition = format!("{}/{}", m.topic, m.partition);
         let entry = offsets.entry(partition.clone()).or_insert(m.offset);
         *entry = (*entry).max(m.offset);
-        let dataset = m
-            .topic
-            .parse::<Dataset>()
-            .ok()
-            .filter(|d| !d.is_reference());
+        let dataset = Dataset::of_topic(&m.topic);
         let lineage = Lineage {
             source: "kafka".to_string(),
             source_ref: m.record.source_ref.clone(),

@@ -197,7 +197,9 @@ impl Lakehouse {
                     stats.files += 1;
                     stats.bytes += object.size;
                 }
-                Err(e) => warn!(path = object.location, error = %e, "Could not delete an orphan file."),
+                Err(e) => {
+                    warn!(path = object.location, error = %e, "Could not delete an orphan file.")
+                }
             }
         }
         if stats.files > 0 {
