@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -246,33 +248,13 @@ async fn eight_concurrent_writers_all_land() {
 /// is the server's URL); each run gets a fresh database.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_concurrent_writers_all_land_on_postgres() {
-    let Ok(server) = std::env::var("BAKEHOUSE_TEST_POSTGRES") else {
-        eprintln!("BAKEHOUSE_TEST_POSTGRES is not set: `make test` starts PostgreSQL and sets it");
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI must run the PostgreSQL tests"
-        );
+    let Some(database) = support::TempDatabase::create().await else {
         return;
     };
-    let database = format!("bakehouse_{}", uuid::Uuid::new_v4().simple());
-    sqlx::any::install_default_drivers();
-    let admin = sqlx::AnyPool::connect(&server).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE {database}"))
-        .execute(&admin)
-        .await
-        .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let base = server.rsplit_once('/').unwrap().0;
-    std::fs::write(
-        dir.path().join("postgres.url"),
-        format!("{base}/{database}"),
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("postgres.url"), &database.url).unwrap();
     concurrent_writers(dir.path()).await;
-    sqlx::query(&format!("DROP DATABASE {database} WITH (FORCE)"))
-        .execute(&admin)
-        .await
-        .unwrap();
+    database.drop().await;
 }
 
 async fn concurrent_writers(dir: &std::path::Path) {

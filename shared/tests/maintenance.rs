@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::collections::HashMap;
 
 use bakehouse::adapters::iceberg::{CommitPlan, Lakehouse, Operation, tables::QUARANTINE};
@@ -145,28 +147,12 @@ async fn compaction_racing_a_concurrent_writer_keeps_every_row_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compaction_racing_a_concurrent_writer_on_postgres() {
-    let Ok(server) = std::env::var("BAKEHOUSE_TEST_POSTGRES") else {
-        eprintln!("BAKEHOUSE_TEST_POSTGRES is not set: `make test` starts PostgreSQL and sets it");
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI must run the PostgreSQL tests"
-        );
+    let Some(database) = support::TempDatabase::create().await else {
         return;
     };
-    let database = format!("bakehouse_{}", uuid::Uuid::new_v4().simple());
-    sqlx::any::install_default_drivers();
-    let admin = sqlx::AnyPool::connect(&server).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE {database}"))
-        .execute(&admin)
-        .await
-        .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let base = server.rsplit_once('/').unwrap().0;
-    compaction_races_a_writer(dir.path(), Some(&format!("{base}/{database}"))).await;
-    sqlx::query(&format!("DROP DATABASE {database} WITH (FORCE)"))
-        .execute(&admin)
-        .await
-        .unwrap();
+    compaction_races_a_writer(dir.path(), Some(&database.url)).await;
+    database.drop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
