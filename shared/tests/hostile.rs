@@ -1,0 +1,172 @@
+//! The hostile-input corpus (`tests/hostile/cases.json`, written by `make_cases.py`): every
+//! case through the ingest hop the way it arrives — a landing file, an S3 notification, a Kafka
+//! batch — each in a fresh embedded lake. Every record must land in exactly one table (bronze,
+//! or quarantine with the expected reason code), nothing may panic, valid neighbours land.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+
+use bakehouse::adapters::events::parse_ingest_event;
+use bakehouse::adapters::iceberg::{TableDef, tables};
+use bakehouse::config::Config;
+use bakehouse::domain::records::QuarantineRow;
+use bakehouse::hops::{Deps, ingest};
+use base64::Engine;
+use serde_json::{Value, json};
+
+const CORPUS: &str = include_str!("../../tests/hostile/cases.json");
+
+/// Expands `{pad:N}` to N letters and `{i}` to `i`.
+fn expand(text: &str, i: usize) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("{pad:") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 5..];
+        let end = after.find('}').unwrap();
+        let n: usize = after[..end].parse().unwrap();
+        out.push_str(&"x".repeat(n));
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    out.replace("{i}", &i.to_string())
+}
+
+fn bytes_of(content: &Value, i: usize) -> Vec<u8> {
+    match (content.get("text"), content.get("b64")) {
+        (Some(text), _) => expand(text.as_str().unwrap(), i).into_bytes(),
+        (_, Some(b64)) => base64::engine::general_purpose::STANDARD
+            .decode(b64.as_str().unwrap())
+            .unwrap(),
+        _ => panic!("a case content needs text or b64: {content}"),
+    }
+}
+
+fn encode_key(key: &str) -> String {
+    key.bytes()
+        .map(|b| match b {
+            b' ' => "+".to_string(),
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn s3_event(key: &str) -> Value {
+    json!({"Records": [{
+        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+        "eventTime": "2026-11-25T10:00:00.000Z", "eventName": "ObjectCreated:Put",
+        "userIdentity": {"principalId": "test"}, "requestParameters": {"sourceIPAddress": "127.0.0.1"},
+        "responseElements": {},
+        "s3": {"s3SchemaVersion": "1.0", "configurationId": "landing",
+               "bucket": {"name": "lake", "ownerIdentity": {"principalId": "test"}, "arn": "arn:aws:s3:::lake"},
+               "object": {"key": encode_key(key)}}
+    }]})
+}
+
+fn kafka_event(case: &Value) -> Value {
+    let topic = case["topic"].as_str().unwrap();
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let mut records = Vec::new();
+    for message in case["messages"].as_array().unwrap() {
+        let repeat = message.get("repeat").and_then(Value::as_u64).unwrap_or(1) as usize;
+        for i in 0..repeat {
+            let mut record = json!({
+                "topic": topic, "partition": 0, "offset": records.len(),
+                "timestamp": 1764064800000i64, "timestampType": "CREATE_TIME", "headers": [],
+            });
+            if let Some(raw) = message.get("raw") {
+                record["value"] = raw.clone();
+            } else if message.get("none").is_none() {
+                record["value"] = json!(b64(&bytes_of(message, i)));
+            }
+            records.push(record);
+        }
+    }
+    json!({"eventSource": "SelfManagedKafka", "records": {format!("{topic}-0"): records}})
+}
+
+async fn count<T: serde::de::DeserializeOwned>(deps: &Deps, def: &TableDef) -> Vec<T> {
+    let table = deps.lake.load(def).await.unwrap();
+    let files = deps.lake.live_files(&table).await.unwrap();
+    deps.lake.read_rows(&table, &files).await.unwrap()
+}
+
+async fn record_count(deps: &Deps, def: &TableDef) -> u64 {
+    let table = deps.lake.load(def).await.unwrap();
+    deps.lake
+        .live_files(&table)
+        .await
+        .unwrap()
+        .iter()
+        .map(|f| f.data_file.record_count())
+        .sum()
+}
+
+/// Runs one case; returns (bronze rows, quarantine rows by code).
+async fn run(case: Value) -> (u64, BTreeMap<String, u64>) {
+    let home = tempfile::tempdir().unwrap();
+    let deps = Deps::open(Config::embedded(home.path(), |_| None).unwrap())
+        .await
+        .unwrap();
+    bakehouse::hops::init(&deps).await.unwrap();
+    match case["channel"].as_str().unwrap() {
+        "file" => {
+            let key = case["key"].as_str().unwrap();
+            ingest::ingest_bytes(&deps, key, None, &bytes_of(&case["content"], 0))
+                .await
+                .unwrap();
+        }
+        "s3" => {
+            let key = case["key"].as_str().unwrap();
+            if case["write"].as_bool().unwrap_or(true) {
+                let path = home.path().join("objects/lake").join(key);
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(path, bytes_of(&case["content"], 0)).unwrap();
+            }
+            let event = parse_ingest_event(s3_event(key)).unwrap();
+            ingest::handle(&deps, event).await.unwrap();
+        }
+        _ => {
+            let event = parse_ingest_event(kafka_event(&case)).unwrap();
+            ingest::handle(&deps, event).await.unwrap();
+        }
+    }
+    let mut bronze = 0;
+    for def in [
+        tables::BRONZE_SALES,
+        tables::BRONZE_EQUIPMENT_METRICS,
+        tables::BRONZE_INVENTORY,
+    ] {
+        bronze += record_count(&deps, &def).await;
+    }
+    let mut quarantine = BTreeMap::new();
+    for row in count::<QuarantineRow>(&deps, &tables::QUARANTINE).await {
+        *quarantine.entry(row.error_code).or_insert(0) += 1;
+    }
+    (bronze, quarantine)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_hostile_record_lands_in_exactly_one_table_with_its_reason() {
+    let cases: Vec<Value> = serde_json::from_str(CORPUS).unwrap();
+    assert!(cases.len() >= 40, "the corpus has {} cases", cases.len());
+    let mut failures = Vec::new();
+    for case in cases {
+        let name = case["name"].as_str().unwrap().to_string();
+        let expected: (u64, BTreeMap<String, u64>) = (
+            case["expect_bronze"].as_u64().unwrap(),
+            serde_json::from_value(case["expect_quarantine"].clone()).unwrap(),
+        );
+        // Each case in its own task: a panic is reported with the case's name.
+        match tokio::spawn(run(case)).await {
+            Ok(got) if got == expected => {}
+            Ok(got) => failures.push(format!("{name}: expected {expected:?}, got {got:?}")),
+            Err(e) => failures.push(format!("{name}: panicked: {e}")),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
