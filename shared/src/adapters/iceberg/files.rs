@@ -56,7 +56,7 @@ pub fn partition_day(data_file: &DataFile) -> Option<i32> {
 }
 
 /// Data files roll over past this size (Iceberg's `write.target-file-size-bytes` default).
-pub const DEFAULT_TARGET_FILE_SIZE: usize = 512 * 1024 * 1024;
+const DEFAULT_TARGET_FILE_SIZE: usize = 512 * 1024 * 1024;
 
 /// The table's current schema as Arrow (with Iceberg field ids).
 fn arrow_schema(table: &Table) -> Result<Arc<arrow_schema::Schema>, StorageError> {

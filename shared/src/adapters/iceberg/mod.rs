@@ -21,7 +21,7 @@ use sqlx::any::AnyPoolOptions;
 use tracing::instrument;
 
 pub use commit::{CHECKPOINT_PREFIX, CommitOutcome, CommitPlan, Operation};
-pub use files::{DEFAULT_TARGET_FILE_SIZE, LiveFile, partition_day};
+pub use files::{LiveFile, partition_day};
 pub use maintain::{FileStats, OrphanStats};
 pub use tables::{ALL_TABLES, TableDef};
 
