@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::collections::BTreeMap;
 
 use bakehouse::adapters::events::parse_ingest_event;
@@ -41,30 +43,6 @@ fn bytes_of(content: &Value, i: usize) -> Vec<u8> {
             .unwrap(),
         _ => panic!("a case content needs text or b64: {content}"),
     }
-}
-
-fn encode_key(key: &str) -> String {
-    key.bytes()
-        .map(|b| match b {
-            b' ' => "+".to_string(),
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'/' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-fn s3_event(key: &str) -> Value {
-    json!({"Records": [{
-        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
-        "eventTime": "2026-11-25T10:00:00.000Z", "eventName": "ObjectCreated:Put",
-        "userIdentity": {"principalId": "test"}, "requestParameters": {"sourceIPAddress": "127.0.0.1"},
-        "responseElements": {},
-        "s3": {"s3SchemaVersion": "1.0", "configurationId": "landing",
-               "bucket": {"name": "lake", "ownerIdentity": {"principalId": "test"}, "arn": "arn:aws:s3:::lake"},
-               "object": {"key": encode_key(key)}}
-    }]})
 }
 
 fn kafka_event(case: &Value) -> Value {
@@ -127,7 +105,7 @@ async fn run(case: Value) -> (u64, BTreeMap<String, u64>) {
                 std::fs::create_dir_all(path.parent().unwrap()).unwrap();
                 std::fs::write(path, bytes_of(&case["content"], 0)).unwrap();
             }
-            let event = parse_ingest_event(s3_event(key)).unwrap();
+            let event = parse_ingest_event(support::s3_event("lake", key)).unwrap();
             ingest::handle(&deps, event).await.unwrap();
         }
         _ => {
