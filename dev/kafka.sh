@@ -28,9 +28,11 @@ case "$cmd" in
     install
     mkdir -p "$dir"
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      (cd "$dir" && nohup "$bin" broker --listener-url "tcp://127.0.0.1:$port" \
-        --advertised-listener-url "tcp://127.0.0.1:$port" --storage-engine sqlite://tansu.db \
-        >"$dir.log" 2>&1 & echo $! >"$dir.pid")
+      # exec: the recorded pid is the broker's, and no shell keeps the caller's stdout open.
+      (cd "$dir" && exec "$bin" broker --listener-url "tcp://127.0.0.1:$port" \
+        --advertised-listener-url "tcp://127.0.0.1:$port" --storage-engine sqlite://tansu.db) \
+        </dev/null >"$dir.log" 2>&1 &
+      echo $! >"$dir.pid"
       for _ in $(seq 100); do
         "$bin" topic list --broker "tcp://127.0.0.1:$port" >/dev/null 2>&1 && break
         sleep 0.2

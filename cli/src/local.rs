@@ -487,6 +487,7 @@ async fn object_poller(
             _ = stop.changed() => return Ok(()),
             _ = interval.tick() => {}
         }
+        // A pass with work or with an error is not an idle one.
         let mut worked = false;
 
         // New objects under landing/: ingest each (a failed one is tried again next pass).
@@ -505,6 +506,7 @@ async fn object_poller(
                             stats.committed();
                         }
                         Err(e) => {
+                            worked = true;
                             stats.failures.fetch_add(1, Ordering::Relaxed);
                             warn!(object = object.location, error = %e, "Ingest of a landed object failed; retrying next pass.");
                         }
@@ -513,6 +515,7 @@ async fn object_poller(
             }
             Err(e) => {
                 stats.failures.fetch_add(1, Ordering::Relaxed);
+                stats.objects_idle.store(0, Ordering::Relaxed);
                 warn!(error = %e, "Cannot list the landing location; retrying.");
                 continue;
             }
@@ -525,6 +528,8 @@ async fn object_poller(
                 let table = match deps.lake.load(def).await {
                     Ok(table) => table,
                     Err(e) => {
+                        worked = true;
+                        stats.failures.fetch_add(1, Ordering::Relaxed);
                         warn!(table = %def.qualified(), error = %e, "Cannot load a table; retrying.");
                         continue;
                     }
@@ -559,6 +564,7 @@ async fn object_poller(
                     seen_metadata.extend(announced);
                 }
                 Err(e) => {
+                    worked = true;
                     stats.failures.fetch_add(1, Ordering::Relaxed);
                     warn!(hop, error = %e, "A hop failed; it is woken again next pass.");
                 }
@@ -583,6 +589,7 @@ async fn object_poller(
                     last_maintenance = Instant::now();
                 }
                 Err(e) => {
+                    worked = true;
                     stats.failures.fetch_add(1, Ordering::Relaxed);
                     warn!(error = %e, "Maintenance failed; retrying next pass.");
                 }
