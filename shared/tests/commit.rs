@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use bakehouse::adapters::iceberg::{CommitPlan, Lakehouse, Operation, tables::QUARANTINE};
 use bakehouse::config::{Config, Overrides};
 use bakehouse::domain::records::QuarantineRow;
-use bakehouse::domain::time::MICROS_PER_DAY;
 use bakehouse::error::StorageError;
 
 fn config(dir: &std::path::Path, attempts: &str) -> Config {
@@ -35,41 +34,6 @@ async fn lake(dir: &std::path::Path) -> Lakehouse {
     lake
 }
 
-fn row(tag: &str, day: i64) -> QuarantineRow {
-    QuarantineRow {
-        dataset: "sales-events".into(),
-        source: "file".into(),
-        source_ref: tag.into(),
-        error_code: "not_json".into(),
-        error_message: "test".into(),
-        raw: tag.into(),
-        raw_encoding: "text".into(),
-        ingestion_time: day * MICROS_PER_DAY + 1,
-    }
-}
-
-async fn append(
-    lake: &Lakehouse,
-    tags: &[&str],
-    day: i64,
-) -> Result<Option<bakehouse::adapters::iceberg::CommitOutcome>, StorageError> {
-    let rows: Vec<QuarantineRow> = tags.iter().map(|t| row(t, day)).collect();
-    let rows = &rows;
-    lake.commit_with(&QUARANTINE, move |table| async move {
-        let add = lake
-            .write_rows(&table, rows, |r| (r.ingestion_time / MICROS_PER_DAY) as i32)
-            .await?;
-        Ok(Some(CommitPlan {
-            operation: Operation::Append,
-            add,
-            add_rewritten: Vec::new(),
-            remove: vec![],
-            properties: HashMap::new(),
-        }))
-    })
-    .await
-}
-
 async fn tags(lake: &Lakehouse) -> Vec<String> {
     let table = lake.load(&QUARANTINE).await.unwrap();
     let files = lake.live_files(&table).await.unwrap();
@@ -90,13 +54,13 @@ async fn a_lost_race_replans_on_the_newer_table_and_keeps_both_writes() {
     let ours = lake(dir.path()).await;
     let theirs = Lakehouse::open(&config(dir.path(), "30")).await.unwrap();
     let calls = AtomicU32::new(0);
-    let rows = vec![row("ours", 1)];
+    let rows = vec![support::row("ours", 1)];
     let (ours, theirs, calls, rows) = (&ours, &theirs, &calls, &rows);
     let outcome = ours
         .commit_with(&QUARANTINE, move |table| async move {
             if calls.fetch_add(1, Ordering::SeqCst) == 0 {
                 // Another writer lands between our plan and our swap.
-                append(theirs, &["theirs"], 1).await?;
+                support::append(theirs, &["theirs"], 1).await?;
             }
             let add = ours.write_rows(&table, rows, |_| 1).await?;
             Ok(Some(CommitPlan {
@@ -136,8 +100,8 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 async fn removing_a_file_someone_else_already_removed_replans() {
     let dir = tempfile::tempdir().unwrap();
     let lake = lake(dir.path()).await;
-    append(&lake, &["a"], 1).await.unwrap();
-    append(&lake, &["b"], 2).await.unwrap();
+    support::append(&lake, &["a"], 1).await.unwrap();
+    support::append(&lake, &["b"], 2).await.unwrap();
     let stale = lake.load(&QUARANTINE).await.unwrap();
     let day_one: Vec<_> = lake
         .live_files(&stale)
@@ -148,7 +112,7 @@ async fn removing_a_file_someone_else_already_removed_replans() {
         .collect();
     assert_eq!(day_one.len(), 1);
     // A concurrent overwrite of day 1 removes that file first.
-    let replacement = vec![row("a2", 1)];
+    let replacement = vec![support::row("a2", 1)];
     let (lake, day_one, replacement) = (&lake, &day_one, &replacement);
     lake.commit_with(&QUARANTINE, move |table| async move {
         let remove = lake
@@ -170,7 +134,7 @@ async fn removing_a_file_someone_else_already_removed_replans() {
     .unwrap();
     // Our plan still names the old file on its first attempt: that must not land.
     let calls = AtomicU32::new(0);
-    let mine = vec![row("a3", 1)];
+    let mine = vec![support::row("a3", 1)];
     let (calls, mine) = (&calls, &mine);
     let outcome = lake
         .commit_with(&QUARANTINE, move |table| async move {
@@ -214,11 +178,11 @@ async fn exhausted_retries_fail_loudly_and_change_nothing() {
     lake(dir.path()).await;
     let impatient = Lakehouse::open(&config(dir.path(), "1")).await.unwrap();
     let other = Lakehouse::open(&config(dir.path(), "30")).await.unwrap();
-    let rows = vec![row("never", 1)];
+    let rows = vec![support::row("never", 1)];
     let (impatient, other, rows) = (&impatient, &other, &rows);
     let result = impatient
         .commit_with(&QUARANTINE, move |table| async move {
-            append(other, &["winner"], 1).await?;
+            support::append(other, &["winner"], 1).await?;
             let add = impatient.write_rows(&table, rows, |_| 1).await?;
             Ok(Some(CommitPlan {
                 operation: Operation::Append,
@@ -266,7 +230,7 @@ async fn concurrent_writers(dir: &std::path::Path) {
         tasks.push(tokio::spawn(async move {
             for commit in 0..5 {
                 let tag = format!("w{writer}-c{commit}");
-                append(&lake, &[tag.as_str()], 1 + commit % 2)
+                support::append(&lake, &[tag.as_str()], 1 + commit % 2)
                     .await
                     .unwrap();
             }
@@ -308,7 +272,7 @@ async fn checkpoint_properties_are_carried_into_later_snapshots() {
     })
     .await
     .unwrap();
-    append(&lake, &["later"], 1).await.unwrap();
+    support::append(&lake, &["later"], 1).await.unwrap();
     let table = lake.load(&QUARANTINE).await.unwrap();
     assert_eq!(
         Lakehouse::snapshot_property(&table, "bakehouse.kafka-offsets"),

@@ -9,7 +9,7 @@ mod support;
 
 use std::collections::HashMap;
 
-use bakehouse::adapters::iceberg::{CommitPlan, Lakehouse, Operation, tables::QUARANTINE};
+use bakehouse::adapters::iceberg::{Lakehouse, tables::QUARANTINE};
 use bakehouse::config::{Config, MaintenancePolicy, Overrides};
 use bakehouse::domain::records::QuarantineRow;
 use bakehouse::domain::time::{MICROS_PER_DAY, now_micros};
@@ -36,38 +36,6 @@ fn policy() -> MaintenancePolicy {
         snapshots_kept: 5,
         orphan_min_age_micros: MICROS_PER_DAY,
     }
-}
-
-fn row(tag: &str, day: i64) -> QuarantineRow {
-    QuarantineRow {
-        dataset: "sales-events".into(),
-        source: "file".into(),
-        source_ref: tag.into(),
-        error_code: "not_json".into(),
-        error_message: "test".into(),
-        raw: tag.into(),
-        raw_encoding: "text".into(),
-        ingestion_time: day * MICROS_PER_DAY + 1,
-    }
-}
-
-async fn append(lake: &Lakehouse, tag: &str, day: i64) {
-    let rows = vec![row(tag, day)];
-    let rows = &rows;
-    lake.commit_with(&QUARANTINE, move |table| async move {
-        let add = lake
-            .write_rows(&table, rows, |r| (r.ingestion_time / MICROS_PER_DAY) as i32)
-            .await?;
-        Ok(Some(CommitPlan {
-            operation: Operation::Append,
-            add,
-            add_rewritten: Vec::new(),
-            remove: vec![],
-            properties: HashMap::new(),
-        }))
-    })
-    .await
-    .unwrap();
 }
 
 /// The tags of every row, sorted (a multiset).
@@ -102,14 +70,18 @@ async fn compaction_races_a_writer(dir: &std::path::Path, catalog: Option<&str>)
     for round in 0..15 {
         for i in 0..3 {
             let tag = format!("seed-r{round}-{i}");
-            append(&lake, &tag, 1 + i % 2).await;
+            support::append(&lake, &[tag.as_str()], 1 + i % 2)
+                .await
+                .unwrap();
             expected.push(tag);
         }
         let writing = async {
             let mut written = Vec::new();
             for i in 0..4 {
                 let tag = format!("race-r{round}-{i}");
-                append(&writer, &tag, 1 + i % 3).await;
+                support::append(&writer, &[tag.as_str()], 1 + i % 3)
+                    .await
+                    .unwrap();
                 written.push(tag);
             }
             written
@@ -161,7 +133,9 @@ async fn compacted_files_keep_the_data_sequence_numbers_of_their_rows() {
     let lake = Lakehouse::open(&config(dir.path(), None)).await.unwrap();
     lake.create_tables().await.unwrap();
     for i in 0..4 {
-        append(&lake, &format!("t{i}"), 1).await;
+        support::append(&lake, &[format!("t{i}").as_str()], 1)
+            .await
+            .unwrap();
     }
     let table = lake.load(&QUARANTINE).await.unwrap();
     let before = lake.live_files(&table).await.unwrap();
@@ -197,10 +171,12 @@ async fn expiry_and_orphan_removal_keep_every_live_snapshot_readable() {
     let lake = Lakehouse::open(&config(dir.path(), None)).await.unwrap();
     lake.create_tables().await.unwrap();
     for i in 0..10 {
-        append(&lake, &format!("t{i}"), 1 + i % 2).await;
+        support::append(&lake, &[format!("t{i}").as_str()], 1 + i % 2)
+            .await
+            .unwrap();
     }
     lake.compact(&QUARANTINE, &policy()).await.unwrap().unwrap();
-    append(&lake, "after", 1).await;
+    support::append(&lake, &["after"], 1).await.unwrap();
     let data_dir = dir.path().join("warehouse/bronze/quarantine/data");
     let stray = data_dir.join("stray-never-committed.parquet");
     std::fs::write(&stray, b"not referenced").unwrap();

@@ -1,5 +1,5 @@
 //! Shared by the integration tests: a fresh database on the PostgreSQL server `make test`
-//! starts, and AWS-shaped event documents.
+//! starts, AWS-shaped event documents, and quarantine rows to commit.
 
 #![allow(clippy::unwrap_used, dead_code)]
 
@@ -43,6 +43,14 @@ impl TempDatabase {
     }
 }
 
+use std::collections::HashMap;
+
+use bakehouse::adapters::iceberg::{
+    CommitOutcome, CommitPlan, Lakehouse, Operation, tables::QUARANTINE,
+};
+use bakehouse::domain::records::QuarantineRow;
+use bakehouse::domain::time::MICROS_PER_DAY;
+use bakehouse::error::StorageError;
 use serde_json::{Value, json};
 
 /// Percent-encodes an S3 key as notifications carry it (spaces as `+`).
@@ -69,4 +77,41 @@ pub fn s3_event(bucket: &str, key: &str) -> Value {
                "bucket": {"name": bucket, "ownerIdentity": {"principalId": "test"}, "arn": format!("arn:aws:s3:::{bucket}")},
                "object": {"key": encode_key(key)}}
     }]})
+}
+
+/// A quarantine row tagged `tag` (its `source_ref`) ingested on `day`.
+pub fn row(tag: &str, day: i64) -> QuarantineRow {
+    QuarantineRow {
+        dataset: "sales-events".into(),
+        source: "file".into(),
+        source_ref: tag.into(),
+        error_code: "not_json".into(),
+        error_message: "test".into(),
+        raw: tag.into(),
+        raw_encoding: "text".into(),
+        ingestion_time: day * MICROS_PER_DAY + 1,
+    }
+}
+
+/// Appends one row per tag to `bronze.quarantine` in one commit.
+pub async fn append(
+    lake: &Lakehouse,
+    tags: &[&str],
+    day: i64,
+) -> Result<Option<CommitOutcome>, StorageError> {
+    let rows: Vec<QuarantineRow> = tags.iter().map(|t| row(t, day)).collect();
+    let rows = &rows;
+    lake.commit_with(&QUARANTINE, move |table| async move {
+        let add = lake
+            .write_rows(&table, rows, |r| (r.ingestion_time / MICROS_PER_DAY) as i32)
+            .await?;
+        Ok(Some(CommitPlan {
+            operation: Operation::Append,
+            add,
+            add_rewritten: Vec::new(),
+            remove: vec![],
+            properties: HashMap::new(),
+        }))
+    })
+    .await
 }
