@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use bakehouse::adapters::events::object_created_event;
 use bakehouse::adapters::iceberg::{TableDef, tables};
 use bakehouse::adapters::objects::list_objects;
 use bakehouse::domain::time::{format_timestamp, now_micros};
@@ -411,56 +412,6 @@ fn consumer_lag(consumer: &StreamConsumer) -> Option<u64> {
     Some(lag)
 }
 
-/// Percent-encodes an S3 key as notifications carry it (spaces as `+`).
-fn encode_key(key: &str) -> String {
-    let mut out = String::new();
-    for byte in key.bytes() {
-        match byte {
-            b' ' => out.push('+'),
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                out.push(byte as char)
-            }
-            _ => out.push_str(&format!("%{byte:02X}")),
-        }
-    }
-    out
-}
-
-/// An S3 ObjectCreated notification for `s3://bucket/key` locations (a `file://` location is
-/// announced under the bucket `local`).
-fn s3_event(locations: &[String]) -> Value {
-    let records: Vec<Value> = locations
-        .iter()
-        .map(|location| {
-            let (bucket, key) = match location.strip_prefix("s3://") {
-                Some(rest) => rest.split_once('/').unwrap_or((rest, "")),
-                None => ("local", location.trim_start_matches("file://")),
-            };
-            json!({
-                "eventVersion": "2.1",
-                "eventSource": "aws:s3",
-                "awsRegion": "us-east-1",
-                "eventTime": format_timestamp(now_micros()),
-                "eventName": "ObjectCreated:Put",
-                "userIdentity": {"principalId": "bakehouse-local"},
-                "requestParameters": {"sourceIPAddress": "127.0.0.1"},
-                "responseElements": {},
-                "s3": {
-                    "s3SchemaVersion": "1.0",
-                    "configurationId": "bakehouse-local",
-                    "bucket": {
-                        "name": bucket,
-                        "ownerIdentity": {"principalId": "bakehouse-local"},
-                        "arn": format!("arn:aws:s3:::{bucket}"),
-                    },
-                    "object": {"key": encode_key(key)},
-                },
-            })
-        })
-        .collect();
-    json!({ "Records": records })
-}
-
 /// The tables whose commits wake the next hop.
 const WATCHED: [(TableDef, &str); 6] = [
     (tables::BRONZE_SALES, "bronze-to-silver"),
@@ -546,7 +497,8 @@ async fn object_poller(
             }
             worked = true;
             let locations: Vec<String> = announced.iter().map(|(_, l)| l.clone()).collect();
-            let invocation = LambdaEvent::new(s3_event(&locations), LambdaContext::default());
+            let invocation =
+                LambdaEvent::new(object_created_event(&locations), LambdaContext::default());
             let result = match hop {
                 "bronze-to-silver" => bronze_to_silver::handler(&deps, invocation)
                     .await
@@ -608,8 +560,10 @@ async fn object_poller(
 /// local file through the same file-ingest hop (an unknown dataset folder is quarantined).
 async fn ingest_landed(deps: &Deps, location: &str) -> Result<()> {
     if location.starts_with("s3://") {
-        let invocation =
-            LambdaEvent::new(s3_event(&[location.to_string()]), LambdaContext::default());
+        let invocation = LambdaEvent::new(
+            object_created_event(&[location.to_string()]),
+            LambdaContext::default(),
+        );
         ingest::handler(deps, invocation).await?;
     } else {
         let input = ObjectInput {

@@ -6,7 +6,9 @@ use aws_lambda_events::event::kafka::KafkaEvent;
 use aws_lambda_events::event::s3::S3Event;
 use base64::Engine;
 use percent_encoding::percent_decode_str;
-use serde_json::Value;
+use serde_json::{Value, json};
+
+use crate::domain::time::{format_timestamp, now_micros};
 
 use crate::domain::validate::{Decoded, RawRecord, RejectCode, Rejection};
 
@@ -153,6 +155,56 @@ pub fn decode_key(raw: &str) -> String {
         .into_owned()
 }
 
+/// Percent-encodes an S3 key as notifications carry it (spaces as `+`).
+pub fn encode_key(key: &str) -> String {
+    let mut out = String::new();
+    for byte in key.bytes() {
+        match byte {
+            b' ' => out.push('+'),
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                out.push(byte as char)
+            }
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
+/// An S3 ObjectCreated notification for `s3://bucket/key` locations (a `file://` location is
+/// announced under the bucket `local`).
+pub fn object_created_event(locations: &[String]) -> Value {
+    let records: Vec<Value> = locations
+        .iter()
+        .map(|location| {
+            let (bucket, key) = match location.strip_prefix("s3://") {
+                Some(rest) => rest.split_once('/').unwrap_or((rest, "")),
+                None => ("local", location.trim_start_matches("file://")),
+            };
+            json!({
+                "eventVersion": "2.1",
+                "eventSource": "aws:s3",
+                "awsRegion": "us-east-1",
+                "eventTime": format_timestamp(now_micros()),
+                "eventName": "ObjectCreated:Put",
+                "userIdentity": {"principalId": "bakehouse"},
+                "requestParameters": {"sourceIPAddress": "127.0.0.1"},
+                "responseElements": {},
+                "s3": {
+                    "s3SchemaVersion": "1.0",
+                    "configurationId": "bakehouse",
+                    "bucket": {
+                        "name": bucket,
+                        "ownerIdentity": {"principalId": "bakehouse"},
+                        "arn": format!("arn:aws:s3:::{bucket}"),
+                    },
+                    "object": {"key": encode_key(key)},
+                },
+            })
+        })
+        .collect();
+    json!({ "Records": records })
+}
+
 /// The `namespace.table` names whose metadata files an S3 notification announces
 /// (keys like `…/silver/sales/metadata/00003-….metadata.json`).
 pub fn changed_tables(event: &S3Event) -> Vec<String> {
@@ -167,4 +219,40 @@ pub fn changed_tables(event: &S3Event) -> Vec<String> {
     tables.sort();
     tables.dedup();
     tables
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notification_keys_round_trip_through_encoding() {
+        for key in [
+            "landing/sales-events/day one+two:1.jsonl",
+            "a/ü ~%.csv",
+            "plain/key.jsonl",
+        ] {
+            assert_eq!(decode_key(&encode_key(key)), key);
+        }
+        assert_eq!(encode_key("a b+c"), "a+b%2Bc");
+        let event: S3Event = serde_json::from_value(object_created_event(&[
+            "s3://lake/landing/x y.csv".to_string(),
+            "file:///tmp/w/bronze/t/metadata/1.metadata.json".to_string(),
+        ]))
+        .unwrap_or_default();
+        let objects = s3_objects(&event);
+        assert_eq!(
+            objects,
+            vec![
+                ObjectRef {
+                    bucket: "lake".into(),
+                    key: "landing/x y.csv".into()
+                },
+                ObjectRef {
+                    bucket: "local".into(),
+                    key: "/tmp/w/bronze/t/metadata/1.metadata.json".into()
+                },
+            ]
+        );
+    }
 }

@@ -45,38 +45,18 @@ impl TempDatabase {
 
 use std::collections::HashMap;
 
+use bakehouse::adapters::events::object_created_event;
 use bakehouse::adapters::iceberg::{
     CommitOutcome, CommitPlan, Lakehouse, Operation, tables::QUARANTINE,
 };
 use bakehouse::domain::records::QuarantineRow;
 use bakehouse::domain::time::MICROS_PER_DAY;
 use bakehouse::error::StorageError;
-use serde_json::{Value, json};
-
-/// Percent-encodes an S3 key as notifications carry it (spaces as `+`).
-pub fn encode_key(key: &str) -> String {
-    key.bytes()
-        .map(|b| match b {
-            b' ' => "+".to_string(),
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'/' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
+use serde_json::Value;
 
 /// An S3 ObjectCreated notification of `s3://bucket/key`.
 pub fn s3_event(bucket: &str, key: &str) -> Value {
-    json!({"Records": [{
-        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
-        "eventTime": "2026-11-25T10:00:00.000Z", "eventName": "ObjectCreated:Put",
-        "userIdentity": {"principalId": "test"}, "requestParameters": {"sourceIPAddress": "127.0.0.1"},
-        "responseElements": {},
-        "s3": {"s3SchemaVersion": "1.0", "configurationId": "landing",
-               "bucket": {"name": bucket, "ownerIdentity": {"principalId": "test"}, "arn": format!("arn:aws:s3:::{bucket}")},
-               "object": {"key": encode_key(key)}}
-    }]})
+    object_created_event(&[format!("s3://{bucket}/{key}")])
 }
 
 /// A quarantine row tagged `tag` (its `source_ref`) ingested on `day`.
