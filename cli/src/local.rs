@@ -17,11 +17,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use bakehouse::adapters::events::object_created_event;
-use bakehouse::adapters::iceberg::{TableDef, tables};
+use bakehouse::adapters::iceberg::TableDef;
 use bakehouse::adapters::objects::list_objects;
 use bakehouse::domain::time::{format_timestamp, now_micros};
-use bakehouse::hops::Deps;
 use bakehouse::hops::ingest::{ObjectInput, ingest_object};
+use bakehouse::hops::{Deps, to_gold, to_silver};
 use base64::Engine;
 use lambda_runtime::{Context as LambdaContext, LambdaEvent};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -412,15 +412,16 @@ fn consumer_lag(consumer: &StreamConsumer) -> Option<u64> {
     Some(lag)
 }
 
-/// The tables whose commits wake the next hop.
-const WATCHED: [(TableDef, &str); 6] = [
-    (tables::BRONZE_SALES, "bronze-to-silver"),
-    (tables::BRONZE_EQUIPMENT_METRICS, "bronze-to-silver"),
-    (tables::BRONZE_INVENTORY, "bronze-to-silver"),
-    (tables::SILVER_SALES, "silver-to-gold"),
-    (tables::SILVER_EQUIPMENT_METRICS, "silver-to-gold"),
-    (tables::SILVER_INVENTORY, "silver-to-gold"),
-];
+/// The tables whose commits wake a hop: its sources, as the hop itself declares them.
+fn sources_of(hop: &str) -> Vec<TableDef> {
+    let pairs: &[(TableDef, TableDef)] = match hop {
+        "bronze-to-silver" => &to_silver::SILVER,
+        _ => &to_gold::FACTS,
+    };
+    let mut sources: Vec<TableDef> = pairs.iter().map(|(_, source)| *source).collect();
+    sources.dedup();
+    sources
+}
 
 async fn object_poller(
     deps: Arc<Deps>,
@@ -475,7 +476,7 @@ async fn object_poller(
         // New metadata files of bronze and silver tables: wake the next hop.
         for hop in ["bronze-to-silver", "silver-to-gold"] {
             let mut announced = Vec::new();
-            for (def, _) in WATCHED.iter().filter(|(_, h)| *h == hop) {
+            for def in &sources_of(hop) {
                 let table = match deps.lake.load(def).await {
                     Ok(table) => table,
                     Err(e) => {
