@@ -1,7 +1,7 @@
 //! Server faults: with `bakehouse local` running on its own private S3 server, PostgreSQL
 //! cluster and Kafka broker (started here on other ports, so no other test is disturbed), each
 //! server is stopped for a few seconds and started again mid-run. `local` must recover by
-//! itself, and the tables must end exact.
+//! itself, class every failure it met as retryable, and the tables must end exact.
 
 #![allow(clippy::unwrap_used)]
 
@@ -166,7 +166,23 @@ async fn local_recovers_from_s3_postgres_and_broker_restarts() {
     let output = local.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}");
-    eprintln!("{}", stdout.lines().last().unwrap_or_default());
+    // Every failure during the outages must have been classed retryable.
+    let last = stdout.lines().last().unwrap_or_default();
+    eprintln!("{last}");
+    let count = |class: &str| -> u64 {
+        let before = last.split(&format!(" {class}")).next().unwrap();
+        before.rsplit([' ', '(']).next().unwrap().parse().unwrap()
+    };
+    assert!(
+        count("retryable") > 0,
+        "the outages caused no failure: {last}"
+    );
+    assert_eq!(
+        count("permanent"),
+        0,
+        "{last}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let bronze: Vec<BronzeSale> = rows(&lake, &tables::BRONZE_SALES).await;
     let ids: BTreeSet<&str> = bronze.iter().map(|b| b.event_id.as_str()).collect();
     assert_eq!((bronze.len(), ids.len()), (n, n));

@@ -9,6 +9,10 @@
 //!   object an S3 notification would announce) invokes `bronze-to-silver` or `silver-to-gold`;
 //! - the maintenance schedule;
 //! - a status line per interval, and a graceful stop on Ctrl-C / SIGTERM after the current batch.
+//!
+//! Every failure is classed (`Stats::failed`): retryable ones (a server down, a commit
+//! conflict) are expected during an outage and logged as warnings; permanent ones need a fix
+//! and are logged as errors. Both are retried — nothing is skipped — and both are counted.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -20,16 +24,18 @@ use bakehouse::adapters::events::object_created_event;
 use bakehouse::adapters::iceberg::TableDef;
 use bakehouse::adapters::objects::list_objects;
 use bakehouse::domain::time::{format_timestamp, now_micros};
+use bakehouse::error::{HandlerError, StorageError};
 use bakehouse::hops::ingest::{ObjectInput, ingest_object};
 use bakehouse::hops::{Deps, to_gold, to_silver};
 use base64::Engine;
 use lambda_runtime::{Context as LambdaContext, LambdaEvent};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::{Value, json};
 use tokio::sync::watch;
-use tracing::warn;
+use tracing::{error, warn};
 
 /// How the emulator runs.
 #[derive(Clone, Debug, clap::Args)]
@@ -83,7 +89,8 @@ struct Stats {
     batches: AtomicU64,
     objects: AtomicU64,
     hop_runs: AtomicU64,
-    failures: AtomicU64,
+    retryable_failures: AtomicU64,
+    permanent_failures: AtomicU64,
     lag: AtomicU64,
     last_commit_micros: AtomicU64,
     /// Consecutive idle passes of each poller (reset by any work).
@@ -97,6 +104,54 @@ impl Stats {
         self.last_commit_micros
             .store(now_micros().max(0) as u64, Ordering::Relaxed);
     }
+
+    /// Counts and logs a failure with its class; the caller retries it either way.
+    fn failed(&self, what: &str, error: &anyhow::Error) {
+        if is_retryable(error) {
+            self.retryable_failures.fetch_add(1, Ordering::Relaxed);
+            warn!(class = "retryable", error = %format!("{error:#}"), "{what}; retrying.");
+        } else {
+            self.permanent_failures.fetch_add(1, Ordering::Relaxed);
+            error!(class = "permanent", error = %format!("{error:#}"), "{what}; this needs a fix, retrying.");
+        }
+    }
+
+    fn failures(&self) -> String {
+        format!(
+            "{} failures ({} retryable, {} permanent)",
+            self.retryable_failures.load(Ordering::Relaxed)
+                + self.permanent_failures.load(Ordering::Relaxed),
+            self.retryable_failures.load(Ordering::Relaxed),
+            self.permanent_failures.load(Ordering::Relaxed)
+        )
+    }
+}
+
+/// Whether a failure may pass by itself: the library's own classes for handler and storage
+/// errors; for Kafka, everything but fatal, authentication and authorization errors.
+fn is_retryable(error: &anyhow::Error) -> bool {
+    if let Some(e) = error.downcast_ref::<HandlerError>() {
+        return e.is_retryable();
+    }
+    if let Some(e) = error.downcast_ref::<StorageError>() {
+        return e.is_retryable();
+    }
+    if let Some(e) = error.downcast_ref::<KafkaError>() {
+        use rdkafka::types::RDKafkaErrorCode as Code;
+        return !matches!(e, KafkaError::MessageConsumptionFatal(_))
+            && !matches!(
+                e.rdkafka_error_code(),
+                Some(
+                    Code::Fatal
+                        | Code::Authentication
+                        | Code::SaslAuthenticationFailed
+                        | Code::TopicAuthorizationFailed
+                        | Code::GroupAuthorizationFailed
+                        | Code::ClusterAuthorizationFailed
+                )
+            );
+    }
+    false
 }
 
 /// The landing location next to a warehouse: `s3://bucket/landing`, or `<parent>/landing`.
@@ -167,13 +222,13 @@ pub async fn run(deps: Deps, args: LocalArgs) -> Result<()> {
                 (last_records, last_status) = (records, Instant::now());
                 let last = stats.last_commit_micros.load(Ordering::Relaxed);
                 say!(
-                    "[{:>6.0} s] {records} records in {} batches ({rate:.0}/s), lag {}, {} objects, {} hop runs, {} failures, last commit {}",
+                    "[{:>6.0} s] {records} records in {} batches ({rate:.0}/s), lag {}, {} objects, {} hop runs, {}, last commit {}",
                     started.elapsed().as_secs_f64(),
                     stats.batches.load(Ordering::Relaxed),
                     stats.lag.load(Ordering::Relaxed),
                     stats.objects.load(Ordering::Relaxed),
                     stats.hop_runs.load(Ordering::Relaxed),
-                    stats.failures.load(Ordering::Relaxed),
+                    stats.failures(),
                     if last == 0 { "never".to_string() } else { format_timestamp(last as i64) },
                 );
             }
@@ -201,12 +256,12 @@ pub async fn run(deps: Deps, args: LocalArgs) -> Result<()> {
         }
     }
     say!(
-        "Stopped: {} records in {} batches, {} objects, {} hop runs, {} failures.",
+        "Stopped: {} records in {} batches, {} objects, {} hop runs, {}.",
         stats.records.load(Ordering::Relaxed),
         stats.batches.load(Ordering::Relaxed),
         stats.objects.load(Ordering::Relaxed),
         stats.hop_runs.load(Ordering::Relaxed),
-        stats.failures.load(Ordering::Relaxed)
+        stats.failures()
     );
     Ok(())
 }
@@ -294,8 +349,7 @@ async fn kafka_poller(
                 continue;
             }
             Ok(Err(e)) => {
-                warn!(error = %e, "Kafka receive failed; retrying.");
-                stats.failures.fetch_add(1, Ordering::Relaxed);
+                stats.failed("Kafka receive failed", &e.into());
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
             }
@@ -324,7 +378,7 @@ async fn kafka_poller(
                     add(&m);
                     count += 1;
                 }
-                Ok(Err(e)) => warn!(error = %e, "Kafka receive failed inside a batch."),
+                Ok(Err(e)) => stats.failed("Kafka receive failed inside a batch", &e.into()),
                 Err(_) => break,
             }
         }
@@ -342,8 +396,10 @@ async fn kafka_poller(
                 Ok(_) => break true,
                 Err(e) => {
                     attempt += 1;
-                    stats.failures.fetch_add(1, Ordering::Relaxed);
-                    warn!(error = %e, attempt, "Ingest failed on a Kafka batch; retrying.");
+                    stats.failed(
+                        &format!("Ingest failed on a Kafka batch (attempt {attempt})"),
+                        &e.into(),
+                    );
                     let pause = Duration::from_millis((250u64 << attempt.min(6)).min(10_000));
                     tokio::select! {
                         _ = stop.changed() => break false,
@@ -363,7 +419,10 @@ async fn kafka_poller(
         }
         // Offsets of an ingested batch: a failed commit means a redelivery, which ingest skips.
         if let Err(e) = consumer.commit(&offsets, CommitMode::Sync) {
-            warn!(error = %e, "Kafka offset commit failed; the batch will be redelivered and skipped.");
+            stats.failed(
+                "Kafka offset commit failed (the batch is redelivered, and ingest skips it)",
+                &e.into(),
+            );
         }
         stats.records.fetch_add(count as u64, Ordering::Relaxed);
         stats.batches.fetch_add(1, Ordering::Relaxed);
@@ -457,18 +516,16 @@ async fn object_poller(
                             stats.objects.fetch_add(1, Ordering::Relaxed);
                             stats.committed();
                         }
-                        Err(e) => {
-                            worked = true;
-                            stats.failures.fetch_add(1, Ordering::Relaxed);
-                            warn!(object = object.location, error = %e, "Ingest of a landed object failed; retrying next pass.");
-                        }
+                        Err(e) => stats.failed(
+                            &format!("Ingest of the landed object {} failed", object.location),
+                            &e,
+                        ),
                     }
                 }
             }
             Err(e) => {
-                stats.failures.fetch_add(1, Ordering::Relaxed);
                 stats.objects_idle.store(0, Ordering::Relaxed);
-                warn!(error = %e, "Cannot list the landing location; retrying.");
+                stats.failed("Cannot list the landing location", &e.into());
                 continue;
             }
         }
@@ -481,8 +538,7 @@ async fn object_poller(
                     Ok(table) => table,
                     Err(e) => {
                         worked = true;
-                        stats.failures.fetch_add(1, Ordering::Relaxed);
-                        warn!(table = %def.qualified(), error = %e, "Cannot load a table; retrying.");
+                        stats.failed(&format!("Cannot load {}", def.qualified()), &e.into());
                         continue;
                     }
                 };
@@ -518,8 +574,7 @@ async fn object_poller(
                 }
                 Err(e) => {
                     worked = true;
-                    stats.failures.fetch_add(1, Ordering::Relaxed);
-                    warn!(hop, error = %e, "A hop failed; it is woken again next pass.");
+                    stats.failed(&format!("{hop} failed (woken again next pass)"), &e.into());
                 }
             }
         }
@@ -543,8 +598,7 @@ async fn object_poller(
                 }
                 Err(e) => {
                     worked = true;
-                    stats.failures.fetch_add(1, Ordering::Relaxed);
-                    warn!(error = %e, "Maintenance failed; retrying next pass.");
+                    stats.failed("Maintenance failed (again next pass)", &e.into());
                 }
             }
         }
@@ -575,4 +629,33 @@ async fn ingest_landed(deps: &Deps, location: &str) -> Result<()> {
         ingest_object(deps, &input).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::types::RDKafkaErrorCode;
+
+    #[test]
+    fn failures_are_classed() {
+        let transport = KafkaError::MessageConsumption(RDKafkaErrorCode::BrokerTransportFailure);
+        assert!(is_retryable(&transport.into()));
+        let denied = KafkaError::MessageConsumption(RDKafkaErrorCode::TopicAuthorizationFailed);
+        assert!(!is_retryable(&denied.into()));
+        let fatal = KafkaError::MessageConsumptionFatal(RDKafkaErrorCode::Fatal);
+        assert!(!is_retryable(&fatal.into()));
+        let conflicts = StorageError::ConflictsExhausted {
+            table: "bronze.sales".into(),
+            attempts: 10,
+        };
+        assert!(is_retryable(&conflicts.into()));
+        let wrapped = anyhow::Error::from(HandlerError::from(StorageError::Object {
+            path: "s3://lake/x".into(),
+            message: "connection refused".into(),
+        }))
+        .context("ingest");
+        assert!(is_retryable(&wrapped));
+        assert!(!is_retryable(&HandlerError::Event("not S3".into()).into()));
+        assert!(!is_retryable(&anyhow::anyhow!("unknown")));
+    }
 }
