@@ -3,13 +3,17 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/bakehouse-target
 VENV ?= $(HOME)/.cache/bakehouse-venv
 PYICEBERG ?= pyiceberg[sql-sqlite,sql-postgres,pyarrow]==0.12.0
 CARGO ?= cargo
-BIN := $(CARGO_TARGET_DIR)/release/bakehouse
+BIN := $(CARGO_TARGET_DIR)/local/bakehouse
+LAMBDA_VENV ?= $(HOME)/.cache/bakehouse-lambda-venv
+FUNCTIONS := ingest bronze-to-silver silver-to-gold maintenance
+LAMBDA_DIR := target/lambda
+ARCH ?= x86-64
 
-.PHONY: demo test unit interop postgres up down lint fmt build clean
+.PHONY: demo test unit interop postgres up down lint lint-template fmt build build-lambda bench clean
 
 ## Run the whole pipeline embedded on a generated day (release build).
 demo:
-	$(CARGO) build --release -j2 -p bakehouse-cli
+	$(CARGO) build --profile local -j2 -p bakehouse-cli
 	$(BIN) demo
 
 ## Unit, handler, end-to-end and local-server tests, then the PyIceberg interop test. The
@@ -22,6 +26,8 @@ unit interop: export BAKEHOUSE_TEST_POSTGRES = $(PG_URL)
 unit interop: export BAKEHOUSE_TEST_S3 = $(shell dev/s3.sh start)
 unit: export BAKEHOUSE_TEST_KAFKA = $(shell dev/kafka.sh start | sed 's/^KAFKA_BOOTSTRAP_SERVERS=//')
 unit: export BAKEHOUSE_BIN = $(BIN)
+unit: export BAKEHOUSE_LAMBDA_DIR = $(CURDIR)/$(LAMBDA_DIR)
+unit: export CARGO_LAMBDA = $(LAMBDA_VENV)/bin/cargo-lambda
 
 postgres:
 	dev/postgres.sh start /tmp/bakehouse-pg 55432 >/dev/null
@@ -34,8 +40,8 @@ up:
 down:
 	@dev/up.sh stop
 
-unit: postgres
-	$(CARGO) build --release -j2 -p bakehouse-cli
+unit: postgres build-lambda
+	$(CARGO) build --profile local -j2 -p bakehouse-cli
 	$(CARGO) test -j2 --workspace
 
 $(VENV)/.ready:
@@ -46,18 +52,44 @@ $(VENV)/.ready:
 ## Reads every table the CLI wrote with PyIceberg (schemas, specs, counts, sums, filtered scans),
 ## on SQLite and PostgreSQL catalogs and on a local S3 server (s3s-fs, installed once by cargo).
 interop: postgres $(VENV)/.ready
-	$(CARGO) build --release -j2 -p bakehouse-cli
+	$(CARGO) build --profile local -j2 -p bakehouse-cli
 	BAKEHOUSE_BIN=$(BIN) $(VENV)/bin/python -m pytest -q tests/interop
 
-lint:
+## Benchmarks (docs/performance.md): Bakehouse against the floor and the Python peer, as whole
+## processes on generated inputs (BENCH_EVENTS, default 1,000,000); prints the table.
+bench: $(VENV)/.ready
+	$(CARGO) build --profile local -j2 -p bakehouse-cli -p bench-floor
+	BAKEHOUSE_BIN=$(BIN) BENCH_FLOOR=$(CARGO_TARGET_DIR)/local/bench-floor \
+		BENCH_PYTHON=$(VENV)/bin/python python3 bench/run.py
+
+lint: lint-template
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy -j2 --workspace --all-targets -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all
 
+## Lambda tooling from PyPI, pinned: cargo-lambda (brings zig) and cfn-lint.
+$(LAMBDA_VENV)/.ready:
+	python3 -m venv $(LAMBDA_VENV)
+	$(LAMBDA_VENV)/bin/pip install -q --disable-pip-version-check cargo-lambda==1.9.2 cfn-lint==1.51.0
+	touch $@
+
+lint-template: $(LAMBDA_VENV)/.ready
+	$(LAMBDA_VENV)/bin/cfn-lint template.yaml
+
+## The four functions for provided.al2023 (release profile: LTO, one codegen unit, stripped),
+## into target/lambda/<function>/bootstrap, the template's CodeUri. ARCH=arm64 cross-compiles
+## (the tests run the bootstraps, so they need this machine's x86-64).
+build-lambda: $(LAMBDA_VENV)/.ready
+	PATH="$(LAMBDA_VENV)/bin:$$PATH" $(CARGO) lambda build --release --$(ARCH) -j2 \
+		$(addprefix -p ,$(FUNCTIONS)) --lambda-dir $(LAMBDA_DIR)
+	@for f in $(FUNCTIONS); do \
+		stat -c '%s' $(LAMBDA_DIR)/$$f/bootstrap | awk -v f=$$f '{printf "%-17s bootstrap %5.1f MB\n", f, $$1/1048576}'; \
+	done
+
 build:
-	$(CARGO) build --release -j2 --workspace
+	$(CARGO) build --profile local -j2 --workspace
 
 clean:
 	rm -rf .bakehouse

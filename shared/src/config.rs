@@ -26,6 +26,9 @@ pub const ENV_AWS_ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
 pub const ENV_AWS_SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
 pub const ENV_AWS_SESSION_TOKEN: &str = "AWS_SESSION_TOKEN";
 
+/// The storage property of a custom S3 endpoint (from `AWS_ENDPOINT_URL`).
+pub const S3_ENDPOINT: &str = "s3.endpoint";
+
 /// The folder of the embedded mode, relative to the working directory.
 pub const DEFAULT_HOME: &str = ".bakehouse";
 /// The SQL catalog's name (its `catalog_name` column), shared with other engines.
@@ -42,13 +45,15 @@ pub enum CatalogUri {
     Sqlite(PathBuf),
     /// PostgreSQL (`postgres://user:pass@host:port/db`).
     Postgres(String),
+    /// The AWS Glue Data Catalog of the account and region (`glue`).
+    Glue,
 }
 
 impl CatalogUri {
     const ACCEPTED: &'static str =
-        "sqlite:///path/to/catalog.db or postgres://user:password@host:port/database";
+        "sqlite:///path/to/catalog.db, postgres://user:password@host:port/database or glue";
 
-    /// Parses `sqlite:///…` or `postgres://…` (`postgresql://` too).
+    /// Parses `sqlite:///…`, `postgres://…` (`postgresql://` too) or `glue`.
     ///
     /// # Errors
     /// [`ConfigError::Invalid`] naming the accepted forms.
@@ -66,6 +71,8 @@ impl CatalogUri {
             Ok(CatalogUri::Sqlite(absolute(Path::new(path))))
         } else if value.starts_with("postgres://") || value.starts_with("postgresql://") {
             Ok(CatalogUri::Postgres(value.to_string()))
+        } else if value == "glue" {
+            Ok(CatalogUri::Glue)
         } else {
             Err(invalid())
         }
@@ -76,6 +83,7 @@ impl CatalogUri {
         match self {
             CatalogUri::Sqlite(path) => format!("sqlite://{}?mode=rwc", path.display()),
             CatalogUri::Postgres(url) => url.clone(),
+            CatalogUri::Glue => "glue".to_string(),
         }
     }
 }
@@ -219,7 +227,7 @@ impl Config {
         let mut storage = HashMap::new();
         let mut path_style_default = false;
         if let Some(endpoint) = get(ENV_AWS_ENDPOINT_URL) {
-            storage.insert("s3.endpoint".to_string(), endpoint);
+            storage.insert(S3_ENDPOINT.to_string(), endpoint);
             // Custom endpoints (Garage, s3s-fs, LocalStack) need path-style addressing.
             path_style_default = true;
         }

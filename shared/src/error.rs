@@ -30,6 +30,13 @@ pub enum StorageError {
     /// Arrow or Parquet conversion failed.
     #[error("{context}: {message}")]
     Data { context: String, message: String },
+    /// AWS Glue refused or failed a request.
+    #[error("Glue {context}: {message}")]
+    Glue {
+        context: String,
+        message: String,
+        retryable: bool,
+    },
     /// Another writer committed first, every retry included.
     #[error("commit to {table} kept conflicting after {attempts} attempts")]
     ConflictsExhausted { table: String, attempts: u32 },
@@ -65,6 +72,7 @@ impl StorageError {
                     )
             }
             StorageError::Catalog(_) | StorageError::ConflictsExhausted { .. } => true,
+            StorageError::Glue { retryable, .. } => *retryable,
             StorageError::Data { .. } => false,
             StorageError::Object { .. } => true,
         }

@@ -3,20 +3,19 @@
 //! `Transaction` is not enough). Steps: reuse untouched manifests, rewrite those holding a
 //! removed file, add a manifest for new files, write the manifest list, the snapshot and the
 //! next metadata file, then swap the catalog pointer only if it still names the metadata the
-//! plan was made from. A lost swap deletes what the attempt wrote and re-plans from the newer
-//! table; a database error leaves everything in place (the outcome is unknown).
+//! plan was made from (`pointer.rs`). A lost swap deletes what the attempt wrote and re-plans
+//! from the newer table; a catalog error leaves everything in place (the outcome is unknown).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
 use std::time::Duration;
 
+use iceberg::MetadataLocation;
 use iceberg::spec::{
     DataFile, MAIN_BRANCH, ManifestContentType, ManifestFile, ManifestListWriter, ManifestWriter,
     ManifestWriterBuilder, Snapshot, Summary, TableMetadata,
 };
 use iceberg::table::Table;
-use iceberg::{MetadataLocation, TableIdent};
-use sqlx::AnyPool;
 use tracing::{debug, warn};
 
 use super::files::LiveFile;
@@ -72,76 +71,6 @@ pub struct CommitOutcome {
     pub removed_records: u64,
     /// Attempts it took (1 = no conflict).
     pub attempts: u32,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Dialect {
-    Sqlite,
-    Postgres,
-}
-
-/// The compare-and-swap of a table's metadata pointer in the SQL catalog's `iceberg_tables`.
-pub(super) struct CatalogPointer {
-    pool: AnyPool,
-    dialect: Dialect,
-    catalog_name: &'static str,
-}
-
-impl CatalogPointer {
-    pub(super) fn new(pool: AnyPool, dialect: Dialect, catalog_name: &'static str) -> Self {
-        CatalogPointer {
-            pool,
-            dialect,
-            catalog_name,
-        }
-    }
-
-    /// Points the table at `new` if it still points at `expected`; `Ok(false)` if it does not.
-    /// A single autocommit statement: its row count is the truth of the swap.
-    async fn swap(
-        &self,
-        ident: &TableIdent,
-        expected: &str,
-        new: &str,
-    ) -> Result<bool, sqlx::Error> {
-        let sql = match self.dialect {
-            Dialect::Sqlite => {
-                "UPDATE iceberg_tables SET metadata_location = ?, previous_metadata_location = ? \
-                 WHERE catalog_name = ? AND table_namespace = ? AND table_name = ? AND metadata_location = ?"
-            }
-            Dialect::Postgres => {
-                "UPDATE iceberg_tables SET metadata_location = $1, previous_metadata_location = $2 \
-                 WHERE catalog_name = $3 AND table_namespace = $4 AND table_name = $5 AND metadata_location = $6"
-            }
-        };
-        let namespace = ident.namespace().join(".");
-        let result = sqlx::query(sql)
-            .bind(new)
-            .bind(expected)
-            .bind(self.catalog_name)
-            .bind(namespace)
-            .bind(ident.name())
-            .bind(expected)
-            .execute(&self.pool)
-            .await;
-        match result {
-            Ok(done) => Ok(done.rows_affected() == 1),
-            // SQLite busy or locked: the statement never ran, so this is a lost race, not an
-            // unknown outcome.
-            Err(sqlx::Error::Database(e))
-                if self.dialect == Dialect::Sqlite && is_sqlite_busy(e.code().as_deref()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(e),
-        }
-    }
-}
-
-/// SQLITE_BUSY (5) or SQLITE_LOCKED (6), including their extended codes.
-fn is_sqlite_busy(code: Option<&str>) -> bool {
-    code.and_then(|c| c.parse::<i32>().ok())
-        .is_some_and(|c| matches!(c & 0xff, 5 | 6))
 }
 
 /// Why one attempt did not land.
@@ -508,7 +437,7 @@ impl Lakehouse {
             Err(e) => {
                 // Unknown outcome: the swap may have landed. Delete nothing.
                 written.clear();
-                Err(AttemptError::Failed(StorageError::Catalog(e)))
+                Err(AttemptError::Failed(e))
             }
         }
     }
@@ -568,26 +497,4 @@ fn backoff(attempt: u32) -> Duration {
     let cap_ms = (20u64 << attempt.min(7)).min(2_000);
     let jitter = uuid::Uuid::new_v4().as_u128() as u64 % cap_ms.max(1);
     Duration::from_millis(jitter + 5)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sqlite_busy_and_locked_codes_are_lost_races() {
-        for code in ["5", "6", "261", "517", "773", "262"] {
-            assert!(is_sqlite_busy(Some(code)), "{code}");
-        }
-        for code in [
-            None,
-            Some("1"),
-            Some("19"),
-            Some("2067"),
-            Some("40001"),
-            Some("x"),
-        ] {
-            assert!(!is_sqlite_busy(code), "{code:?}");
-        }
-    }
 }

@@ -1,4 +1,4 @@
-//! All Iceberg access: opening the SQL catalog, creating the tables, reading and writing data
+//! All Iceberg access: opening the catalog (SQL or AWS Glue), creating the tables, reading and writing data
 //! files, committing through our own compare-and-swap commit (`commit.rs`), and table
 //! maintenance (`maintain.rs`). The crate is 0.x; when its API changes, only this folder
 //! changes.
@@ -6,14 +6,17 @@
 mod commit;
 mod files;
 mod maintain;
+mod pointer;
 pub mod tables;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use iceberg::io::StorageFactory;
 use iceberg::io::{FileIO, FileIOBuilder};
 use iceberg::table::Table;
 use iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableCreation};
+use iceberg_catalog_glue::{GlueCatalog, GlueCatalogBuilder};
 use iceberg_catalog_sql::{SqlBindStyle, SqlCatalog, SqlCatalogBuilder};
 use iceberg_storage_opendal::OpenDalResolvingStorageFactory;
 use sqlx::AnyPool;
@@ -25,8 +28,9 @@ pub use files::{LiveFile, partition_day};
 pub use maintain::{FileStats, OrphanStats};
 pub use tables::{ALL_TABLES, TableDef};
 
-use crate::config::{CATALOG_NAME, CatalogUri, Config};
+use crate::config::{CATALOG_NAME, CatalogUri, Config, S3_ENDPOINT};
 use crate::error::StorageError;
+use pointer::{CatalogPointer, Dialect};
 
 /// Table properties every table is created with.
 const TABLE_PROPERTIES: [(&str, &str); 3] = [
@@ -38,8 +42,8 @@ const TABLE_PROPERTIES: [(&str, &str); 3] = [
 
 /// The catalog, the object storage and the commit protocol, opened once per process.
 pub struct Lakehouse {
-    catalog: Arc<SqlCatalog>,
-    pointer: commit::CatalogPointer,
+    catalog: Arc<dyn Catalog>,
+    pointer: CatalogPointer,
     file_io: FileIO,
     /// Storage properties (S3 endpoint and credentials), for listing objects.
     storage: HashMap<String, String>,
@@ -56,59 +60,38 @@ impl std::fmt::Debug for Lakehouse {
 }
 
 impl Lakehouse {
-    /// Connects to the catalog database and the warehouse storage.
+    /// Connects to the catalog (SQL database or AWS Glue) and the warehouse storage.
     ///
     /// # Errors
     /// The database or storage cannot be reached.
     #[instrument(skip_all, fields(warehouse = %config.warehouse))]
     pub async fn open(config: &Config) -> Result<Self, StorageError> {
-        sqlx::any::install_default_drivers();
-        let (bind_style, dialect) = match &config.catalog {
-            CatalogUri::Sqlite(path) => {
-                if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir).map_err(|e| StorageError::Object {
-                        path: dir.display().to_string(),
-                        message: e.to_string(),
-                    })?;
-                }
-                (SqlBindStyle::QMark, commit::Dialect::Sqlite)
-            }
-            CatalogUri::Postgres(_) => (SqlBindStyle::DollarNumeric, commit::Dialect::Postgres),
-        };
         if let Some(path) = config.warehouse.strip_prefix("file://") {
             std::fs::create_dir_all(path).map_err(|e| StorageError::Object {
                 path: path.to_string(),
                 message: e.to_string(),
             })?;
         }
-        let url = config.catalog.connect_url();
-        let pool: AnyPool = AnyPoolOptions::new()
-            .max_connections(4)
-            .connect(&url)
-            .await?;
-        if dialect == commit::Dialect::Sqlite {
-            // WAL makes commits visible atomically to concurrent readers (upstream #3061).
-            sqlx::query("PRAGMA journal_mode=WAL")
-                .execute(&pool)
-                .await?;
-        }
-        let mut props: HashMap<String, String> = config.storage.clone();
-        props.insert("uri".to_string(), url);
-        props.insert("warehouse".to_string(), config.warehouse.clone());
-        props.insert("pool.max-connections".to_string(), "4".to_string());
         let factory = Arc::new(OpenDalResolvingStorageFactory::new());
-        let catalog = SqlCatalogBuilder::default()
-            .sql_bind_style(bind_style)
-            .with_storage_factory(factory.clone())
-            .load(CATALOG_NAME, props)
-            .await
-            .map_err(StorageError::iceberg("open the catalog"))?;
+        let mut props: HashMap<String, String> = config.storage.clone();
+        props.insert("warehouse".to_string(), config.warehouse.clone());
+        let (catalog, pointer): (Arc<dyn Catalog>, _) = match &config.catalog {
+            CatalogUri::Glue => {
+                // Boxed: the AWS SDK's loading futures nest too deeply for every caller's layout.
+                let (catalog, client) = Box::pin(open_glue(config, factory.clone(), props)).await?;
+                (Arc::new(catalog), CatalogPointer::Glue(client))
+            }
+            sql => {
+                let (catalog, pointer) = open_sql(sql, factory.clone(), props).await?;
+                (Arc::new(catalog), pointer)
+            }
+        };
         let file_io = FileIOBuilder::new(factory)
             .with_props(config.storage.clone())
             .build();
         Ok(Lakehouse {
-            catalog: Arc::new(catalog),
-            pointer: commit::CatalogPointer::new(pool, dialect, CATALOG_NAME),
+            catalog,
+            pointer,
             file_io,
             storage: config.storage.clone(),
             warehouse: config.warehouse.clone(),
@@ -169,8 +152,10 @@ impl Lakehouse {
             {
                 continue;
             }
+            // The same layout on every catalog: IAM policies and S3 triggers rely on it.
             let creation = TableCreation::builder()
                 .name(def.name.to_string())
+                .location(format!("{}/{}/{}", self.warehouse, def.namespace, def.name))
                 .schema(
                     def.schema()
                         .map_err(StorageError::iceberg(def.qualified()))?,
@@ -222,4 +207,75 @@ impl Lakehouse {
                 def.qualified()
             )))
     }
+}
+
+/// Opens an SQL catalog (SQLite in WAL mode, or PostgreSQL) and its pointer table.
+async fn open_sql(
+    catalog: &CatalogUri,
+    factory: Arc<dyn StorageFactory>,
+    mut props: HashMap<String, String>,
+) -> Result<(SqlCatalog, CatalogPointer), StorageError> {
+    sqlx::any::install_default_drivers();
+    let (bind_style, dialect) = match catalog {
+        CatalogUri::Sqlite(path) => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| StorageError::Object {
+                    path: dir.display().to_string(),
+                    message: e.to_string(),
+                })?;
+            }
+            (SqlBindStyle::QMark, Dialect::Sqlite)
+        }
+        _ => (SqlBindStyle::DollarNumeric, Dialect::Postgres),
+    };
+    let url = catalog.connect_url();
+    let pool: AnyPool = AnyPoolOptions::new()
+        .max_connections(4)
+        .connect(&url)
+        .await?;
+    if dialect == Dialect::Sqlite {
+        // WAL makes commits visible atomically to concurrent readers (upstream #3061).
+        sqlx::query("PRAGMA journal_mode=WAL")
+            .execute(&pool)
+            .await?;
+    }
+    props.insert("uri".to_string(), url);
+    props.insert("pool.max-connections".to_string(), "4".to_string());
+    let catalog = SqlCatalogBuilder::default()
+        .sql_bind_style(bind_style)
+        .with_storage_factory(factory)
+        .load(CATALOG_NAME, props)
+        .await
+        .map_err(StorageError::iceberg("open the catalog"))?;
+    let pointer = CatalogPointer::Sql {
+        pool,
+        dialect,
+        catalog_name: CATALOG_NAME,
+    };
+    Ok((catalog, pointer))
+}
+
+/// Opens the AWS Glue Data Catalog of the account and region of the standard AWS settings
+/// (`AWS_ENDPOINT_URL` for an emulator), and a Glue client of our own for the pointer swap.
+async fn open_glue(
+    config: &Config,
+    factory: Arc<dyn StorageFactory>,
+    mut props: HashMap<String, String>,
+) -> Result<(GlueCatalog, aws_sdk_glue::Client), StorageError> {
+    let endpoint = config.storage.get(S3_ENDPOINT).cloned();
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(endpoint) = &endpoint {
+        loader = loader.endpoint_url(endpoint);
+        props.insert("uri".to_string(), endpoint.clone());
+    }
+    let client = aws_sdk_glue::Client::new(&loader.load().await);
+    let catalog = GlueCatalogBuilder::default()
+        .with_storage_factory(factory)
+        .load(CATALOG_NAME, props)
+        .await
+        .map_err(StorageError::iceberg(format!(
+            "open the Glue catalog for {}",
+            config.warehouse
+        )))?;
+    Ok((catalog, client))
 }

@@ -1,0 +1,290 @@
+"""`make bench`: generates the inputs and measures Bakehouse against the floor (bench-floor: JSON
+decoding and Parquet encoding only) and the Python peer (bench/peer/peer.py), each as a whole
+process, in one run on this machine. Prints a table with the ratios.
+
+Environment: BAKEHOUSE_BIN, BENCH_FLOOR (binaries), BENCH_PYTHON (a Python with pyarrow and
+PyIceberg), BENCH_EVENTS (default 1000000), BENCH_DIR (default ~/.cache/bakehouse-bench).
+"""
+
+import base64
+import http.server
+import json
+import os
+import pathlib
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = pathlib.Path(__file__).resolve().parent
+ROOT = HERE.parent
+BIN = os.environ["BAKEHOUSE_BIN"]
+FLOOR = os.environ["BENCH_FLOOR"]
+PYTHON = os.environ.get("BENCH_PYTHON", sys.executable)
+EVENTS = int(os.environ.get("BENCH_EVENTS", "1000000"))
+LAMBDA_DIR = ROOT / "target/lambda"
+WORK = pathlib.Path(os.environ.get("BENCH_DIR", pathlib.Path.home() / ".cache/bakehouse-bench"))
+
+
+def sales_lines(n, seed, invalid=0.0):
+    """n sales events of the last day (inside the allowed lateness), a fraction schema-invalid."""
+    rng = random.Random(seed)
+    base = int(time.time()) - 20 * 3600
+    broken = [
+        lambda r: "{not json",
+        lambda r: json.dumps({k: v for k, v in r.items() if k != "store_id"}),
+        lambda r: json.dumps({**r, "quantity": "two"}),
+        lambda r: json.dumps({**r, "event_time": "2026-03-01 10:00:00"}),
+    ]
+    for i in range(n):
+        at = base + rng.randrange(0, 12 * 3600)
+        record = {
+            "event_id": f"e{seed:02d}-{i:09d}-{rng.getrandbits(48):012x}",
+            "transaction_id": f"t{seed:02d}-{i // 3:09d}",
+            "event_time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(at)) + f".{rng.randrange(1000):03d}Z",
+            "store_id": rng.randint(1, 5),
+            "product_id": rng.randint(1, 10),
+            "customer_id": f"C{rng.randint(1, 2000):04d}" if rng.random() < 0.7 else None,
+            "quantity": rng.randint(1, 6),
+            "unit_price": rng.choice([2.5, 3.25, 4.0, 4.75, 6.5, 12.0, 18.99]),
+            "promotion_id": "P10" if rng.random() < 0.1 else None,
+        }
+        if invalid and rng.random() < invalid:
+            yield rng.choice(broken)(record)
+        else:
+            yield json.dumps(record, separators=(",", ":"))
+
+
+def dataset(name, n, invalid=0.0):
+    path = WORK / "data" / f"{name}-{n}.jsonl"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "w") as f:
+            for line in sales_lines(n, seed=len(name), invalid=invalid):
+                f.write(line + "\n")
+        tmp.rename(path)
+    return path
+
+
+def measured(argv, env=None):
+    """Runs a whole process and returns (seconds, peak RSS MB, stdout) via wait4."""
+    with tempfile.TemporaryFile() as errors:
+        start = time.perf_counter()
+        child = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=errors)
+        # Read the output fully, then reap this very child with wait4 for its own peak RSS.
+        out = child.stdout.read()
+        _, status, usage = os.wait4(child.pid, 0)
+        seconds = time.perf_counter() - start
+        child.returncode = os.waitstatus_to_exitcode(status)
+        if child.returncode != 0:
+            errors.seek(0)
+            raise SystemExit(f"{' '.join(map(str, argv[:4]))} failed:\n{out.decode()}\n{errors.read().decode()}")
+    return seconds, usage.ru_maxrss / 1024, out.decode()
+
+
+def files_and_commits(lake):
+    """Parquet files and metadata files (one per commit) under a lake's warehouse."""
+    files = sum(1 for _ in lake.rglob("*.parquet"))
+    commits = sum(1 for _ in lake.rglob("*.metadata.json"))
+    return files, commits
+
+
+def ours_env(lake):
+    env = dict(os.environ)
+    env.update(
+        BAKEHOUSE_WAREHOUSE=f"file://{lake}/warehouse",
+        BAKEHOUSE_CATALOG=f"sqlite://{lake}/catalog.db",
+        BAKEHOUSE_LOG="error",
+    )
+    return env
+
+
+def fresh(name):
+    lake = WORK / "lakes" / name
+    shutil.rmtree(lake, ignore_errors=True)
+    lake.mkdir(parents=True)
+    return lake
+
+
+ROWS = []
+
+
+def record(case, who, n, size, seconds, rss, lake_delta):
+    files, commits = lake_delta
+    ROWS.append(
+        dict(case=case, who=who, events=n, seconds=seconds, rate=n / seconds, mbps=size / 1e6 / seconds, rss=rss, files=files, commits=commits)
+    )
+
+
+def delta(lake, before):
+    after = files_and_commits(lake)
+    return after[0] - before[0], after[1] - before[1]
+
+
+def ours_ingest(case, path, n, lake=None):
+    lake = lake or fresh(f"ours-{case}")
+    env = ours_env(lake)
+    measured([BIN, "init"], env)
+    before = files_and_commits(lake)
+    seconds, rss, _ = measured([BIN, "ingest", "--dataset", "sales-events", str(path)], env)
+    record(case, "bakehouse", n, path.stat().st_size, seconds, rss, delta(lake, before))
+    return lake
+
+
+def peer(case, mode, lake, n, size, *args):
+    before = files_and_commits(lake)
+    seconds, rss, _ = measured([PYTHON, str(HERE / "peer/peer.py"), str(lake), mode, *map(str, args)])
+    record(case, "python peer", n, size, seconds, rss, delta(lake, before))
+
+
+def floor(case, path, n):
+    out = fresh(f"floor-{case}") / "out.parquet"
+    seconds, rss, _ = measured([FLOOR, str(path), str(out)])
+    record(case, "floor (arrow-json → parquet)", n, path.stat().st_size, seconds, rss, (1, 0))
+
+
+def hop(case, fixture, n, lake):
+    env = ours_env(lake)
+    before = files_and_commits(lake)
+    seconds, rss, _ = measured([BIN, "invoke", fixture.split("/")[0], "--event", str(ROOT / "functions" / fixture)], env)
+    record(case, "bakehouse", n, 0, seconds, rss, delta(lake, before))
+
+
+def kafka_batch(limit_bytes=6_000_000):
+    """A KafkaEvent document of sales events just under Lambda's 6 MB invocation limit."""
+    path = WORK / "data" / "kafka-6mb.json"
+    if not path.exists():
+        records, size = [], 200
+        for offset, line in enumerate(sales_lines(40_000, seed=6)):
+            value = base64.b64encode(line.encode()).decode()
+            entry = {"topic": "sales-events", "partition": offset % 3, "offset": offset, "timestamp": 0, "timestampType": "CREATE_TIME", "key": None, "value": value, "headers": []}
+            size += len(json.dumps(entry)) + 1
+            if size > limit_bytes:
+                break
+            records.append(entry)
+        batches = {}
+        for r in records:
+            batches.setdefault(f"sales-events-{r['partition']}", []).append(r)
+        path.write_text(json.dumps({"eventSource": "SelfManagedKafka", "bootstrapServers": "b:9092", "records": batches}))
+    return path
+
+
+def handler_init_ms(function, lake, runs=5):
+    """Milliseconds from starting a bootstrap to its first poll of the runtime API (median)."""
+    polled = []
+
+    class RuntimeApi(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            polled.append(time.perf_counter())
+            self.send_response(503)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), RuntimeApi)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = ours_env(lake)
+    env.update(
+        AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{server.server_port}",
+        AWS_LAMBDA_FUNCTION_NAME=function,
+        AWS_LAMBDA_FUNCTION_VERSION="1",
+        AWS_LAMBDA_FUNCTION_MEMORY_SIZE="1024",
+    )
+    times = []
+    for _ in range(runs):
+        polled.clear()
+        start = time.perf_counter()
+        child = subprocess.Popen([str(LAMBDA_DIR / function / "bootstrap")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        while not polled and time.perf_counter() - start < 10:
+            time.sleep(0.001)
+        child.kill()
+        child.wait()
+        if polled:
+            times.append((polled[0] - start) * 1000)
+    server.shutdown()
+    return sorted(times)[len(times) // 2] if times else float("nan")
+
+
+def lambda_figures():
+    """Stripped bootstrap sizes and handler initialisation, from `make build-lambda`'s output."""
+    if not LAMBDA_DIR.exists():
+        print("(no target/lambda: run `make build-lambda` for binary sizes and initialisation)")
+        return
+    lake = fresh("init")
+    measured([BIN, "init"], ours_env(lake))
+    print(f"{'function':<18} {'bootstrap MB':>12} {'init ms':>8}")
+    for function in ("ingest", "bronze-to-silver", "silver-to-gold", "maintenance"):
+        size = (LAMBDA_DIR / function / "bootstrap").stat().st_size / 2**20
+        print(f"{function:<18} {size:>12.1f} {handler_init_ms(function, lake):>8.1f}")
+
+
+def main():
+    WORK.mkdir(parents=True, exist_ok=True)
+    batch = dataset("batch", 10_000)
+    clean = dataset("clean", EVENTS)
+    dirty = dataset("dirty", EVENTS, invalid=0.01)
+    print(f"inputs: {batch.stat().st_size / 1e6:.1f} MB, {clean.stat().st_size / 1e6:.0f} MB, {dirty.stat().st_size / 1e6:.0f} MB in {WORK / 'data'}", flush=True)
+
+    case = "10k batch"
+    ours_ingest(case, batch, 10_000)
+    peer(case, "ingest-clean", fresh("peer-batch"), 10_000, batch.stat().st_size, batch)
+    floor(case, batch, 10_000)
+
+    case = f"{EVENTS // 1000}k clean"
+    lake = ours_ingest(case, clean, EVENTS)
+    peer_lake = fresh("peer-clean")
+    peer(case, "ingest-clean", peer_lake, EVENTS, clean.stat().st_size, clean)
+    floor(case, clean, EVENTS)
+
+    case = f"{EVENTS // 1000}k dirty (1%)"
+    ours_ingest(case, dirty, EVENTS)
+    peer(case, "ingest-dirty", fresh("peer-dirty"), EVENTS, dirty.stat().st_size, dirty)
+
+    case = "6 MB Kafka batch"
+    event = kafka_batch()
+    lake6 = fresh("ours-kafka")
+    env = ours_env(lake6)
+    measured([BIN, "init"], env)
+    before = files_and_commits(lake6)
+    seconds, rss, out = measured([BIN, "invoke", "ingest", "--event", str(event)], env)
+    n = sum(len(v) for v in json.loads(event.read_text())["records"].values())
+    record(case, "bakehouse", n, event.stat().st_size, seconds, rss, delta(lake6, before))
+
+    case = "bronze→silver"
+    hop(case, "bronze-to-silver/fixtures/s3-bronze-commit.json", EVENTS, lake)
+    peer(case, "silver", peer_lake, EVENTS, 0)
+
+    case = "silver→gold"
+    hop(case, "silver-to-gold/fixtures/s3-silver-commit.json", EVENTS, lake)
+    peer(case, "gold", peer_lake, EVENTS, 0)
+
+    print_table()
+    lambda_figures()
+
+
+def print_table():
+    header = f"{'case':<18} {'who':<30} {'wall s':>8} {'events/s':>11} {'MB/s':>7} {'peak MB':>8} {'files':>6} {'commits':>7} {'ours vs':>9}"
+    print(header)
+    print("-" * len(header))
+    for case in dict.fromkeys(r["case"] for r in ROWS):
+        rows = [r for r in ROWS if r["case"] == case]
+        ours = next(r for r in rows if r["who"] == "bakehouse")
+        for r in rows:
+            ratio = "" if r is ours else f"{r['seconds'] / ours['seconds']:.2f}×"
+            mbps = f"{r['mbps']:.0f}" if r["mbps"] else "—"
+            print(
+                f"{case:<18} {r['who']:<30} {r['seconds']:>8.2f} {r['rate']:>11,.0f} {mbps:>7} {r['rss']:>8.0f} {r['files']:>6} {r['commits']:>7} {ratio:>9}"
+            )
+    print("ours vs: the other's wall time / ours (above 1: Bakehouse is faster; for the floor, below 1 is expected).")
+    out = WORK / "results.json"
+    out.write_text(json.dumps(ROWS, indent=1))
+    print(f"figures: {out}")
+
+
+if __name__ == "__main__":
+    main()

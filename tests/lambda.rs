@@ -1,0 +1,229 @@
+//! The built Lambda bootstraps (`make build-lambda`), each run as its own process against cargo
+//! lambda's runtime API emulator (`cargo lambda watch --only-lambda-apis`) and invoked with the
+//! functions' fixture events through `cargo lambda invoke`, on a local warehouse: every
+//! function answers, and its tables change as the fixtures say.
+
+#![allow(clippy::unwrap_used)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bakehouse::adapters::iceberg::{Lakehouse, TableDef, tables};
+use bakehouse::config::{Config, Overrides};
+use bakehouse::domain::time::{MICROS_PER_HOUR, format_timestamp, now_micros};
+use serde_json::Value;
+
+/// A process killed when the test ends, passed or not.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The lakehouse's settings for the functions and for this test's own reads.
+fn lake_env(home: &Path) -> Vec<(String, String)> {
+    vec![
+        (
+            "BAKEHOUSE_WAREHOUSE".into(),
+            format!("file://{}/warehouse", home.display()),
+        ),
+        (
+            "BAKEHOUSE_CATALOG".into(),
+            format!("sqlite://{}/catalog.db", home.display()),
+        ),
+        // The S3 objects of the fixtures' notifications, read from the local disk.
+        (
+            "BAKEHOUSE_OBJECT_ROOT".into(),
+            format!("file://{}/objects", home.display()),
+        ),
+    ]
+}
+
+/// Starts `function`'s bootstrap behind its own runtime API emulator; returns the port to
+/// invoke and the two processes.
+fn start(
+    cargo_lambda: &str,
+    lambda_dir: &Path,
+    function: &str,
+    home: &Path,
+) -> (u16, [Running; 2]) {
+    let port = free_port();
+    let emulator = Command::new(cargo_lambda)
+        .args([
+            "lambda",
+            "watch",
+            "--only-lambda-apis",
+            "-A",
+            "127.0.0.1",
+            "-P",
+        ])
+        .arg(port.to_string())
+        .current_dir(repo())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let emulator = Running(emulator);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the emulator did not listen");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let bootstrap = Command::new(lambda_dir.join(function).join("bootstrap"))
+        .envs(lake_env(home))
+        .env("AWS_LAMBDA_FUNCTION_NAME", "_")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
+        .env(
+            "AWS_LAMBDA_RUNTIME_API",
+            format!("http://127.0.0.1:{port}/.rt"),
+        )
+        .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    (port, [emulator, Running(bootstrap)])
+}
+
+/// `cargo lambda invoke` with a fixture; returns the function's answer.
+fn invoke(cargo_lambda: &str, port: u16, fixture: &Path) -> Value {
+    let output = Command::new(cargo_lambda)
+        .args(["lambda", "invoke", "-A", "127.0.0.1", "-P"])
+        .arg(port.to_string())
+        .arg("--data-file")
+        .arg(fixture)
+        .args(["--output-format", "json", "_"])
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "invoke {}: {stdout}\n{}",
+        fixture.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+async fn count(lake: &Lakehouse, def: &TableDef) -> usize {
+    let table = lake.load(def).await.unwrap();
+    let files = lake.live_files(&table).await.unwrap();
+    files
+        .iter()
+        .map(|f| f.data_file.record_count() as usize)
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_bootstrap_answers_its_fixture_through_the_runtime_api() {
+    let (Ok(lambda_dir), Ok(cargo_lambda)) = (
+        std::env::var("BAKEHOUSE_LAMBDA_DIR"),
+        std::env::var("CARGO_LAMBDA"),
+    ) else {
+        eprintln!("BAKEHOUSE_LAMBDA_DIR / CARGO_LAMBDA are not set: `make test` builds them");
+        assert!(std::env::var("CI").is_err(), "CI must run the bootstraps");
+        return;
+    };
+    let lambda_dir = PathBuf::from(lambda_dir);
+    let home = tempfile::tempdir().unwrap();
+    let env = lake_env(home.path());
+    let lookup = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let config = Config::from_lookup(&Overrides::default(), lookup).unwrap();
+    let deps = bakehouse::hops::Deps::open(config).await.unwrap();
+    bakehouse::hops::init(&deps).await.unwrap();
+    let lake = &deps.lake;
+
+    // The object the landing fixture announces (`landing/sales-events/day+one%3A1.jsonl` in
+    // bucket `lake`): three valid sales of known stores, two hours old (the Kafka fixture's
+    // sales, from 2026-03-01, are past the allowed lateness: silver keeps them, gold does not).
+    let at = format_timestamp(now_micros() - 2 * MICROS_PER_HOUR);
+    let landed = home
+        .path()
+        .join("objects/lake/landing/sales-events/day one:1.jsonl");
+    std::fs::create_dir_all(landed.parent().unwrap()).unwrap();
+    let lines: Vec<String> = (1..=3)
+        .map(|i| {
+            format!(
+                r#"{{"event_id":"f{i}","event_time":"{at}","store_id":{i},"product_id":1,"quantity":1,"unit_price":3.50}}"#
+            )
+        })
+        .collect();
+    std::fs::write(&landed, lines.join("\n")).unwrap();
+
+    let fixtures = repo().join("functions");
+    let run = |function: &str| start(&cargo_lambda, &lambda_dir, function, home.path());
+
+    // ingest: the Kafka batch (7 records: 4 sales, 1 reading, 2 broken) and the landed file.
+    {
+        let (port, _processes) = run("ingest");
+        let answer = invoke(
+            &cargo_lambda,
+            port,
+            &fixtures.join("ingest/fixtures/kafka-event.json"),
+        );
+        assert_eq!(answer["records"], 7, "{answer}");
+        let answer = invoke(
+            &cargo_lambda,
+            port,
+            &fixtures.join("ingest/fixtures/s3-landing-event.json"),
+        );
+        assert_eq!(answer["records"], 3, "{answer}");
+    }
+    assert_eq!(count(lake, &tables::BRONZE_SALES).await, 4 + 3);
+    assert_eq!(count(lake, &tables::BRONZE_EQUIPMENT_METRICS).await, 1);
+    assert_eq!(count(lake, &tables::QUARANTINE).await, 2);
+
+    // bronze-to-silver, woken by a bronze commit: k1 twice → once; k1, k2, k3, f1..f3.
+    {
+        let (port, _processes) = run("bronze-to-silver");
+        invoke(
+            &cargo_lambda,
+            port,
+            &fixtures.join("bronze-to-silver/fixtures/s3-bronze-commit.json"),
+        );
+    }
+    assert_eq!(count(lake, &tables::SILVER_SALES).await, 6);
+
+    // silver-to-gold, woken by a silver commit: one fact per recent silver sale (f1..f3).
+    {
+        let (port, _processes) = run("silver-to-gold");
+        invoke(
+            &cargo_lambda,
+            port,
+            &fixtures.join("silver-to-gold/fixtures/s3-silver-commit.json"),
+        );
+    }
+    assert_eq!(count(lake, &tables::FACT_SALES).await, 3);
+
+    // maintenance on the schedule: the default reference snapshot becomes the dimensions.
+    {
+        let (port, _processes) = run("maintenance");
+        let answer = invoke(
+            &cargo_lambda,
+            port,
+            &fixtures.join("maintenance/fixtures/scheduled-event.json"),
+        );
+        assert!(answer["commits"].as_u64().unwrap() > 0, "{answer}");
+    }
+    assert_eq!(count(lake, &tables::DIM_STORE).await, 5);
+    assert_eq!(count(lake, &tables::DIM_PRODUCT).await, 10);
+}
