@@ -6,7 +6,8 @@ PyIceberg (SQLite catalog, local warehouse), one hop per process, like a Lambda 
                                    bad ones with a reason (one bad line fails pyarrow's reader)
   peer.py LAKE silver              bronze -> silver: first copy of each event_id across all of
                                    silver, revenue, quality flags
-  peer.py LAKE gold                silver -> gold: revenue and quantity per day, store, product
+  peer.py LAKE gold                silver -> gold: a fact per sale line, and revenue and quantity
+                                   per day, store and product
 
 Both ingest modes keep what ours keeps: typed fields, the raw payload, and lineage (source,
 source_ref, ingestion_time).
@@ -172,10 +173,13 @@ def silver(lake):
 
 
 def gold(lake):
+    """Both gold sales tables, as ours: one fact per sale line, and the daily aggregate."""
     cat = catalog(lake)
     rows = cat.load_table("silver.sales").scan().to_arrow()
     day = pc.cast(pc.cast(rows.column("event_time"), pa.timestamp("us")), pa.date32())
     rows = rows.append_column("business_date", day)
+    facts = rows.select(["event_id", "transaction_id", "business_date", "event_time", "store_id", "product_id", "customer_id", "quantity", "unit_price", "revenue"])
+    table(cat, "gold.fact_sales", facts.schema).overwrite(facts)
     daily = rows.group_by(["business_date", "store_id", "product_id"]).aggregate(
         [("revenue", "sum"), ("quantity", "sum"), ("event_id", "count")]
     )
