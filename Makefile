@@ -84,6 +84,10 @@ lint-template: $(LAMBDA_VENV)/.ready
 build-lambda: $(LAMBDA_VENV)/.ready
 	PATH="$(LAMBDA_VENV)/bin:$$PATH" $(CARGO) lambda build --release --$(ARCH) -j2 \
 		$(addprefix -p ,$(FUNCTIONS)) --lambda-dir $(LAMBDA_DIR)
+	@# Every CodeUri of the template must now hold an executable bootstrap.
+	@for dir in $$(sed -n 's/^ *CodeUri: *//p' template.yaml); do \
+		test -x "$$dir/bootstrap" || { echo "template.yaml: no $$dir/bootstrap" >&2; exit 1; }; \
+	done
 	@for f in $(FUNCTIONS); do \
 		stat -c '%s' $(LAMBDA_DIR)/$$f/bootstrap | awk -v f=$$f '{printf "%-17s bootstrap %5.1f MB\n", f, $$1/1048576}'; \
 	done
