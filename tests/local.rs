@@ -234,9 +234,12 @@ async fn kafka_events_reach_gold_exactly() {
             .insert(v["transaction_id"].as_str().unwrap().to_string());
         messages.push(("sales-events", Some(key), line));
     }
-    // Redelivered ids with other values (the first ingested wins), and broken records.
+    // Redelivered ids with other values (the first ingested wins), and broken records. Each
+    // copy has its original's key, so it is in the same partition, after it: Kafka orders a
+    // partition, not a topic, so only then is "first ingested" the original.
     for i in 0..15 {
-        let (key, line) = sale(&format!("k{i}"), i + 1, 1);
+        let (key, _) = sale(&format!("k{i}"), i, i % 50);
+        let (_, line) = sale(&format!("k{i}"), i + 1, 1);
         messages.push(("sales-events", Some(key), line));
     }
     for i in 0..10 {

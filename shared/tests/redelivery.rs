@@ -125,3 +125,36 @@ async fn three_deliveries_and_disordered_wake_ups_change_nothing() {
     let fact_inventory: Vec<FactInventory> = rows(&deps, &tables::FACT_INVENTORY).await;
     assert_eq!(fact_inventory.iter().map(|f| f.updates).sum::<i64>(), 10);
 }
+
+/// Two bronze commits carry the same id with different values; one silver run takes both:
+/// the copy of the earlier commit wins (the newest manifest is listed first, so silver must
+/// read new files in commit order, not in manifest order).
+#[tokio::test]
+async fn across_bronze_commits_of_one_silver_run_the_earlier_copy_wins() {
+    let home = tempfile::tempdir().unwrap();
+    let deps = Deps::open(Config::embedded(home.path(), |_| None).unwrap())
+        .await
+        .unwrap();
+    bakehouse::hops::init(&deps).await.unwrap();
+    let at = format_timestamp(now_micros() - MICROS_PER_HOUR);
+    for (file, quantity) in [("first.jsonl", 1), ("second.jsonl", 7)] {
+        let line = format!(
+            r#"{{"event_id":"same","event_time":"{at}","store_id":1,"product_id":1,"quantity":{quantity},"unit_price":3.50}}"#
+        );
+        ingest::ingest_bytes(
+            &deps,
+            &format!("landing/sales-events/{file}"),
+            None,
+            line.as_bytes(),
+        )
+        .await
+        .unwrap();
+    }
+    to_silver::handle(&deps, None).await.unwrap();
+    let silver: Vec<SilverSale> = rows(&deps, &tables::SILVER_SALES).await;
+    let got: Vec<(&str, i32)> = silver
+        .iter()
+        .map(|s| (s.event_id.as_str(), s.quantity))
+        .collect();
+    assert_eq!(got, [("same", 1)]);
+}

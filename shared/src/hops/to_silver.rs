@@ -133,12 +133,15 @@ where
         if head.sequence_number() <= done {
             return Ok(None);
         }
-        let new_files: Vec<_> = lake
+        let mut new_files: Vec<_> = lake
             .live_files(&bronze)
             .await?
             .into_iter()
             .filter(|f| f.sequence_number > done)
             .collect();
+        // In commit order, whatever the manifests' order: "first ingested wins" across the
+        // bronze commits of one run too.
+        new_files.sort_by_key(|f| f.sequence_number);
         if new_files.is_empty() {
             // Only rewritten files (compaction) since the checkpoint: nothing new.
             return Ok(None);
