@@ -117,12 +117,11 @@ impl Stats {
     }
 
     fn failures(&self) -> String {
+        let retryable = self.retryable_failures.load(Ordering::Relaxed);
+        let permanent = self.permanent_failures.load(Ordering::Relaxed);
         format!(
-            "{} failures ({} retryable, {} permanent)",
-            self.retryable_failures.load(Ordering::Relaxed)
-                + self.permanent_failures.load(Ordering::Relaxed),
-            self.retryable_failures.load(Ordering::Relaxed),
-            self.permanent_failures.load(Ordering::Relaxed)
+            "{} failures ({retryable} retryable, {permanent} permanent)",
+            retryable + permanent
         )
     }
 }

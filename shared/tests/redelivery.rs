@@ -18,6 +18,15 @@ use base64::Engine;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+/// An embedded lake in `home`, with its tables and the default reference snapshot.
+async fn initialised_lake(home: &std::path::Path) -> Deps {
+    let deps = Deps::open(Config::embedded(home, |_| None).unwrap())
+        .await
+        .unwrap();
+    bakehouse::hops::init(&deps).await.unwrap();
+    deps
+}
+
 async fn rows<T: DeserializeOwned>(deps: &Deps, def: &TableDef) -> Vec<T> {
     let table = deps.lake.load(def).await.unwrap();
     let files = deps.lake.live_files(&table).await.unwrap();
@@ -58,10 +67,7 @@ fn kafka_batch(at: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_deliveries_and_disordered_wake_ups_change_nothing() {
     let home = tempfile::tempdir().unwrap();
-    let deps = Deps::open(Config::embedded(home.path(), |_| None).unwrap())
-        .await
-        .unwrap();
-    bakehouse::hops::init(&deps).await.unwrap();
+    let deps = initialised_lake(home.path()).await;
     let at = format_timestamp(now_micros() - MICROS_PER_HOUR);
     let inventory: Vec<String> = (0..10)
         .map(|i| format!(r#"{{"update_id":"u{i}","event_time":"{at}","store_id":1,"product_id":{},"beginning_stock":10,"restocked_quantity":0,"sold_quantity":1,"waste_quantity":0}}"#, 1 + i))
@@ -127,15 +133,13 @@ async fn three_deliveries_and_disordered_wake_ups_change_nothing() {
 }
 
 /// Two bronze commits carry the same id with different values; one silver run takes both:
-/// the copy of the earlier commit wins (the newest manifest is listed first, so silver must
-/// read new files in commit order, not in manifest order).
+/// the copy of the earlier commit wins. (Silver reads new files in commit order; this guards
+/// that invariant — it also held here before silver sorted them, the appends' manifests
+/// happening to be listed in commit order.)
 #[tokio::test]
 async fn across_bronze_commits_of_one_silver_run_the_earlier_copy_wins() {
     let home = tempfile::tempdir().unwrap();
-    let deps = Deps::open(Config::embedded(home.path(), |_| None).unwrap())
-        .await
-        .unwrap();
-    bakehouse::hops::init(&deps).await.unwrap();
+    let deps = initialised_lake(home.path()).await;
     let at = format_timestamp(now_micros() - MICROS_PER_HOUR);
     for (file, quantity) in [("first.jsonl", 1), ("second.jsonl", 7)] {
         let line = format!(
