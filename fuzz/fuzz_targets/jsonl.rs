@@ -13,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
         source_ref: "fuzz".into(),
         ingestion_time: 1_764_064_800_000_000,
     };
-    for record in decode_jsonl(data, "landing/fuzz.jsonl") {
+    for record in decode_jsonl(data, "landing/fuzz.jsonl", 1) {
         for dataset in Dataset::EVENTS {
             if let Err(rejection) = validate(dataset, &record, &lineage) {
                 assert!(!rejection.code.code().is_empty());

@@ -69,6 +69,7 @@ async fn a_lost_race_replans_on_the_newer_table_and_keeps_both_writes() {
                 add_rewritten: Vec::new(),
                 remove: vec![],
                 properties: HashMap::new(),
+                keep_added_on_conflict: false,
             }))
         })
         .await
@@ -128,6 +129,7 @@ async fn removing_a_file_someone_else_already_removed_replans() {
             add_rewritten: Vec::new(),
             remove,
             properties: HashMap::new(),
+            keep_added_on_conflict: false,
         }))
     })
     .await
@@ -156,6 +158,7 @@ async fn removing_a_file_someone_else_already_removed_replans() {
                 add_rewritten: Vec::new(),
                 remove,
                 properties: HashMap::new(),
+                keep_added_on_conflict: false,
             }))
         })
         .await
@@ -190,6 +193,7 @@ async fn exhausted_retries_fail_loudly_and_change_nothing() {
                 add_rewritten: Vec::new(),
                 remove: vec![],
                 properties: HashMap::new(),
+                keep_added_on_conflict: false,
             }))
         })
         .await;
@@ -268,6 +272,7 @@ async fn checkpoint_properties_are_carried_into_later_snapshots() {
                 ("other".to_string(), "x".to_string()),
             ]
             .into(),
+            keep_added_on_conflict: false,
         }))
     })
     .await

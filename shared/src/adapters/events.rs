@@ -104,7 +104,7 @@ pub fn kafka_messages(event: &KafkaEvent) -> Vec<KafkaMessage> {
                 offset: r.offset,
                 record: RawRecord {
                     source_ref,
-                    bytes,
+                    bytes: bytes.into(),
                     decoded,
                 },
             });

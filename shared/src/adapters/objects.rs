@@ -1,10 +1,13 @@
-//! Objects outside Iceberg's own reads: reading an input object (a local file path,
+//! Objects outside Iceberg's own reads: reading an input object in pieces (a local file path,
 //! `file:///…`, or `s3://bucket/key`) and listing a prefix, through the lakehouse's storage
 //! settings.
 
 use std::time::SystemTime;
 
+use bytes::Bytes;
+use iceberg::io::FileRead;
 use opendal::Operator;
+use std::io::Read;
 
 use super::iceberg::Lakehouse;
 use crate::error::StorageError;
@@ -94,28 +97,120 @@ fn operator_for(lake: &Lakehouse, location: &str) -> Result<(Operator, String), 
     Ok((operator, key.to_string()))
 }
 
-/// Reads a whole object.
-///
-/// # Errors
-/// [`StorageError::Object`] naming the object.
-pub async fn read_object(lake: &Lakehouse, location: &str) -> Result<Vec<u8>, StorageError> {
-    let failed = |message: String| StorageError::Object {
-        path: location.to_string(),
-        message,
-    };
-    if location.starts_with("s3://") || location.starts_with("file://") {
-        let input = lake
-            .file_io()
-            .new_input(location)
-            .map_err(|e| failed(e.to_string()))?;
-        Ok(input
-            .read()
-            .await
-            .map_err(|e| failed(e.to_string()))?
-            .to_vec())
-    } else {
-        tokio::fs::read(location)
-            .await
-            .map_err(|e| failed(e.to_string()))
+/// An input object read in pieces, so that ingesting it never holds it whole.
+pub enum ObjectReader {
+    /// Bytes handed over whole.
+    Memory(Option<Bytes>),
+    /// An object of the lakehouse's storage (`s3://…`, `file://…`), read by ranges.
+    Storage {
+        location: String,
+        file: Box<dyn FileRead>,
+        offset: u64,
+        size: u64,
+    },
+    /// A local file given by path (read on a blocking thread).
+    Local {
+        location: String,
+        file: std::fs::File,
+    },
+}
+
+impl ObjectReader {
+    /// Opens a local path, `file:///…` or `s3://bucket/key` for reading.
+    ///
+    /// # Errors
+    /// [`StorageError::Object`] naming the object (missing, unreadable).
+    pub async fn open(lake: &Lakehouse, location: &str) -> Result<Self, StorageError> {
+        let failed = |message: String| StorageError::Object {
+            path: location.to_string(),
+            message,
+        };
+        if location.starts_with("s3://") || location.starts_with("file://") {
+            let input = lake
+                .file_io()
+                .new_input(location)
+                .map_err(|e| failed(e.to_string()))?;
+            let size = input
+                .metadata()
+                .await
+                .map_err(|e| failed(e.to_string()))?
+                .size;
+            let file = input.reader().await.map_err(|e| failed(e.to_string()))?;
+            Ok(ObjectReader::Storage {
+                location: location.to_string(),
+                file,
+                offset: 0,
+                size,
+            })
+        } else {
+            let file = std::fs::File::open(location).map_err(|e| failed(e.to_string()))?;
+            Ok(ObjectReader::Local {
+                location: location.to_string(),
+                file,
+            })
+        }
+    }
+
+    /// The next piece of at most `max` bytes (`max` > 0), or `None` at the end.
+    ///
+    /// # Errors
+    /// [`StorageError::Object`] naming the object.
+    pub async fn next(&mut self, max: usize) -> Result<Option<Bytes>, StorageError> {
+        let failed = |location: &str, message: String| StorageError::Object {
+            path: location.to_string(),
+            message,
+        };
+        match self {
+            ObjectReader::Memory(bytes) => Ok(bytes.take().filter(|b| !b.is_empty())),
+            ObjectReader::Storage {
+                location,
+                file,
+                offset,
+                size,
+            } => {
+                if *offset >= *size {
+                    return Ok(None);
+                }
+                let end = (*offset + max as u64).min(*size);
+                let bytes = (**file)
+                    .read(*offset..end)
+                    .await
+                    .map_err(|e| failed(location, e.to_string()))?;
+                *offset = end;
+                Ok(Some(bytes))
+            }
+            ObjectReader::Local { location, file } => {
+                // A duplicate handle shares the file's offset, so reads continue in order.
+                let handle = file
+                    .try_clone()
+                    .map_err(|e| failed(location, e.to_string()))?;
+                let read = tokio::task::spawn_blocking(move || {
+                    let mut piece = Vec::with_capacity(max);
+                    handle
+                        .take(max as u64)
+                        .read_to_end(&mut piece)
+                        .map(|_| piece)
+                })
+                .await
+                .map_err(|e| failed(location, e.to_string()))?
+                .map_err(|e| failed(location, e.to_string()))?;
+                Ok((!read.is_empty()).then(|| Bytes::from(read)))
+            }
+        }
+    }
+
+    /// The rest of the object, whole.
+    ///
+    /// # Errors
+    /// [`StorageError::Object`] naming the object.
+    pub async fn read_rest(&mut self) -> Result<Vec<u8>, StorageError> {
+        let mut all = Vec::new();
+        while let Some(piece) = self.next(READ_PIECE_BYTES).await? {
+            all.extend_from_slice(&piece);
+        }
+        Ok(all)
     }
 }
+
+/// The size of the pieces [`ObjectReader::read_rest`] reads.
+const READ_PIECE_BYTES: usize = 8 * 1024 * 1024;

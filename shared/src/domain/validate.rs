@@ -3,6 +3,7 @@
 //! Pure: no I/O, no clock; the caller stamps lineage.
 
 use base64::Engine;
+use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use super::dataset::Dataset;
@@ -122,7 +123,7 @@ pub struct RawRecord {
     /// Where it came from: `topic/partition/offset` or `key:line`.
     pub source_ref: String,
     /// The raw bytes as received (a JSON line, a CSV row, a Kafka value).
-    pub bytes: Vec<u8>,
+    pub bytes: Bytes,
     /// Already split into fields (CSV rows), or a decoding failure found before validation.
     pub decoded: Decoded,
 }
@@ -389,20 +390,34 @@ fn field_kind(dataset: Dataset, field: &str) -> FieldKind {
     }
 }
 
-/// Splits a JSON-lines file into records, one per non-blank line (`key:line`, 1-based).
-/// A leading UTF-8 byte-order mark and `\r` line ends are accepted.
-pub fn decode_jsonl(bytes: &[u8], key: &str) -> Vec<RawRecord> {
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    bytes
-        .split(|b| *b == b'\n')
-        .enumerate()
-        .filter(|(_, line)| !line.iter().all(u8::is_ascii_whitespace))
-        .map(|(index, line)| RawRecord {
-            source_ref: format!("{key}:{}", index + 1),
-            bytes: line.strip_suffix(b"\r").unwrap_or(line).to_vec(),
-            decoded: Decoded::Json,
-        })
-        .collect()
+/// Splits JSON lines of file `key` into records, one per non-blank line (`key:line`, 1-based;
+/// `bytes` starts at line `first_line`). A UTF-8 byte-order mark at the start of the file and
+/// `\r` line ends are accepted.
+pub fn decode_jsonl(bytes: impl Into<Bytes>, key: &str, first_line: usize) -> Vec<RawRecord> {
+    let bytes: Bytes = bytes.into();
+    let start = match first_line {
+        1 if bytes.starts_with(b"\xEF\xBB\xBF") => 3,
+        _ => 0,
+    };
+    let mut records = Vec::with_capacity(bytes.len() / 128);
+    let mut line_start = start;
+    for (index, line) in bytes[start..].split(|b| *b == b'\n').enumerate() {
+        let line_end = line_start + line.len();
+        if !line.iter().all(u8::is_ascii_whitespace) {
+            let end = if line.ends_with(b"\r") {
+                line_end - 1
+            } else {
+                line_end
+            };
+            records.push(RawRecord {
+                source_ref: format!("{key}:{}", first_line + index),
+                bytes: bytes.slice(line_start..end),
+                decoded: Decoded::Json,
+            });
+        }
+        line_start = line_end + 1;
+    }
+    records
 }
 
 /// Splits a CSV file (header row first) into records (`key:line`, the row's first line).
@@ -421,7 +436,12 @@ pub fn decode_csv(bytes: &[u8], key: &str, dataset: Dataset) -> Vec<RawRecord> {
         Err(e) => {
             return vec![RawRecord {
                 source_ref: format!("{key}:1"),
-                bytes: bytes.iter().take_while(|b| **b != b'\n').copied().collect(),
+                bytes: bytes
+                    .iter()
+                    .take_while(|b| **b != b'\n')
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .into(),
                 decoded: Decoded::Rejected(Rejection::new(RejectCode::BadCsvRow, e.to_string())),
             }];
         }
@@ -488,7 +508,7 @@ pub fn decode_csv(bytes: &[u8], key: &str, dataset: Dataset) -> Vec<RawRecord> {
         };
         out.push(RawRecord {
             source_ref: format!("{key}:{line}"),
-            bytes: raw,
+            bytes: raw.into(),
             decoded,
         });
     }
@@ -725,7 +745,7 @@ mod tests {
     fn json(text: &str) -> RawRecord {
         RawRecord {
             source_ref: "k:1".into(),
-            bytes: text.as_bytes().to_vec(),
+            bytes: Bytes::copy_from_slice(text.as_bytes()),
             decoded: Decoded::Json,
         }
     }
@@ -779,7 +799,7 @@ mod tests {
                 Dataset::SalesEvents,
                 RawRecord {
                     source_ref: "k".into(),
-                    bytes: vec![0xff, 0xfe],
+                    bytes: Bytes::from_static(&[0xff, 0xfe]),
                     decoded: Decoded::Json,
                 },
             ),
@@ -907,7 +927,7 @@ mod tests {
                 Dataset::SalesEvents,
                 RawRecord {
                     source_ref: "k".into(),
-                    bytes: vec![],
+                    bytes: Bytes::new(),
                     decoded: Decoded::Rejected(Rejection::new(RejectCode::BadEncoding, "x")),
                 },
             ),
@@ -998,12 +1018,13 @@ mod tests {
     #[test]
     fn jsonl_lines_are_numbered_and_blank_lines_skipped() {
         let records = decode_jsonl(
-            b"\xEF\xBB\xBF{\"a\":1}\r\n\n  \n{\"b\":2}",
+            &b"\xEF\xBB\xBF{\"a\":1}\r\n\n  \n{\"b\":2}"[..],
             "landing/x.jsonl",
+            1,
         );
         let refs: Vec<_> = records.iter().map(|r| r.source_ref.as_str()).collect();
         assert_eq!(refs, ["landing/x.jsonl:1", "landing/x.jsonl:4"]);
-        assert_eq!(records[0].bytes, b"{\"a\":1}");
+        assert_eq!(&records[0].bytes[..], b"{\"a\":1}");
     }
 
     #[test]
@@ -1038,14 +1059,17 @@ mod tests {
             ("e,2", Some("multi\nline"))
         );
         assert_eq!(code(Dataset::SalesEvents, &records[2]), "wrong_type");
-        assert_eq!(records[2].bytes, b"e3,2026-03-01T10:00:00Z,x,2,,3,4.35");
+        assert_eq!(
+            &records[2].bytes[..],
+            b"e3,2026-03-01T10:00:00Z,x,2,,3,4.35"
+        );
     }
 
     #[test]
     fn quarantine_keeps_raw_bytes_as_text_or_base64() {
         let record = RawRecord {
             source_ref: "k:9".into(),
-            bytes: vec![0xff, b'a'],
+            bytes: Bytes::from_static(&[0xff, b'a']),
             decoded: Decoded::Json,
         };
         let rejection = validate(Dataset::SalesEvents, &record, &lineage()).unwrap_err();

@@ -2,18 +2,26 @@
 //! quarantine rows. Idempotent per table: each commit records the Kafka offsets and object
 //! digests it holds, and a redelivery skips what the table already has.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
 
+use arrow_array::RecordBatch;
+use bytes::Bytes;
+use iceberg::spec::DataFile;
+use iceberg::table::Table;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use tracing::{info, instrument};
+use tracing::{debug, info, instrument};
 
 use super::{
     Deps, PROP_INGESTED_OBJECTS, PROP_KAFKA_OFFSETS, PROP_REFERENCE_OBJECT, PROP_REFERENCE_TIME,
 };
 use crate::adapters::events::{IngestEvent, KafkaMessage, kafka_messages, s3_objects};
-use crate::adapters::iceberg::{CommitOutcome, CommitPlan, Lakehouse, Operation, TableDef, tables};
-use crate::adapters::objects::read_object;
+use crate::adapters::iceberg::{
+    CommitOutcome, CommitPlan, DEFAULT_TARGET_FILE_SIZE, Lakehouse, Operation, TableDef,
+    TableWriter, rows_to_batch, tables,
+};
+use crate::adapters::objects::ObjectReader;
 use crate::domain::dataset::Dataset;
 use crate::domain::records::*;
 use crate::domain::time::{date_of, now_micros};
@@ -120,34 +128,61 @@ impl IngestSummary {
     }
 }
 
-/// Where a staged row came from: the unit its table's idempotency record tracks.
+/// The Kafka offset a staged row came from: the unit a bronze table's checkpoint tracks.
 #[derive(Clone, Debug, PartialEq)]
-enum Origin {
-    Kafka { partition: String, offset: i64 },
-    Object { digest: String },
+struct KafkaOrigin {
+    partition: String,
+    offset: i64,
 }
 
-/// Validated rows of one input, by table.
-#[derive(Default)]
-struct Staging {
-    sales: Vec<(Origin, BronzeSale)>,
-    readings: Vec<(Origin, BronzeReading)>,
-    inventory: Vec<(Origin, BronzeInventory)>,
-    stores: Vec<(Origin, BronzeStore)>,
-    products: Vec<(Origin, BronzeProduct)>,
-    customers: Vec<(Origin, BronzeCustomer)>,
-    equipment: Vec<(Origin, BronzeEquipment)>,
-    quarantine: Vec<(Origin, QuarantineRow)>,
+/// Validated rows by table, each with its origin `O`: a [`KafkaOrigin`], or `()` for a piece of
+/// an object (the object is the unit of idempotency).
+struct Staging<O> {
+    sales: Vec<(O, BronzeSale)>,
+    readings: Vec<(O, BronzeReading)>,
+    inventory: Vec<(O, BronzeInventory)>,
+    stores: Vec<(O, BronzeStore)>,
+    products: Vec<(O, BronzeProduct)>,
+    customers: Vec<(O, BronzeCustomer)>,
+    equipment: Vec<(O, BronzeEquipment)>,
+    quarantine: Vec<(O, QuarantineRow)>,
 }
 
-impl Staging {
+impl<O> Default for Staging<O> {
+    fn default() -> Self {
+        Staging {
+            sales: Vec::new(),
+            readings: Vec::new(),
+            inventory: Vec::new(),
+            stores: Vec::new(),
+            products: Vec::new(),
+            customers: Vec::new(),
+            equipment: Vec::new(),
+            quarantine: Vec::new(),
+        }
+    }
+}
+
+impl<O> Staging<O> {
+    /// Room for `rows` rows of `dataset`, the table nearly all of an object's rows go to.
+    fn with_capacity(dataset: Option<Dataset>, rows: usize) -> Self {
+        let mut staging = Staging::default();
+        match dataset {
+            Some(Dataset::SalesEvents) => staging.sales.reserve(rows),
+            Some(Dataset::EquipmentMetrics) => staging.readings.reserve(rows),
+            Some(Dataset::InventoryUpdates) => staging.inventory.reserve(rows),
+            _ => {}
+        }
+        staging
+    }
+
     fn add(
         &mut self,
         dataset: Option<Dataset>,
         dataset_name: &str,
         record: &RawRecord,
         lineage: &Lineage,
-        origin: Origin,
+        origin: O,
     ) {
         let validated = match dataset {
             Some(d) => validate(d, record, lineage),
@@ -186,99 +221,97 @@ impl Staging {
         }
         counts
     }
+}
 
-    /// Commits every table that has rows (and, for a reference object, its table even when
-    /// empty: an empty full snapshot is still the latest snapshot).
+impl Staging<KafkaOrigin> {
+    /// Commits every table that has rows.
     async fn commit(
         self,
         lake: &Lakehouse,
-        progress: &Progress,
+        offsets: &BTreeMap<String, i64>,
         summary: &mut IngestSummary,
     ) -> Result<(), StorageError> {
-        let snapshot_of = |d: Dataset| progress.reference == Some(d);
-        let (p, s) = (progress, summary);
-        commit_rows(lake, &tables::BRONZE_SALES, &self.sales, p, false, s).await?;
-        commit_rows(
+        let (o, s) = (offsets, summary);
+        commit_kafka_rows(lake, &tables::BRONZE_SALES, &self.sales, o, s).await?;
+        commit_kafka_rows(
             lake,
             &tables::BRONZE_EQUIPMENT_METRICS,
             &self.readings,
-            p,
-            false,
+            o,
             s,
         )
         .await?;
-        commit_rows(
-            lake,
-            &tables::BRONZE_INVENTORY,
-            &self.inventory,
-            p,
-            false,
-            s,
-        )
-        .await?;
-        commit_rows(
-            lake,
-            &tables::BRONZE_STORES,
-            &self.stores,
-            p,
-            snapshot_of(Dataset::Stores),
-            s,
-        )
-        .await?;
-        commit_rows(
-            lake,
-            &tables::BRONZE_PRODUCTS,
-            &self.products,
-            p,
-            snapshot_of(Dataset::Products),
-            s,
-        )
-        .await?;
-        commit_rows(
-            lake,
-            &tables::BRONZE_CUSTOMERS,
-            &self.customers,
-            p,
-            snapshot_of(Dataset::Customers),
-            s,
-        )
-        .await?;
-        commit_rows(
-            lake,
-            &tables::BRONZE_EQUIPMENT,
-            &self.equipment,
-            p,
-            snapshot_of(Dataset::Equipment),
-            s,
-        )
-        .await?;
-        commit_rows(lake, &tables::QUARANTINE, &self.quarantine, p, false, s).await
+        commit_kafka_rows(lake, &tables::BRONZE_INVENTORY, &self.inventory, o, s).await?;
+        commit_kafka_rows(lake, &tables::BRONZE_STORES, &self.stores, o, s).await?;
+        commit_kafka_rows(lake, &tables::BRONZE_PRODUCTS, &self.products, o, s).await?;
+        commit_kafka_rows(lake, &tables::BRONZE_CUSTOMERS, &self.customers, o, s).await?;
+        commit_kafka_rows(lake, &tables::BRONZE_EQUIPMENT, &self.equipment, o, s).await?;
+        commit_kafka_rows(lake, &tables::QUARANTINE, &self.quarantine, o, s).await
     }
 }
 
-/// The idempotency units one input covers, and the reference snapshot it is, if any.
-struct Progress {
-    /// Highest offset per `topic/partition` in this batch.
-    offsets: BTreeMap<String, i64>,
-    /// Digest of the object, for file input.
-    object: Option<String>,
-    /// For a reference object: its dataset, key and ingestion time.
-    reference: Option<Dataset>,
-    reference_key: String,
-    ingestion_time: i64,
+impl Staging<()> {
+    /// The rows as Arrow batches, by table, in the schemas the object's writers take.
+    fn into_batches(
+        self,
+        writers: &[WriterSchema],
+    ) -> Result<Vec<(usize, RecordBatch)>, StorageError> {
+        let mut out = Vec::new();
+        batch_of(&mut out, &tables::BRONZE_SALES, self.sales, writers)?;
+        batch_of(
+            &mut out,
+            &tables::BRONZE_EQUIPMENT_METRICS,
+            self.readings,
+            writers,
+        )?;
+        batch_of(&mut out, &tables::BRONZE_INVENTORY, self.inventory, writers)?;
+        batch_of(&mut out, &tables::BRONZE_STORES, self.stores, writers)?;
+        batch_of(&mut out, &tables::BRONZE_PRODUCTS, self.products, writers)?;
+        batch_of(&mut out, &tables::BRONZE_CUSTOMERS, self.customers, writers)?;
+        batch_of(&mut out, &tables::BRONZE_EQUIPMENT, self.equipment, writers)?;
+        batch_of(&mut out, &tables::QUARANTINE, self.quarantine, writers)?;
+        Ok(out)
+    }
 }
 
-/// Commits `rows` to `def`, skipping those whose origin the table already holds, and notes
-/// the outcome in `summary`. A reference snapshot commits even without rows.
-async fn commit_rows<T: Serialize + Ingested + Sync>(
+/// A table an object's rows may go to, and the Arrow schema its writer takes.
+struct WriterSchema {
+    table: String,
+    schema: Arc<arrow_schema::Schema>,
+}
+
+/// Appends the batch of `rows` for `def` (with the index of its writer), if there are rows.
+fn batch_of<T: Serialize>(
+    out: &mut Vec<(usize, RecordBatch)>,
+    def: &TableDef,
+    rows: Vec<((), T)>,
+    writers: &[WriterSchema],
+) -> Result<(), StorageError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let name = def.qualified();
+    let index = writers
+        .iter()
+        .position(|w| w.table == name)
+        .ok_or_else(|| {
+            StorageError::data(format!("ingest into {name}"))("no writer".to_string())
+        })?;
+    let rows: Vec<T> = rows.into_iter().map(|(_, row)| row).collect();
+    out.push((index, rows_to_batch(&name, &writers[index].schema, &rows)?));
+    Ok(())
+}
+
+/// Commits the rows of one Kafka batch to `def`, skipping those at or below the offsets the
+/// table already holds, and notes the outcome in `summary`.
+async fn commit_kafka_rows<T: Serialize + Ingested + Sync>(
     lake: &Lakehouse,
     def: &TableDef,
-    rows: &[(Origin, T)],
-    progress: &Progress,
-    commit_even_if_empty: bool,
+    rows: &[(KafkaOrigin, T)],
+    batch_offsets: &BTreeMap<String, i64>,
     summary: &mut IngestSummary,
 ) -> Result<(), StorageError> {
-    if rows.is_empty() && !commit_even_if_empty {
+    if rows.is_empty() {
         return Ok(());
     }
     let outcome = lake
@@ -287,74 +320,37 @@ async fn commit_rows<T: Serialize + Ingested + Sync>(
                 Lakehouse::snapshot_property(&table, PROP_KAFKA_OFFSETS)
                     .and_then(|v| serde_json::from_str(v).ok())
                     .unwrap_or_default();
-            let objects: BTreeSet<String> =
-                Lakehouse::snapshot_property(&table, PROP_INGESTED_OBJECTS)
-                    .map(|v| {
-                        v.split(',')
-                            .filter(|d| !d.is_empty())
-                            .map(str::to_string)
-                            .collect()
-                    })
-                    .unwrap_or_default();
-            if progress
-                .object
-                .as_ref()
-                .is_some_and(|d| objects.contains(d))
-            {
-                return Ok(None);
-            }
             let fresh: Vec<&T> = rows
                 .iter()
-                .filter(|(origin, _)| match origin {
-                    Origin::Kafka { partition, offset } => {
-                        offsets.get(partition).is_none_or(|done| offset > done)
-                    }
-                    Origin::Object { .. } => true,
+                .filter(|(origin, _)| {
+                    offsets
+                        .get(&origin.partition)
+                        .is_none_or(|done| origin.offset > *done)
                 })
                 .map(|(_, row)| row)
                 .collect();
-            if fresh.is_empty() && !commit_even_if_empty {
+            if fresh.is_empty() {
                 return Ok(None);
             }
             let add = lake
                 .write_rows(&table, &fresh, |r| date_of(r.ingestion_time()))
                 .await?;
-            let mut properties = std::collections::HashMap::new();
-            if !progress.offsets.is_empty() {
-                let mut merged = offsets;
-                for (partition, offset) in &progress.offsets {
-                    let entry = merged.entry(partition.clone()).or_insert(*offset);
-                    *entry = (*entry).max(*offset);
-                }
-                properties.insert(
-                    PROP_KAFKA_OFFSETS.to_string(),
-                    serde_json::to_string(&merged).unwrap_or_default(),
-                );
+            let mut merged = offsets;
+            for (partition, offset) in batch_offsets {
+                let entry = merged.entry(partition.clone()).or_insert(*offset);
+                *entry = (*entry).max(*offset);
             }
-            if let Some(digest) = &progress.object {
-                let mut all = objects;
-                all.insert(digest.clone());
-                properties.insert(
-                    PROP_INGESTED_OBJECTS.to_string(),
-                    all.into_iter().collect::<Vec<_>>().join(","),
-                );
-            }
-            if commit_even_if_empty {
-                properties.insert(
-                    PROP_REFERENCE_OBJECT.to_string(),
-                    progress.reference_key.clone(),
-                );
-                properties.insert(
-                    PROP_REFERENCE_TIME.to_string(),
-                    progress.ingestion_time.to_string(),
-                );
-            }
+            let properties = HashMap::from([(
+                PROP_KAFKA_OFFSETS.to_string(),
+                serde_json::to_string(&merged).unwrap_or_default(),
+            )]);
             Ok(Some(CommitPlan {
                 operation: Operation::Append,
                 add,
                 add_rewritten: Vec::new(),
                 remove: Vec::new(),
                 properties,
+                keep_added_on_conflict: false,
             }))
         })
         .await?;
@@ -388,7 +384,7 @@ pub async fn ingest_kafka(
             &m.topic,
             &m.record,
             &lineage,
-            Origin::Kafka {
+            KafkaOrigin {
                 partition,
                 offset: m.offset,
             },
@@ -399,14 +395,7 @@ pub async fn ingest_kafka(
         quarantined: staging.quarantined_by_code(),
         ..Default::default()
     };
-    let progress = Progress {
-        offsets,
-        object: None,
-        reference: None,
-        reference_key: String::new(),
-        ingestion_time,
-    };
-    staging.commit(&deps.lake, &progress, &mut summary).await?;
+    staging.commit(&deps.lake, &offsets, &mut summary).await?;
     Ok(summary)
 }
 
@@ -418,8 +407,8 @@ pub async fn ingest_object(
     deps: &Deps,
     input: &ObjectInput,
 ) -> Result<IngestSummary, HandlerError> {
-    let bytes = read_object(&deps.lake, &input.location).await?;
-    ingest_bytes(deps, &input.key, input.dataset, &bytes).await
+    let reader = ObjectReader::open(&deps.lake, &input.location).await?;
+    ingest_reader(deps, &input.key, input.dataset, reader, None).await
 }
 
 /// Ingests the content of one object named `key` (see [`ingest_object`]).
@@ -432,6 +421,66 @@ pub async fn ingest_bytes(
     dataset: Option<Dataset>,
     bytes: &[u8],
 ) -> Result<IngestSummary, HandlerError> {
+    let reader = ObjectReader::Memory(Some(Bytes::copy_from_slice(bytes)));
+    ingest_reader(deps, key, dataset, reader, None).await
+}
+
+/// Bytes per piece of a JSON-lines object validated at a time: bounds memory (a piece's rows
+/// take several times its size) while keeping per-piece overheads small.
+const PIECE_BYTES: usize = 2 * 1024 * 1024;
+
+/// Pieces validated (on blocking threads) ahead of the one being written: with the writer this
+/// keeps two cores busy; more only adds memory (measured in docs/performance.md).
+const PIECES_AHEAD: usize = 1;
+
+/// What every piece of one object shares.
+struct ObjectContext {
+    key: String,
+    dataset: Option<Dataset>,
+    dataset_name: String,
+    ingestion_time: i64,
+    writers: Vec<WriterSchema>,
+}
+
+/// The validated rows of one piece, as batches per writer.
+struct StagedPiece {
+    records: usize,
+    quarantined: BTreeMap<String, usize>,
+    batches: Vec<(usize, RecordBatch)>,
+}
+
+/// Validates the records of one piece (on a blocking thread).
+fn stage_piece(
+    context: &ObjectContext,
+    records: &[RawRecord],
+) -> Result<StagedPiece, StorageError> {
+    let mut staging = Staging::with_capacity(context.dataset, records.len());
+    for record in records {
+        let lineage = Lineage {
+            source: "file".to_string(),
+            source_ref: record.source_ref.clone(),
+            ingestion_time: context.ingestion_time,
+        };
+        staging.add(context.dataset, &context.dataset_name, record, &lineage, ());
+    }
+    Ok(StagedPiece {
+        records: records.len(),
+        quarantined: staging.quarantined_by_code(),
+        batches: staging.into_batches(&context.writers)?,
+    })
+}
+
+/// Validates and writes an object piece by piece — JSON lines as they are read, any other
+/// content whole — then commits each table it wrote to once (by the object's digest). A
+/// `refused` object is one quarantined record with that reason.
+async fn ingest_reader(
+    deps: &Deps,
+    key: &str,
+    dataset: Option<Dataset>,
+    mut reader: ObjectReader,
+    refused: Option<Rejection>,
+) -> Result<IngestSummary, HandlerError> {
+    let lake = &deps.lake;
     let (dataset, dataset_name) = match dataset {
         Some(d) => (Some(d), d.name().to_string()),
         None => {
@@ -440,89 +489,256 @@ pub async fn ingest_bytes(
         }
     };
     let format = file_format(key);
-    let records = match (dataset, format) {
-        (Some(_), Some(FileFormat::JsonLines)) => decode_jsonl(bytes, key),
-        (Some(d), Some(FileFormat::Csv)) => decode_csv(bytes, key, d),
-        (dataset, format) => {
-            // The whole object is one quarantined record: unknown dataset or file type.
-            let rejection = match (dataset, format) {
-                (None, _) => Rejection::new(
-                    RejectCode::UnknownDataset,
-                    format!(
-                        "unknown dataset {dataset_name:?} in key {:?}; accepted: {}",
-                        key,
-                        Dataset::accepted_names()
-                    ),
-                ),
-                _ => Rejection::new(
-                    RejectCode::UnsupportedFile,
-                    format!("{:?} is neither .jsonl/.json/.ndjson nor .csv", key),
-                ),
-            };
-            vec![RawRecord {
-                source_ref: format!("{}:0", key),
-                bytes: bytes.to_vec(),
-                decoded: Decoded::Rejected(rejection),
-            }]
-        }
-    };
-    let target = dataset.filter(|_| format.is_some());
-    let reference = target.filter(|d| d.is_reference());
-    commit_object(
-        deps,
-        key,
-        target,
-        &dataset_name,
-        reference,
-        &records,
-        object_digest(key, bytes),
-    )
-    .await
-}
-
-/// Validates the records of one object and commits them, once per table (by `digest`).
-async fn commit_object(
-    deps: &Deps,
-    key: &str,
-    dataset: Option<Dataset>,
-    dataset_name: &str,
-    reference: Option<Dataset>,
-    records: &[RawRecord],
-    digest: String,
-) -> Result<IngestSummary, HandlerError> {
+    let target = dataset.filter(|_| format.is_some() && refused.is_none());
     let ingestion_time = now_micros();
-    let mut staging = Staging::default();
-    for record in records {
-        let lineage = Lineage {
-            source: "file".to_string(),
-            source_ref: record.source_ref.clone(),
-            ingestion_time,
-        };
-        staging.add(
-            dataset,
-            dataset_name,
-            record,
-            &lineage,
-            Origin::Object {
-                digest: digest.clone(),
-            },
-        );
+    let day = Some(date_of(ingestion_time));
+    let mut defs = vec![tables::QUARANTINE];
+    defs.extend(target.map(TableDef::bronze));
+    let mut writers = Vec::with_capacity(defs.len());
+    for def in &defs {
+        writers
+            .push(TableWriter::open(&lake.load(def).await?, day, DEFAULT_TARGET_FILE_SIZE).await?);
     }
-    let mut summary = IngestSummary {
-        records: records.len(),
-        quarantined: staging.quarantined_by_code(),
-        ..Default::default()
-    };
-    let progress = Progress {
-        offsets: BTreeMap::new(),
-        object: Some(digest),
-        reference,
-        reference_key: key.to_string(),
+    let context = Arc::new(ObjectContext {
+        key: key.to_string(),
+        dataset: target,
+        dataset_name: dataset_name.clone(),
         ingestion_time,
+        writers: defs
+            .iter()
+            .zip(&writers)
+            .map(|(def, w)| WriterSchema {
+                table: def.qualified(),
+                schema: w.schema().clone(),
+            })
+            .collect(),
+    });
+    let stage = |decode: Box<dyn FnOnce(&ObjectContext) -> Vec<RawRecord> + Send>| {
+        let context = context.clone();
+        tokio::task::spawn_blocking(move || stage_piece(&context, &decode(&context)))
     };
-    staging.commit(&deps.lake, &progress, &mut summary).await?;
+    let stage_lines = |parts: Vec<(Bytes, usize)>| {
+        stage(Box::new(move |c: &ObjectContext| {
+            parts
+                .into_iter()
+                .flat_map(|(bytes, first_line)| decode_jsonl(bytes, &c.key, first_line))
+                .collect()
+        }))
+    };
+
+    let mut content = Sha256::new();
+    let mut summary = IngestSummary::default();
+    let mut pending = VecDeque::new();
+    if target.is_some() && format == Some(FileFormat::JsonLines) {
+        let mut lines = LineSplitter::default();
+        while let Some(bytes) = reader.next(PIECE_BYTES).await? {
+            content.update(&bytes);
+            let parts = lines.push(bytes);
+            if !parts.is_empty() {
+                pending.push_back(stage_lines(parts));
+            }
+            if pending.len() > PIECES_AHEAD {
+                write_piece(&mut writers, pending.pop_front(), key, &mut summary).await?;
+            }
+        }
+        let last = lines.finish();
+        if !last.is_empty() {
+            pending.push_back(stage_lines(last));
+        }
+    } else {
+        let bytes = reader.read_rest().await?;
+        content.update(&bytes);
+        let records = match (target, format, refused) {
+            (Some(d), Some(FileFormat::Csv), _) => decode_csv(&bytes, key, d),
+            (_, _, refused) => vec![RawRecord {
+                source_ref: format!("{key}:0"),
+                decoded: Decoded::Rejected(
+                    refused.unwrap_or_else(|| object_rejection(key, &dataset_name, dataset)),
+                ),
+                bytes: bytes.into(),
+            }],
+        };
+        pending.push_back(stage(Box::new(move |_: &ObjectContext| records)));
+    }
+    while let Some(handle) = pending.pop_front() {
+        write_piece(&mut writers, Some(handle), key, &mut summary).await?;
+    }
+
+    let digest = object_digest(key, &content.finalize());
+    let reference = target.filter(|d| d.is_reference());
+    for (def, writer) in defs.iter().zip(writers) {
+        let files = writer.close().await?;
+        let snapshot = reference.is_some() && *def != tables::QUARANTINE;
+        let reference_properties = snapshot.then(|| (key.to_string(), ingestion_time));
+        commit_object_files(
+            lake,
+            def,
+            files,
+            &digest,
+            reference_properties,
+            &mut summary,
+        )
+        .await?;
+    }
     info!(key = %key, records = summary.records, "Object ingested.");
     Ok(summary)
+}
+
+/// Waits for a staged piece and writes its batches.
+async fn write_piece(
+    writers: &mut [TableWriter],
+    handle: Option<tokio::task::JoinHandle<Result<StagedPiece, StorageError>>>,
+    key: &str,
+    summary: &mut IngestSummary,
+) -> Result<(), StorageError> {
+    let Some(handle) = handle else {
+        return Ok(());
+    };
+    let piece = handle
+        .await
+        .map_err(|e| StorageError::data(format!("validate {key}"))(e.to_string()))??;
+    summary.records += piece.records;
+    for (code, n) in piece.quarantined {
+        *summary.quarantined.entry(code).or_default() += n;
+    }
+    for (index, batch) in piece.batches {
+        writers[index].write(batch).await?;
+    }
+    Ok(())
+}
+
+/// Splits JSON lines read in pieces at line ends, numbering lines across pieces. Only the line
+/// that spans two pieces is copied; the rest are slices of the pieces.
+#[derive(Default)]
+struct LineSplitter {
+    /// The unfinished last line of the pieces so far.
+    carry: Vec<u8>,
+    /// Lines handed out so far.
+    lines: usize,
+}
+
+impl LineSplitter {
+    /// The complete lines up to the last line end of `carry + piece`, as parts with the number
+    /// of their first line (none when no line ended in this piece).
+    fn push(&mut self, piece: Bytes) -> Vec<(Bytes, usize)> {
+        let Some(last_end) = piece.iter().rposition(|b| *b == b'\n') else {
+            self.carry.extend_from_slice(&piece);
+            return Vec::new();
+        };
+        let mut parts = Vec::with_capacity(2);
+        let mut rest = 0;
+        if !self.carry.is_empty() {
+            let first_end = piece.iter().position(|b| *b == b'\n').unwrap_or(last_end);
+            let mut spanning = std::mem::take(&mut self.carry);
+            spanning.extend_from_slice(&piece[..=first_end]);
+            parts.push(self.hand_out(spanning.into()));
+            rest = first_end + 1;
+        }
+        if rest <= last_end {
+            parts.push(self.hand_out(piece.slice(rest..=last_end)));
+        }
+        self.carry.extend_from_slice(&piece[last_end + 1..]);
+        parts
+    }
+
+    /// The last line, when the object does not end with a line end.
+    fn finish(&mut self) -> Vec<(Bytes, usize)> {
+        let rest = std::mem::take(&mut self.carry);
+        if rest.is_empty() {
+            Vec::new()
+        } else {
+            vec![self.hand_out(rest.into())]
+        }
+    }
+
+    fn hand_out(&mut self, lines: Bytes) -> (Bytes, usize) {
+        let first = self.lines + 1;
+        self.lines += lines.iter().filter(|b| **b == b'\n').count();
+        (lines, first)
+    }
+}
+
+/// Why an object whose dataset or file type is unknown is quarantined (whole, as one record).
+fn object_rejection(key: &str, dataset_name: &str, dataset: Option<Dataset>) -> Rejection {
+    match dataset {
+        None => Rejection::new(
+            RejectCode::UnknownDataset,
+            format!(
+                "unknown dataset {dataset_name:?} in key {key:?}; accepted: {}",
+                Dataset::accepted_names()
+            ),
+        ),
+        Some(_) => Rejection::new(
+            RejectCode::UnsupportedFile,
+            format!("{key:?} is neither .jsonl/.json/.ndjson nor .csv"),
+        ),
+    }
+}
+
+/// Commits the files one object wrote to `def`, unless the table already holds the object
+/// (`digest`): then the files are deleted. A reference snapshot (`reference`: its key and
+/// ingestion time) commits even without files.
+async fn commit_object_files(
+    lake: &Lakehouse,
+    def: &TableDef,
+    files: Vec<DataFile>,
+    digest: &str,
+    reference: Option<(String, i64)>,
+    summary: &mut IngestSummary,
+) -> Result<(), StorageError> {
+    if files.is_empty() && reference.is_none() {
+        return Ok(());
+    }
+    let outcome = lake
+        .commit_with(def, |table| {
+            let add = files.clone();
+            let reference = reference.clone();
+            async move {
+                let mut objects = ingested_objects(&table);
+                if objects.contains(digest) {
+                    return Ok(None);
+                }
+                objects.insert(digest.to_string());
+                let mut properties = HashMap::from([(
+                    PROP_INGESTED_OBJECTS.to_string(),
+                    objects.into_iter().collect::<Vec<_>>().join(","),
+                )]);
+                if let Some((key, time)) = reference {
+                    properties.insert(PROP_REFERENCE_OBJECT.to_string(), key);
+                    properties.insert(PROP_REFERENCE_TIME.to_string(), time.to_string());
+                }
+                Ok(Some(CommitPlan {
+                    operation: Operation::Append,
+                    add,
+                    add_rewritten: Vec::new(),
+                    remove: Vec::new(),
+                    properties,
+                    keep_added_on_conflict: true,
+                }))
+            }
+        })
+        .await?;
+    if outcome.is_none() {
+        for file in &files {
+            if let Err(e) = lake.file_io().delete(file.file_path()).await {
+                debug!(path = file.file_path(), error = %e, "Could not delete a file of an object already ingested.");
+            }
+        }
+    }
+    summary.record_commit(def, outcome);
+    Ok(())
+}
+
+/// The digests of the objects a table holds (its checkpoint).
+fn ingested_objects(table: &Table) -> BTreeSet<String> {
+    Lakehouse::snapshot_property(table, PROP_INGESTED_OBJECTS)
+        .map(|v| {
+            v.split(',')
+                .filter(|d| !d.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Quarantines an object as one record without reading it, once (by its key).
@@ -531,21 +747,7 @@ async fn reject_object(
     key: &str,
     rejection: Rejection,
 ) -> Result<IngestSummary, HandlerError> {
-    let record = RawRecord {
-        source_ref: format!("{key}:0"),
-        bytes: Vec::new(),
-        decoded: Decoded::Rejected(rejection),
-    };
-    commit_object(
-        deps,
-        key,
-        None,
-        &landing_dataset_name(key),
-        None,
-        &[record],
-        object_digest(key, b""),
-    )
-    .await
+    ingest_reader(deps, key, None, ObjectReader::Memory(None), Some(rejection)).await
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -572,12 +774,48 @@ fn landing_dataset_name(key: &str) -> String {
     parts.next().unwrap_or_default().to_string()
 }
 
-/// The idempotency digest of an object: its key and content, hashed (16 bytes, hex).
-fn object_digest(key: &str, content: &[u8]) -> String {
-    let content_hash = Sha256::digest(content);
+/// The idempotency digest of an object: its key and the SHA-256 of its content, hashed
+/// (16 bytes, hex).
+fn object_digest(key: &str, content_hash: &[u8]) -> String {
     let mut hasher = Sha256::new();
     hasher.update(key.as_bytes());
     hasher.update([0]);
     hasher.update(content_hash);
     hex::encode(&hasher.finalize()[..16])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (line reference, bytes) of every record decoded from `pieces` read in order.
+    fn records_of(pieces: &[&[u8]]) -> Vec<(String, Vec<u8>)> {
+        let mut lines = LineSplitter::default();
+        let mut parts = Vec::new();
+        for piece in pieces {
+            parts.extend(lines.push(Bytes::copy_from_slice(piece)));
+        }
+        parts.extend(lines.finish());
+        parts
+            .into_iter()
+            .flat_map(|(bytes, first)| decode_jsonl(bytes, "k", first))
+            .map(|r| (r.source_ref, r.bytes.to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn pieces_split_anywhere_give_the_lines_of_the_whole() {
+        let text: &[u8] = b"\xEF\xBB\xBF{\"a\":1}\r\n\n{\"b\":22}\n  \n{\"c\":333}\n{\"d\":4}";
+        let whole = records_of(&[text]);
+        assert_eq!(
+            whole.iter().map(|(r, _)| r.as_str()).collect::<Vec<_>>(),
+            ["k:1", "k:3", "k:5", "k:6"]
+        );
+        for i in 0..=text.len() {
+            for j in i..=text.len() {
+                let pieces = [&text[..i], &text[i..j], &text[j..]];
+                assert_eq!(records_of(&pieces), whole, "split at {i} and {j}");
+            }
+        }
+    }
 }

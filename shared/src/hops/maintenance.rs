@@ -264,6 +264,7 @@ where
                 add_rewritten: Vec::new(),
                 remove: lake.live_files(&table).await?,
                 properties: HashMap::new(),
+                keep_added_on_conflict: false,
             }))
         })
         .await?;
@@ -299,6 +300,7 @@ async fn update_equipment(lake: &Lakehouse) -> Result<Option<CommitOutcome>, Sto
             add_rewritten: Vec::new(),
             remove: files,
             properties: HashMap::new(),
+            keep_added_on_conflict: false,
         }))
     })
     .await
@@ -407,6 +409,7 @@ async fn update_report(
             add_rewritten: Vec::new(),
             remove,
             properties,
+            keep_added_on_conflict: false,
         }))
     })
     .await

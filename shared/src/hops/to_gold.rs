@@ -182,6 +182,7 @@ where
             add_rewritten: Vec::new(),
             remove,
             properties: checkpoint_properties(head),
+            keep_added_on_conflict: false,
         }))
     })
     .await

@@ -165,6 +165,7 @@ where
             add_rewritten: Vec::new(),
             remove: Vec::new(),
             properties: checkpoint_properties(head),
+            keep_added_on_conflict: false,
         }))
     })
     .await

@@ -91,6 +91,7 @@ pub async fn append(
             add_rewritten: Vec::new(),
             remove: vec![],
             properties: HashMap::new(),
+            keep_added_on_conflict: false,
         }))
     })
     .await

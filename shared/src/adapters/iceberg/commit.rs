@@ -57,6 +57,9 @@ pub struct CommitPlan {
     pub add_rewritten: Vec<(DataFile, i64)>,
     pub remove: Vec<LiveFile>,
     pub properties: HashMap<String, String>,
+    /// The files of `add` were written once, before planning, and every attempt reuses them:
+    /// a lost race must not delete them (otherwise an attempt's files are its own, and go).
+    pub keep_added_on_conflict: bool,
 }
 
 /// What a committed plan did.
@@ -133,8 +136,12 @@ impl Lakehouse {
         table: &Table,
         plan: CommitPlan,
     ) -> Result<CommitOutcome, AttemptError> {
-        let mut written: Vec<String> = plan
-            .add
+        let own_added = if plan.keep_added_on_conflict {
+            &[][..]
+        } else {
+            &plan.add[..]
+        };
+        let mut written: Vec<String> = own_added
             .iter()
             .chain(plan.add_rewritten.iter().map(|(f, _)| f))
             .map(|f| f.file_path().to_string())

@@ -92,6 +92,7 @@ impl Lakehouse {
                 add_rewritten,
                 remove,
                 properties: HashMap::new(),
+                keep_added_on_conflict: false,
             }))
         })
         .await
