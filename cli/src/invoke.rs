@@ -27,6 +27,7 @@ pub async fn run(deps: &Deps, function: &str, event: &Path) -> Result<()> {
         .with_context(|| format!("cannot read {}", event.display()))?;
     let payload: Value =
         serde_json::from_str(&text).with_context(|| format!("{} is not JSON", event.display()))?;
+    drop(text);
     let event = LambdaEvent::new(payload, LambdaContext::default());
     let result = match function {
         "ingest" => serde_json::to_value(ingest::handler(deps, event).await?)?,

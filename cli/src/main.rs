@@ -12,11 +12,6 @@ macro_rules! say {
     }};
 }
 
-/// mimalloc: glibc's allocator gives every thread an arena and fragments them under the
-/// validation threads' many small allocations (see docs/performance.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 mod demo;
 mod invoke;
 mod local;

@@ -8,3 +8,9 @@ pub mod domain;
 pub mod error;
 pub mod hops;
 pub mod simulate;
+
+/// The allocator of every Bakehouse binary (functions, CLI, tests): ingest validates on several
+/// threads with many small allocations, where mimalloc is ~35 % faster than glibc's malloc and
+/// does not fragment per-thread arenas (docs/performance.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -64,7 +64,11 @@ pub struct ObjectInput {
 pub async fn handle(deps: &Deps, event: IngestEvent) -> Result<IngestSummary, HandlerError> {
     let summary = match event {
         IngestEvent::S3Test => IngestSummary::default(),
-        IngestEvent::Kafka(event) => ingest_kafka(deps, &kafka_messages(&event)).await?,
+        IngestEvent::Kafka(event) => {
+            let messages = kafka_messages(&event);
+            drop(event); // the base64 values, decoded into `messages`
+            ingest_kafka(deps, &messages).await?
+        }
         IngestEvent::S3(event) => {
             let mut summary = IngestSummary::default();
             for object in s3_objects(&event) {
