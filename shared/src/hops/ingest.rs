@@ -453,13 +453,25 @@ struct StagedPiece {
     batches: Vec<(usize, RecordBatch)>,
 }
 
-/// Validates the records of one piece (on a blocking thread).
-fn stage_piece(
-    context: &ObjectContext,
-    records: &[RawRecord],
-) -> Result<StagedPiece, StorageError> {
+/// What one blocking thread decodes and validates.
+enum PieceInput {
+    /// JSON lines, as parts with the number of their first line.
+    Lines(Vec<(Bytes, usize)>),
+    /// Records decoded already (a CSV object, or an object quarantined whole).
+    Records(Vec<RawRecord>),
+}
+
+/// Decodes and validates one piece (on a blocking thread).
+fn stage_piece(context: &ObjectContext, input: PieceInput) -> Result<StagedPiece, StorageError> {
+    let records: Vec<RawRecord> = match input {
+        PieceInput::Lines(parts) => parts
+            .into_iter()
+            .flat_map(|(bytes, first_line)| decode_jsonl(bytes, &context.key, first_line))
+            .collect(),
+        PieceInput::Records(records) => records,
+    };
     let mut staging = Staging::with_capacity(context.dataset, records.len());
-    for record in records {
+    for record in &records {
         let lineage = Lineage {
             source: "file".to_string(),
             source_ref: record.source_ref.clone(),
@@ -517,17 +529,9 @@ async fn ingest_reader(
             })
             .collect(),
     });
-    let stage = |decode: Box<dyn FnOnce(&ObjectContext) -> Vec<RawRecord> + Send>| {
+    let stage = |input: PieceInput| {
         let context = context.clone();
-        tokio::task::spawn_blocking(move || stage_piece(&context, &decode(&context)))
-    };
-    let stage_lines = |parts: Vec<(Bytes, usize)>| {
-        stage(Box::new(move |c: &ObjectContext| {
-            parts
-                .into_iter()
-                .flat_map(|(bytes, first_line)| decode_jsonl(bytes, &c.key, first_line))
-                .collect()
-        }))
+        tokio::task::spawn_blocking(move || stage_piece(&context, input))
     };
 
     let mut content = Sha256::new();
@@ -539,7 +543,7 @@ async fn ingest_reader(
             content.update(&bytes);
             let parts = lines.push(bytes);
             if !parts.is_empty() {
-                pending.push_back(stage_lines(parts));
+                pending.push_back(stage(PieceInput::Lines(parts)));
             }
             if pending.len() > PIECES_AHEAD {
                 write_piece(&mut writers, pending.pop_front(), key, &mut summary).await?;
@@ -547,7 +551,7 @@ async fn ingest_reader(
         }
         let last = lines.finish();
         if !last.is_empty() {
-            pending.push_back(stage_lines(last));
+            pending.push_back(stage(PieceInput::Lines(last)));
         }
     } else {
         let bytes = reader.read_rest().await?;
@@ -562,7 +566,7 @@ async fn ingest_reader(
                 bytes: bytes.into(),
             }],
         };
-        pending.push_back(stage(Box::new(move |_: &ObjectContext| records)));
+        pending.push_back(stage(PieceInput::Records(records)));
     }
     while let Some(handle) = pending.pop_front() {
         write_piece(&mut writers, Some(handle), key, &mut summary).await?;
