@@ -26,6 +26,8 @@ pub struct BronzeSale {
     pub quantity: i32,
     pub unit_price: Money,
     pub promotion_id: Option<String>,
+    /// The record as received; readers that skip the column (silver) get it empty.
+    #[serde(default)]
     pub payload: String,
     pub source: String,
     pub source_ref: String,
@@ -43,6 +45,8 @@ pub struct BronzeReading {
     pub temperature_c: Option<f64>,
     pub interval_seconds: i32,
     pub readings: Option<String>,
+    /// The record as received; readers that skip the column (silver) get it empty.
+    #[serde(default)]
     pub payload: String,
     pub source: String,
     pub source_ref: String,
@@ -61,6 +65,8 @@ pub struct BronzeInventory {
     pub sold_quantity: i32,
     pub waste_quantity: i32,
     pub reported_by: Option<String>,
+    /// The record as received; readers that skip the column (silver) get it empty.
+    #[serde(default)]
     pub payload: String,
     pub source: String,
     pub source_ref: String,
@@ -77,6 +83,8 @@ pub struct BronzeStore {
     pub opening_hour: Option<String>,
     pub closing_hour: Option<String>,
     pub manager: Option<String>,
+    /// The record as received; readers that skip the column (silver) get it empty.
+    #[serde(default)]
     pub payload: String,
     pub source: String,
     pub source_ref: String,
@@ -90,6 +98,8 @@ pub struct BronzeProduct {
     pub name: Option<String>,
     pub category: Option<String>,
     pub list_price: Option<Money>,
+    /// The record as received; readers that skip the column (silver) get it empty.
+    #[serde(default)]
     pub payload: String,
     pub source: String,
     pub source_ref: String,
@@ -102,6 +112,8 @@ pub struct BronzeCustomer {
     pub customer_id: String,
     pub loyalty_tier: Option<String>,
     pub city: Option<String>,
+    /// The record as received; readers that skip the column (silver) get it empty.
+    #[serde(default)]
     pub payload: String,
     pub source: String,
     pub source_ref: String,
@@ -115,6 +127,8 @@ pub struct BronzeEquipment {
     pub store_id: Option<i32>,
     pub equipment_type: Option<String>,
     pub name: Option<String>,
+    /// The record as received; readers that skip the column (silver) get it empty.
+    #[serde(default)]
     pub payload: String,
     pub source: String,
     pub source_ref: String,

@@ -146,7 +146,10 @@ where
             // Only rewritten files (compaction) since the checkpoint: nothing new.
             return Ok(None);
         }
-        let rows: Vec<B> = lake.read_rows(&bronze, &new_files).await?;
+        // Silver keeps no payload: it is not decoded (the bulk of a bronze file).
+        let rows: Vec<B> = lake
+            .read_rows_without(&bronze, &new_files, &["payload"])
+            .await?;
         let silver_files = lake.live_files(&silver).await?;
         let mut seen: HashSet<String> = lake
             .read_strings(&silver, &silver_files, id_column)

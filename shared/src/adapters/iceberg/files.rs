@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use arrow_array::cast::AsArray;
+use bytes::Bytes;
 use futures::future::try_join_all;
 use iceberg::arrow::schema_to_arrow_schema;
 use iceberg::spec::{DataFile, DataFileFormat, Literal, PartitionKey, PrimitiveLiteral, Struct};
@@ -22,7 +23,6 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::Compression;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
-use parquet::file::reader::ChunkReader;
 use parquet::schema::types::ColumnPath;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -202,7 +202,7 @@ impl TableWriter {
 async fn open_parquet(
     table: &Table,
     file: &LiveFile,
-) -> Result<ParquetRecordBatchReaderBuilder<impl ChunkReader + 'static>, StorageError> {
+) -> Result<ParquetRecordBatchReaderBuilder<Bytes>, StorageError> {
     let bytes = table
         .file_io()
         .new_input(file.path())
@@ -419,6 +419,19 @@ impl Lakehouse {
         table: &Table,
         files: &[LiveFile],
     ) -> Result<Vec<T>, StorageError> {
+        self.read_rows_without(table, files, &[]).await
+    }
+
+    /// [`Lakehouse::read_rows`] without decoding the columns `skip` (`T` must default them).
+    ///
+    /// # Errors
+    /// A file cannot be read or does not match `T`.
+    pub async fn read_rows_without<T: DeserializeOwned>(
+        &self,
+        table: &Table,
+        files: &[LiveFile],
+        skip: &[&str],
+    ) -> Result<Vec<T>, StorageError> {
         let builders = try_join_all(files.iter().map(|f| open_parquet(table, f))).await?;
         let mut rows = Vec::new();
         for (builder, file) in builders.into_iter().zip(files) {
@@ -426,7 +439,12 @@ impl Lakehouse {
                 context: format!("read {}", file.path()),
                 message: e,
             };
+            let parquet_schema = builder.parquet_schema();
+            let wanted = (0..parquet_schema.num_columns())
+                .filter(|c| !skip.contains(&parquet_schema.column(*c).name()));
+            let mask = ProjectionMask::leaves(parquet_schema, wanted);
             let reader = builder
+                .with_projection(mask)
                 .with_batch_size(8192)
                 .build()
                 .map_err(|e| convert(e.to_string()))?;
