@@ -545,8 +545,10 @@ async fn ingest_reader(
             if !parts.is_empty() {
                 pending.push_back(stage(PieceInput::Lines(parts)));
             }
-            if pending.len() > PIECES_AHEAD {
-                write_piece(&mut writers, pending.pop_front(), key, &mut summary).await?;
+            if pending.len() > PIECES_AHEAD
+                && let Some(handle) = pending.pop_front()
+            {
+                write_piece(&mut writers, handle, key, &mut summary).await?;
             }
         }
         let last = lines.finish();
@@ -569,7 +571,7 @@ async fn ingest_reader(
         pending.push_back(stage(PieceInput::Records(records)));
     }
     while let Some(handle) = pending.pop_front() {
-        write_piece(&mut writers, Some(handle), key, &mut summary).await?;
+        write_piece(&mut writers, handle, key, &mut summary).await?;
     }
 
     let digest = object_digest(key, &content.finalize());
@@ -595,13 +597,10 @@ async fn ingest_reader(
 /// Waits for a staged piece and writes its batches.
 async fn write_piece(
     writers: &mut [TableWriter],
-    handle: Option<tokio::task::JoinHandle<Result<StagedPiece, StorageError>>>,
+    handle: tokio::task::JoinHandle<Result<StagedPiece, StorageError>>,
     key: &str,
     summary: &mut IngestSummary,
 ) -> Result<(), StorageError> {
-    let Some(handle) = handle else {
-        return Ok(());
-    };
     let piece = handle
         .await
         .map_err(|e| StorageError::data(format!("validate {key}"))(e.to_string()))??;
