@@ -18,8 +18,8 @@ use super::{
 };
 use crate::adapters::events::{IngestEvent, KafkaMessage, kafka_messages, s3_objects};
 use crate::adapters::iceberg::{
-    CommitOutcome, CommitPlan, DEFAULT_TARGET_FILE_SIZE, Lakehouse, Operation, TableDef,
-    TableWriter, rows_to_batch, tables,
+    CommitOutcome, CommitPlan, DEFAULT_TARGET_FILE_SIZE, Lakehouse, TableDef, TableWriter,
+    rows_to_batch, tables,
 };
 use crate::adapters::objects::ObjectReader;
 use crate::domain::dataset::Dataset;
@@ -348,14 +348,7 @@ async fn commit_kafka_rows<T: Serialize + Ingested + Sync>(
                 PROP_KAFKA_OFFSETS.to_string(),
                 serde_json::to_string(&merged).unwrap_or_default(),
             )]);
-            Ok(Some(CommitPlan {
-                operation: Operation::Append,
-                add,
-                add_rewritten: Vec::new(),
-                remove: Vec::new(),
-                properties,
-                keep_added_on_conflict: false,
-            }))
+            Ok(Some(CommitPlan::append(add, properties)))
         })
         .await?;
     summary.record_commit(def, outcome);
@@ -715,12 +708,8 @@ async fn commit_object_files(
                     properties.insert(PROP_REFERENCE_TIME.to_string(), time.to_string());
                 }
                 Ok(Some(CommitPlan {
-                    operation: Operation::Append,
-                    add,
-                    add_rewritten: Vec::new(),
-                    remove: Vec::new(),
-                    properties,
                     keep_added_on_conflict: true,
+                    ..CommitPlan::append(add, properties)
                 }))
             }
         })

@@ -12,7 +12,7 @@ use tracing::{info, instrument};
 use super::{Deps, PROP_REFERENCE_OBJECT, PROP_REFERENCE_TIME, checkpoint, checkpoint_properties};
 use crate::adapters::events::changed_tables;
 use crate::adapters::iceberg::{
-    CommitOutcome, CommitPlan, Lakehouse, Operation, TableDef, partition_day, tables,
+    CommitOutcome, CommitPlan, Lakehouse, TableDef, partition_day, tables,
 };
 use crate::domain::dataset::Dataset;
 use crate::domain::records::*;
@@ -162,14 +162,7 @@ where
             .map(|b| derive(b, &reference))
             .collect();
         let add = lake.write_rows(&silver, &fresh, partition_of).await?;
-        Ok(Some(CommitPlan {
-            operation: Operation::Append,
-            add,
-            add_rewritten: Vec::new(),
-            remove: Vec::new(),
-            properties: checkpoint_properties(head),
-            keep_added_on_conflict: false,
-        }))
+        Ok(Some(CommitPlan::append(add, checkpoint_properties(head))))
     })
     .await
 }

@@ -62,6 +62,20 @@ pub struct CommitPlan {
     pub keep_added_on_conflict: bool,
 }
 
+impl CommitPlan {
+    /// An append of `add` (written by this attempt) with the snapshot's checkpoint `properties`.
+    pub fn append(add: Vec<DataFile>, properties: HashMap<String, String>) -> Self {
+        CommitPlan {
+            operation: Operation::Append,
+            add,
+            add_rewritten: Vec::new(),
+            remove: Vec::new(),
+            properties,
+            keep_added_on_conflict: false,
+        }
+    }
+}
+
 /// What a committed plan did.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct CommitOutcome {
