@@ -96,11 +96,33 @@ fn start(
             format!("http://127.0.0.1:{port}/.rt"),
         )
         .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
-        .stdout(Stdio::null())
+        .stdout(std::fs::File::create(log_of(home, function)).unwrap())
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
     (port, [emulator, Running(bootstrap)])
+}
+
+/// Where a bootstrap's stdout (its logs and EMF metric lines) goes.
+fn log_of(home: &Path, function: &str) -> PathBuf {
+    home.join(format!("{function}.log"))
+}
+
+/// The EMF documents a bootstrap printed, with `Function` = `function` and the dimension
+/// `dimension` = `value`.
+fn emf(home: &Path, function: &str, dimension: &str, value: &str) -> Vec<Value> {
+    std::fs::read_to_string(log_of(home, function))
+        .unwrap()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|doc| doc.get("_aws").is_some() && doc["Function"] == function)
+        .filter(|doc| doc[dimension] == value)
+        .collect()
+}
+
+/// The sum of metric `name` over documents.
+fn total(docs: &[Value], name: &str) -> f64 {
+    docs.iter().map(|d| d[name].as_f64().unwrap()).sum()
 }
 
 /// `cargo lambda invoke` with a fixture; returns the function's answer.
@@ -191,6 +213,17 @@ async fn each_bootstrap_answers_its_fixture_through_the_runtime_api() {
     assert_eq!(count(lake, &tables::BRONZE_SALES).await, 4 + 3);
     assert_eq!(count(lake, &tables::BRONZE_EQUIPMENT_METRICS).await, 1);
     assert_eq!(count(lake, &tables::QUARANTINE).await, 2);
+    // One EMF line per invocation, per table written and per quarantine reason.
+    let invocations = emf(home.path(), "ingest", "Function", "ingest")
+        .into_iter()
+        .filter(|d| d.get("Duration").is_some())
+        .collect::<Vec<_>>();
+    assert_eq!(total(&invocations, "Invocations"), 2.0);
+    assert_eq!(total(&invocations, "Errors"), 0.0);
+    let sales = emf(home.path(), "ingest", "Table", "bronze.sales_events");
+    assert_eq!(total(&sales, "RecordsOut"), 7.0);
+    let quarantine = emf(home.path(), "ingest", "Table", "bronze.quarantine");
+    assert_eq!(total(&quarantine, "RecordsOut"), 2.0);
 
     // bronze-to-silver, woken by a bronze commit: k1 twice → once; k1, k2, k3, f1..f3.
     {
@@ -202,6 +235,19 @@ async fn each_bootstrap_answers_its_fixture_through_the_runtime_api() {
         );
     }
     assert_eq!(count(lake, &tables::SILVER_SALES).await, 6);
+    // 7 bronze sales, k1 twice; k1..k3 are from 2026-03-01: too late for gold.
+    let silver = emf(home.path(), "bronze-to-silver", "Table", "silver.sales");
+    assert_eq!(silver.len(), 1, "{silver:?}");
+    assert_eq!(
+        [
+            total(&silver, "RecordsIn"),
+            total(&silver, "RecordsOut"),
+            total(&silver, "Duplicates"),
+            total(&silver, "TooLate"),
+        ],
+        [7.0, 6.0, 1.0, 3.0]
+    );
+    assert!(silver[0]["AvgQualityScore"].as_f64().unwrap() > 0.0);
 
     // silver-to-gold, woken by a silver commit: one fact per recent silver sale (f1..f3).
     {

@@ -1,12 +1,13 @@
 //! Bakehouse: a serverless lakehouse for a bakery chain. Layers read top-down with no arrow
-//! back up: `hops` (the Lambda handlers) → `adapters` (Iceberg, objects, AWS events) →
-//! `domain` (pure logic).
+//! back up: `metrics` (what an invocation did, as CloudWatch metrics) → `hops` (the Lambda
+//! handlers) → `adapters` (Iceberg, objects, AWS events) → `domain` (pure logic).
 
 pub mod adapters;
 pub mod config;
 pub mod domain;
 pub mod error;
 pub mod hops;
+pub mod metrics;
 pub mod simulate;
 
 /// The allocator of every Bakehouse binary (functions, CLI, tests): ingest validates on several

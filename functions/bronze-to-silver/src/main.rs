@@ -1,7 +1,9 @@
-//! Lambda entry point: wiring only; the handler is in `lib.rs`, the hop in `bakehouse::hops`.
+//! Lambda entry point: wiring only (and the invocation's EMF metric lines); the handler is in
+//! `lib.rs`, the hop in `bakehouse::hops`.
 
 use bakehouse::config::{Config, Overrides};
 use bakehouse::hops::Deps;
+use bakehouse::metrics;
 use lambda_runtime::{Error, service_fn, tracing};
 
 #[tokio::main]
@@ -11,7 +13,7 @@ async fn main() -> Result<(), Error> {
     let deps = Deps::open(config).await?;
     let deps = &deps;
     lambda_runtime::run(service_fn(move |event| async move {
-        bronze_to_silver::handler(deps, event).await
+        metrics::measured("bronze-to-silver", bronze_to_silver::handler(deps, event)).await
     }))
     .await
 }

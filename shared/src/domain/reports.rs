@@ -35,6 +35,37 @@ macro_rules! assessed {
 }
 assessed!(SilverSale, SilverReading, SilverInventory);
 
+/// What the rows of one silver commit look like: the figures the hop reports as metrics.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct RowFigures {
+    /// Bronze rows read.
+    pub read: u64,
+    /// Of those, ids silver already held (or repeated in the batch).
+    pub duplicates: u64,
+    /// Rows later than [`LATE_AFTER_SECONDS`], and rows too late for gold.
+    pub late: u64,
+    pub too_late: u64,
+    /// Rows below the minimum score for gold.
+    pub below_minimum: u64,
+    pub avg_quality_score: Option<f64>,
+}
+
+impl RowFigures {
+    /// The figures of `rows`, refined from `read` bronze rows, against gold's minimum score.
+    pub fn of<S: Assessed>(read: usize, rows: &[S], min_score: i32) -> Self {
+        let count = |keep: &dyn Fn(&S) -> bool| rows.iter().filter(|r| keep(r)).count() as u64;
+        let score_sum: i64 = rows.iter().map(|r| i64::from(r.quality_score())).sum();
+        RowFigures {
+            read: read as u64,
+            duplicates: read.saturating_sub(rows.len()) as u64,
+            late: count(&|r| r.lateness_seconds() > LATE_AFTER_SECONDS),
+            too_late: count(&|r| r.too_late()),
+            below_minimum: count(&|r| r.quality_score() < min_score),
+            avg_quality_score: (!rows.is_empty()).then(|| score_sum as f64 / rows.len() as f64),
+        }
+    }
+}
+
 /// The silver rows of each event dataset, named as in SPEC §2.
 pub struct SilverRows<'a> {
     pub sales: &'a [SilverSale],

@@ -43,6 +43,8 @@ pub struct IngestSummary {
     /// Tables whose part of this input was already committed (redelivery).
     pub already_committed: usize,
     pub commits: usize,
+    /// Commit attempts lost to a concurrent writer and retried.
+    pub commit_retries: u32,
 }
 
 /// An input object for the file-ingest path.
@@ -119,6 +121,7 @@ impl IngestSummary {
         }
         self.already_committed += other.already_committed;
         self.commits += other.commits;
+        self.commit_retries += other.commit_retries;
     }
 
     fn record_commit(&mut self, table: &TableDef, outcome: Option<CommitOutcome>) {
@@ -126,6 +129,7 @@ impl IngestSummary {
             Some(o) => {
                 *self.committed.entry(table.qualified()).or_default() += o.added_records;
                 self.commits += 1;
+                self.commit_retries += o.attempts.saturating_sub(1);
             }
             None => self.already_committed += 1,
         }

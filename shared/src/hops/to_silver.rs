@@ -3,6 +3,7 @@
 //! across all time), scores and derives, and appends — checkpoint and rows in one commit.
 
 use std::collections::HashSet;
+use std::sync::{Mutex, PoisonError};
 
 use aws_lambda_events::event::s3::S3Event;
 use serde::Serialize;
@@ -17,6 +18,7 @@ use crate::adapters::iceberg::{
 use crate::domain::dataset::Dataset;
 use crate::domain::records::*;
 use crate::domain::reference::ReferenceIndex;
+use crate::domain::reports::{Assessed, RowFigures};
 use crate::domain::silver::{dedupe_first, inventory_to_silver, reading_to_silver, sale_to_silver};
 use crate::domain::time::date_of;
 use crate::error::{HandlerError, StorageError};
@@ -121,50 +123,64 @@ async fn refine<B, S>(
 ) -> Result<Option<CommitOutcome>, StorageError>
 where
     B: DeserializeOwned + Send,
-    S: Serialize + Send + Sync,
+    S: Serialize + Assessed + Send + Sync,
 {
     let (lake, id_of, derive) = (&deps.lake, &id_of, &derive);
-    lake.commit_with(silver_def, move |silver| async move {
-        let done = checkpoint(&silver);
-        let bronze = lake.load(bronze_def).await?;
-        let Some(head) = bronze.metadata().current_snapshot() else {
-            return Ok(None);
-        };
-        if head.sequence_number() <= done {
-            return Ok(None);
-        }
-        let mut new_files: Vec<_> = lake
-            .live_files(&bronze)
-            .await?
-            .into_iter()
-            .filter(|f| f.sequence_number > done)
-            .collect();
-        // In commit order, whatever the manifests' order: "first ingested wins" across the
-        // bronze commits of one run too.
-        new_files.sort_by_key(|f| f.sequence_number);
-        if new_files.is_empty() {
-            // Only rewritten files (compaction) since the checkpoint: nothing new.
-            return Ok(None);
-        }
-        // Silver keeps no payload: it is not decoded (the bulk of a bronze file).
-        let rows: Vec<B> = lake
-            .read_rows_without(&bronze, &new_files, &["payload"])
-            .await?;
-        let silver_files = lake.live_files(&silver).await?;
-        let mut seen: HashSet<String> = lake
-            .read_strings(&silver, &silver_files, id_column)
-            .await?
-            .into_iter()
-            .collect();
-        let reference = load_reference(lake).await?;
-        let fresh: Vec<S> = dedupe_first(rows, id_of, &mut seen)
-            .into_iter()
-            .map(|b| derive(b, &reference))
-            .collect();
-        let add = lake.write_rows(&silver, &fresh, partition_of).await?;
-        Ok(Some(CommitPlan::append(add, checkpoint_properties(head))))
-    })
-    .await
+    let min_score = deps.config.gold.min_quality_score;
+    // The figures of the attempt that committed (each attempt replaces them).
+    let figures = &Mutex::new(None);
+    let outcome = lake
+        .commit_with(silver_def, move |silver| async move {
+            let done = checkpoint(&silver);
+            let bronze = lake.load(bronze_def).await?;
+            let Some(head) = bronze.metadata().current_snapshot() else {
+                return Ok(None);
+            };
+            if head.sequence_number() <= done {
+                return Ok(None);
+            }
+            let mut new_files: Vec<_> = lake
+                .live_files(&bronze)
+                .await?
+                .into_iter()
+                .filter(|f| f.sequence_number > done)
+                .collect();
+            // In commit order, whatever the manifests' order: "first ingested wins" across the
+            // bronze commits of one run too.
+            new_files.sort_by_key(|f| f.sequence_number);
+            if new_files.is_empty() {
+                // Only rewritten files (compaction) since the checkpoint: nothing new.
+                return Ok(None);
+            }
+            // Silver keeps no payload: it is not decoded (the bulk of a bronze file).
+            let rows: Vec<B> = lake
+                .read_rows_without(&bronze, &new_files, &["payload"])
+                .await?;
+            let silver_files = lake.live_files(&silver).await?;
+            let mut seen: HashSet<String> = lake
+                .read_strings(&silver, &silver_files, id_column)
+                .await?
+                .into_iter()
+                .collect();
+            let reference = load_reference(lake).await?;
+            let read = rows.len();
+            let fresh: Vec<S> = dedupe_first(rows, id_of, &mut seen)
+                .into_iter()
+                .map(|b| derive(b, &reference))
+                .collect();
+            *figures.lock().unwrap_or_else(PoisonError::into_inner) =
+                Some(RowFigures::of(read, &fresh, min_score));
+            let add = lake.write_rows(&silver, &fresh, partition_of).await?;
+            Ok(Some(CommitPlan::append(add, checkpoint_properties(head))))
+        })
+        .await?;
+    Ok(outcome.map(|o| CommitOutcome {
+        figures: figures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take(),
+        ..o
+    }))
 }
 
 /// The ids of the current reference snapshots ("known" in SPEC §4).

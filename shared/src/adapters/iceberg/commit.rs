@@ -20,6 +20,7 @@ use tracing::{debug, warn};
 
 use super::files::LiveFile;
 use super::{Lakehouse, TableDef};
+use crate::domain::reports::RowFigures;
 use crate::error::StorageError;
 
 /// Summary properties with this prefix are checkpoints, copied into every later snapshot.
@@ -88,6 +89,9 @@ pub struct CommitOutcome {
     pub removed_records: u64,
     /// Attempts it took (1 = no conflict).
     pub attempts: u32,
+    /// What the committed rows look like (set by the silver hop, for its metrics).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub figures: Option<RowFigures>,
 }
 
 /// Why one attempt did not land.
@@ -419,6 +423,7 @@ impl Lakehouse {
             added_records,
             removed_records,
             attempts: 1,
+            figures: None,
         })
     }
 
