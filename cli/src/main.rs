@@ -95,8 +95,8 @@ enum Command {
         /// The query, e.g. "SELECT count(*) FROM gold.fact_sales"
         query: String,
     },
-    /// Tables (snapshots, rows, files, bytes) and each hop's checkpoint
-    Status,
+    /// Tables, hop checkpoints, Kafka lag, and the latest quality and late-arrival figures
+    Status(status::StatusArgs),
 }
 
 #[tokio::main]
@@ -159,7 +159,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Invoke { function, event } => invoke::run(&deps, &function, &event).await?,
         Command::Sql { query } => sql::run(&deps, &query).await?,
-        Command::Status => status::run(&deps).await?,
+        Command::Status(args) => status::run(&deps, &args).await?,
     }
     Ok(())
 }
