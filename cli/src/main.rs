@@ -16,6 +16,7 @@ mod demo;
 mod invoke;
 mod local;
 mod produce;
+mod repair;
 mod sql;
 mod status;
 
@@ -95,6 +96,10 @@ enum Command {
         /// The query, e.g. "SELECT count(*) FROM gold.fact_sales"
         query: String,
     },
+    /// Recompute gold for a range of business dates (optionally with their too-late rows)
+    Backfill(repair::BackfillArgs),
+    /// Re-validate quarantined records and move those that pass into bronze, exactly once
+    Replay(repair::ReplayArgs),
     /// Tables, hop checkpoints, Kafka lag, and the latest quality and late-arrival figures
     Status(status::StatusArgs),
 }
@@ -160,6 +165,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Invoke { function, event } => invoke::run(&deps, &function, &event).await?,
         Command::Sql { query } => sql::run(&deps, &query).await?,
         Command::Status(args) => status::run(&deps, &args).await?,
+        Command::Backfill(args) => repair::backfill(&deps, &args).await?,
+        Command::Replay(args) => repair::run_replay(&deps, &args).await?,
     }
     Ok(())
 }

@@ -104,7 +104,12 @@ pub async fn handle(deps: &Deps, now_micros: i64) -> Result<MaintenanceReport, H
     record(&mut reports, &tables::DIM_EQUIPMENT, started, outcome);
     if let Some(from) = changed_from {
         let started = Instant::now();
-        let outcome = to_gold::process(deps, &tables::FACT_SALES, Some(date_of(from))).await?;
+        let outcome = to_gold::process(
+            deps,
+            &tables::FACT_SALES,
+            Some(to_gold::Backfill::from(date_of(from))),
+        )
+        .await?;
         record(&mut reports, &tables::FACT_SALES, started, outcome);
     }
 

@@ -3,6 +3,7 @@
 
 pub mod ingest;
 pub mod maintenance;
+pub mod replay;
 pub mod to_gold;
 pub mod to_silver;
 
@@ -22,6 +23,9 @@ pub const PROP_INGESTED_OBJECTS: &str = "bakehouse.ingested-objects";
 pub const PROP_SOURCE_SEQUENCE: &str = "bakehouse.source-sequence-number";
 /// The source snapshot id matching [`PROP_SOURCE_SEQUENCE`] (for people and `status`).
 pub const PROP_SOURCE_SNAPSHOT: &str = "bakehouse.source-snapshot-id";
+/// A fact table's business dates (`YYYY-MM-DD`, comma-separated) whose too-late silver rows a
+/// backfill took in: every later recompute of those dates keeps them.
+pub const PROP_TOO_LATE_TAKEN_IN: &str = "bakehouse.too-late-taken-in";
 /// A reference table's latest full snapshot: the object it came from.
 pub const PROP_REFERENCE_OBJECT: &str = "bakehouse.reference-object";
 /// A reference table's latest full snapshot: its ingestion time (UTC microseconds).
