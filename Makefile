@@ -1,7 +1,9 @@
 # Bakehouse — the two set-up commands are `make demo` and `make test`.
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/bakehouse-target
 VENV ?= $(HOME)/.cache/bakehouse-venv
-PYICEBERG ?= pyiceberg[sql-sqlite,sql-postgres,pyarrow]==0.12.0
+PYICEBERG ?= pyiceberg[sql-sqlite,sql-postgres,pyarrow,pyiceberg-core]==0.12.0
+# The venv's marker names its contents: a change of packages makes a new one.
+VENV_READY := $(VENV)/.ready-pyiceberg-core-pillow
 CARGO ?= cargo
 BIN := $(CARGO_TARGET_DIR)/local/bakehouse
 LAMBDA_VENV ?= $(HOME)/.cache/bakehouse-lambda-venv
@@ -9,7 +11,7 @@ FUNCTIONS := ingest bronze-to-silver silver-to-gold maintenance
 LAMBDA_DIR := target/lambda
 ARCH ?= x86-64
 
-.PHONY: demo test unit interop postgres up down lint lint-template fmt build build-lambda bench clean
+.PHONY: demo test unit interop postgres chromium up down lint lint-template fmt build build-lambda bench clean
 
 ## Run the whole pipeline embedded on a generated day (release build).
 demo:
@@ -44,20 +46,26 @@ unit: postgres build-lambda
 	$(CARGO) build --profile local -j2 -p bakehouse-cli
 	$(CARGO) test -j2 --workspace
 
-$(VENV)/.ready:
+$(VENV_READY):
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install -q --disable-pip-version-check "$(PYICEBERG)" pytest
+	$(VENV)/bin/pip install -q --disable-pip-version-check "$(PYICEBERG)" pytest pillow==13.0.0
 	touch $@
 
+## Headless Chromium (Debian's package, installed when missing) renders `bakehouse report`.
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+
 ## Reads every table the CLI wrote with PyIceberg (schemas, specs, counts, sums, filtered scans),
-## on SQLite and PostgreSQL catalogs and on a local S3 server (s3s-fs, installed once by cargo).
-interop: postgres $(VENV)/.ready
+## on SQLite and PostgreSQL catalogs and on a local S3 server (s3s-fs, installed once by cargo);
+## checks `status` and the rendered `report` after the demo, and `replay`.
+interop: postgres chromium $(VENV_READY)
 	$(CARGO) build --profile local -j2 -p bakehouse-cli
 	BAKEHOUSE_BIN=$(BIN) $(VENV)/bin/python -m pytest -q tests/interop
 
 ## Benchmarks (docs/performance.md): Bakehouse against the floor and the Python peer, as whole
 ## processes on generated inputs (BENCH_EVENTS, default 1,000,000); prints the table.
-bench: $(VENV)/.ready
+bench: $(VENV_READY)
 	$(CARGO) build --profile local -j2 -p bakehouse-cli -p bench-floor
 	BAKEHOUSE_BIN=$(BIN) BENCH_FLOOR=$(CARGO_TARGET_DIR)/local/bench-floor \
 		BENCH_PYTHON=$(VENV)/bin/python python3 bench/run.py

@@ -17,6 +17,7 @@ mod invoke;
 mod local;
 mod produce;
 mod repair;
+mod report;
 mod sql;
 mod status;
 
@@ -100,6 +101,9 @@ enum Command {
     Backfill(repair::BackfillArgs),
     /// Re-validate quarantined records and move those that pass into bronze, exactly once
     Replay(repair::ReplayArgs),
+    /// A self-contained HTML page with the daily charts (revenue, products, quality, lateness,
+    /// equipment)
+    Report(report::ReportArgs),
     /// Tables, hop checkpoints, Kafka lag, and the latest quality and late-arrival figures
     Status(status::StatusArgs),
 }
@@ -167,6 +171,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Status(args) => status::run(&deps, &args).await?,
         Command::Backfill(args) => repair::backfill(&deps, &args).await?,
         Command::Replay(args) => repair::run_replay(&deps, &args).await?,
+        Command::Report(args) => report::run(&deps, &args).await?,
     }
     Ok(())
 }
