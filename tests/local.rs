@@ -250,9 +250,25 @@ async fn kafka_events_reach_gold_exactly() {
         ));
     }
     setup.send(&messages).await;
+    // Before ingest, `status` shows every sent record as consumer lag.
+    assert!(setup.command(&["init"]).status().unwrap().success());
+    let lag = |setup: &Setup| -> (i64, i64) {
+        let output = setup
+            .command(&["status", "--json", "--topic-prefix", &setup.prefix])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        let status: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        let partitions = status["kafka_lag"].as_array().unwrap();
+        assert_eq!(partitions.len(), 3 * TOPICS.len(), "{partitions:?}");
+        let sum = |key: &str| partitions.iter().map(|p| p[key].as_i64().unwrap()).sum();
+        (sum("end_offset"), sum("lag"))
+    };
+    assert_eq!(lag(&setup), (325, 325));
 
     let out = setup.local_until_idle(&[]);
     eprintln!("{out}");
+    assert_eq!(lag(&setup), (325, 0));
 
     let daily: Vec<FactSalesDaily> = setup.rows(&tables::FACT_SALES_DAILY).await;
     let got: BTreeMap<Grain, Daily> = daily

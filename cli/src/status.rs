@@ -29,6 +29,9 @@ pub struct StatusArgs {
     /// Kafka bootstrap servers: adds the consumer lag per topic-partition
     #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS")]
     pub kafka: Option<String>,
+    /// Prefix of the topic names (e.g. `test1.`), as given to `bakehouse local`
+    #[arg(long, default_value = "")]
+    pub topic_prefix: String,
     /// How many of the latest business dates the quality and late-arrival figures cover
     #[arg(long, default_value_t = 7)]
     pub days: usize,
@@ -140,7 +143,7 @@ pub async fn gather(deps: &Deps, args: &StatusArgs) -> Result<Status> {
         });
     }
     let kafka_lag = match &args.kafka {
-        Some(servers) => Some(kafka_lag(servers, &ingested).await?),
+        Some(servers) => Some(kafka_lag(servers, &args.topic_prefix, &ingested).await?),
         None => None,
     };
     let quality: Vec<DataQualityDaily> = latest_rows(lake, &tables::DATA_QUALITY_DAILY).await?;
@@ -203,16 +206,23 @@ async fn latest_rows<T: serde::de::DeserializeOwned>(
     Ok(lake.read_rows(&table, &files).await?)
 }
 
-/// The lag of every partition of the event topics (and of every topic bronze has offsets
-/// of): the broker's end offset against the highest offset committed to bronze.
-async fn kafka_lag(servers: &str, ingested: &[IngestedStatus]) -> Result<Vec<PartitionLag>> {
-    let committed: BTreeMap<String, i64> = ingested
-        .iter()
-        .flat_map(|i| i.kafka_offsets.clone())
-        .collect();
+/// The lag of every partition of the event topics (`prefix` + dataset name, and every topic
+/// bronze has offsets of): the broker's end offset against the highest offset in bronze.
+async fn kafka_lag(
+    servers: &str,
+    prefix: &str,
+    ingested: &[IngestedStatus],
+) -> Result<Vec<PartitionLag>> {
+    // A partition's records are spread over the bronze tables (quarantine too): its
+    // position is the highest offset any of them holds.
+    let mut committed: BTreeMap<String, i64> = BTreeMap::new();
+    for (partition, offset) in ingested.iter().flat_map(|i| &i.kafka_offsets) {
+        let highest = committed.entry(partition.clone()).or_insert(*offset);
+        *highest = (*highest).max(*offset);
+    }
     let mut topics: BTreeSet<String> = Dataset::EVENTS
         .iter()
-        .map(|d| d.name().to_string())
+        .map(|d| format!("{prefix}{}", d.name()))
         .collect();
     topics.extend(
         committed
