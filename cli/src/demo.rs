@@ -83,7 +83,9 @@ pub async fn run(seed: u64, home: &Path) -> Result<()> {
         );
     }
     say!(
-        "Done in {:.1} s. Explore: bakehouse --warehouse file://{home}/warehouse --catalog sqlite://{home}/catalog.db sql \"…\"",
+        "Done in {:.1} s. Explore (docs/operations.md):\n  \
+         bakehouse --warehouse file://{home}/warehouse --catalog sqlite://{home}/catalog.db \
+         status | report --out report.html | sql \"…\"",
         started.elapsed().as_secs_f64(),
         home = home.display()
     );
