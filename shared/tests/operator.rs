@@ -4,9 +4,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::collections::{BTreeMap, HashMap};
+mod support;
 
-use bakehouse::adapters::iceberg::{CommitPlan, Lakehouse, Operation, TableDef, tables};
+use std::collections::BTreeMap;
+
+use bakehouse::adapters::iceberg::{Lakehouse, TableDef, tables};
 use bakehouse::config::Config;
 use bakehouse::domain::records::{BronzeSale, FactSale, QuarantineRow};
 use bakehouse::domain::time::{
@@ -38,24 +40,8 @@ fn sale(id: &str, at: i64) -> String {
     )
 }
 
-/// Appends quarantine rows in one commit, as an ingest would have.
 async fn quarantine(lake: &Lakehouse, rows: Vec<QuarantineRow>) {
-    let rows = &rows;
-    lake.commit_with(&tables::QUARANTINE, move |table| async move {
-        let add = lake
-            .write_rows(&table, rows, |r| date_of(r.ingestion_time))
-            .await?;
-        Ok(Some(CommitPlan {
-            operation: Operation::Append,
-            add,
-            add_rewritten: Vec::new(),
-            remove: vec![],
-            properties: HashMap::new(),
-            keep_added_on_conflict: false,
-        }))
-    })
-    .await
-    .unwrap();
+    support::append_rows(lake, &rows).await.unwrap();
 }
 
 #[tokio::test]

@@ -80,7 +80,14 @@ pub async fn append(
     day: i64,
 ) -> Result<Option<CommitOutcome>, StorageError> {
     let rows: Vec<QuarantineRow> = tags.iter().map(|t| row(t, day)).collect();
-    let rows = &rows;
+    append_rows(lake, &rows).await
+}
+
+/// Appends quarantine rows in one commit, as an ingest would have.
+pub async fn append_rows(
+    lake: &Lakehouse,
+    rows: &[QuarantineRow],
+) -> Result<Option<CommitOutcome>, StorageError> {
     lake.commit_with(&QUARANTINE, move |table| async move {
         let add = lake
             .write_rows(&table, rows, |r| (r.ingestion_time / MICROS_PER_DAY) as i32)
