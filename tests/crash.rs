@@ -84,7 +84,7 @@ async fn kill_9_at_random_points_then_rerun_is_exact() {
             let table = lake.load(def).await.unwrap();
             let live = lake.live_files(&table).await.unwrap();
             let total: u64 = live.iter().map(|f| f.data_file.record_count()).sum();
-            let batches = lake.read_batches(&table, &live).await.unwrap();
+            let batches = lake.read_batches(&table, &live, None).await.unwrap();
             let read: usize = batches.iter().map(|b| b.num_rows()).sum();
             assert_eq!(read as u64, total, "trial {trial}: {}", def.qualified());
         }

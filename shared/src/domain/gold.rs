@@ -1,12 +1,21 @@
 //! Silver → gold (SPEC §5): the four facts of a business date, computed from every silver row
 //! of that date that is not too late and meets the minimum quality score. Pure; the output is
 //! sorted by its grain so a recomputation is byte-for-byte the same whatever the input order.
+//! The two sales facts (a row per silver sale) work on Arrow columns; the others on rows.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, Date32Array, Decimal128Array, Int32Array, Int64Array,
+    RecordBatch, StringArray, TimestampMicrosecondArray,
+};
+use arrow_schema::{ArrowError, SchemaRef};
+use arrow_select::interleave::interleave_record_batch;
 
 use super::money::Money;
 use super::records::*;
-use super::scd2::SurrogateKeys;
+use super::scd2::{KeyIndex, SurrogateKeys};
 
 /// Default minimum quality score for gold (SPEC §4).
 pub const DEFAULT_MIN_QUALITY_SCORE: i32 = 50;
@@ -44,65 +53,175 @@ pub struct RevenueOverflow {
     pub product_id: i32,
 }
 
-/// `gold.fact_sales`: the eligible line items, with the keys of the store and product
-/// versions valid at each event's time.
-pub fn fact_sales(rows: &[SilverSale], policy: &GoldPolicy, keys: &SurrogateKeys) -> Vec<FactSale> {
-    let mut out: Vec<FactSale> = rows
-        .iter()
-        .filter(|r| policy.is_eligible(r.quality_score, r.too_late))
-        .map(|r| FactSale {
-            sale_id: r.event_id.clone(),
-            transaction_id: r.transaction_id.clone(),
-            business_date: r.business_date,
-            event_time: r.event_time,
-            store_id: r.store_id,
-            store_key: keys.stores.key_at(&r.store_id, r.event_time),
-            product_id: r.product_id,
-            product_key: keys.products.key_at(&r.product_id, r.event_time),
-            customer_id: r.customer_id.clone(),
-            quantity: r.quantity,
-            unit_price: r.unit_price,
-            revenue: r.revenue,
-            time_of_day: r.time_of_day.clone(),
-            quality_score: r.quality_score,
-        })
-        .collect();
-    out.sort_by(|a, b| (a.business_date, &a.sale_id).cmp(&(b.business_date, &b.sale_id)));
-    out
+/// The silver sales columns `fact_sales` reads (the others are not even decoded).
+pub const FACT_SALES_COLUMNS: [&str; 13] = [
+    "event_id",
+    "transaction_id",
+    "business_date",
+    "event_time",
+    "store_id",
+    "product_id",
+    "customer_id",
+    "quantity",
+    "unit_price",
+    "revenue",
+    "time_of_day",
+    "quality_score",
+    "too_late",
+];
+
+/// The silver sales columns `fact_sales_daily` reads.
+pub const DAILY_SALES_COLUMNS: [&str; 9] = [
+    "event_id",
+    "transaction_id",
+    "business_date",
+    "store_id",
+    "product_id",
+    "quantity",
+    "revenue",
+    "quality_score",
+    "too_late",
+];
+
+/// A column of a silver batch, as its Arrow type.
+fn column<'b, T: Array + 'static>(batch: &'b RecordBatch, name: &str) -> Result<&'b T, ArrowError> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<T>())
+        .ok_or_else(|| ArrowError::SchemaError(format!("silver column {name} missing or mistyped")))
 }
 
-/// `gold.fact_sales_daily`: sums per business_date × store × product.
+/// Which rows of a silver batch gold uses: not too late and at least the minimum score.
+fn eligible(batch: &RecordBatch, policy: &GoldPolicy) -> Result<BooleanArray, ArrowError> {
+    let score = column::<Int32Array>(batch, "quality_score")?;
+    let too_late = column::<BooleanArray>(batch, "too_late")?;
+    Ok((0..batch.num_rows())
+        .map(|i| {
+            Some(policy.is_eligible(score.value(i), too_late.is_valid(i) && too_late.value(i)))
+        })
+        .collect())
+}
+
+/// `gold.fact_sales` on Arrow columns: the eligible line items of the silver batches (read
+/// with [`FACT_SALES_COLUMNS`]), with the keys of the store and product versions valid at each
+/// event's time, in `fact` (the table's Arrow schema); one batch per business date, sorted by
+/// sale_id.
 ///
 /// # Errors
-/// [`RevenueOverflow`] when a sum does not fit `decimal(14,2)`.
-pub fn fact_sales_daily(
-    rows: &[SilverSale],
+/// A silver column is missing or mistyped.
+pub fn fact_sales(
+    silver: &[RecordBatch],
+    fact: &SchemaRef,
     policy: &GoldPolicy,
-) -> Result<Vec<FactSalesDaily>, RevenueOverflow> {
+    keys: &SurrogateKeys,
+) -> Result<Vec<(i32, RecordBatch)>, ArrowError> {
+    // Each eligible row, by business date, as (sale id, batch, row): sorted, the fact's order.
+    let mut picks: BTreeMap<i32, Vec<(&str, usize, usize)>> = BTreeMap::new();
+    for (b, batch) in silver.iter().enumerate() {
+        let eligible = eligible(batch, policy)?;
+        let dates = column::<Date32Array>(batch, "business_date")?;
+        let ids = column::<StringArray>(batch, "event_id")?;
+        for i in (0..batch.num_rows()).filter(|i| eligible.value(*i)) {
+            picks
+                .entry(dates.value(i))
+                .or_default()
+                .push((ids.value(i), b, i));
+        }
+    }
+    let sources: Vec<&RecordBatch> = silver.iter().collect();
+    let mut out = Vec::with_capacity(picks.len());
+    for (day, mut day_picks) in picks {
+        day_picks.sort_unstable();
+        let indices: Vec<(usize, usize)> = day_picks.iter().map(|&(_, b, i)| (b, i)).collect();
+        drop(day_picks);
+        let rows = interleave_record_batch(&sources, &indices)?;
+        let store = column::<Int32Array>(&rows, "store_id")?;
+        let product = column::<Int32Array>(&rows, "product_id")?;
+        let at = column::<TimestampMicrosecondArray>(&rows, "event_time")?;
+        let key_of = |index: &KeyIndex<i32>, ids: &Int32Array| -> Int64Array {
+            (0..rows.num_rows())
+                .map(|i| index.key_at(&ids.value(i), at.value(i)))
+                .collect()
+        };
+        let store_key: ArrayRef = Arc::new(key_of(&keys.stores, store));
+        let product_key: ArrayRef = Arc::new(key_of(&keys.products, product));
+        let columns = fact
+            .fields()
+            .iter()
+            .map(|field| {
+                let array = match field.name().as_str() {
+                    "sale_id" => rows.column_by_name("event_id"),
+                    "store_key" => Some(&store_key),
+                    "product_key" => Some(&product_key),
+                    name => rows.column_by_name(name),
+                }
+                .ok_or_else(|| {
+                    ArrowError::SchemaError(format!("no column for {}", field.name()))
+                })?;
+                if array.data_type() == field.data_type() {
+                    Ok(array.clone())
+                } else {
+                    arrow_cast::cast(array, field.data_type())
+                }
+            })
+            .collect::<Result<Vec<_>, ArrowError>>()?;
+        out.push((day, RecordBatch::try_new(fact.clone(), columns)?));
+    }
+    Ok(out)
+}
+
+/// `gold.fact_sales_daily`: sums per business_date × store × product of the eligible rows of
+/// the silver batches (read with [`DAILY_SALES_COLUMNS`]).
+///
+/// # Errors
+/// A silver column is missing or mistyped, or a sum does not fit `decimal(14,2)`.
+pub fn fact_sales_daily(
+    silver: &[RecordBatch],
+    policy: &GoldPolicy,
+) -> Result<Vec<FactSalesDaily>, String> {
     #[derive(Default)]
     struct Acc<'a> {
         quantity: i64,
         revenue: i128,
         line_items: i64,
-        transactions: HashSet<&'a str>,
+        /// Sorted and deduplicated at the end: cheaper than hashing a million ids.
+        transactions: Vec<&'a str>,
     }
     let mut groups: BTreeMap<(i32, i32, i32), Acc> = BTreeMap::new();
-    for r in rows
-        .iter()
-        .filter(|r| policy.is_eligible(r.quality_score, r.too_late))
-    {
-        let acc = groups
-            .entry((r.business_date, r.store_id, r.product_id))
-            .or_default();
-        acc.quantity += i64::from(r.quantity);
-        acc.revenue += i128::from(r.revenue.0);
-        acc.line_items += 1;
-        acc.transactions
-            .insert(r.transaction_id.as_deref().unwrap_or(&r.event_id));
+    for batch in silver {
+        let columns = (|| {
+            Ok::<_, ArrowError>((
+                eligible(batch, policy)?,
+                column::<Date32Array>(batch, "business_date")?,
+                column::<Int32Array>(batch, "store_id")?,
+                column::<Int32Array>(batch, "product_id")?,
+                column::<Int32Array>(batch, "quantity")?,
+                column::<Decimal128Array>(batch, "revenue")?,
+                column::<StringArray>(batch, "transaction_id")?,
+                column::<StringArray>(batch, "event_id")?,
+            ))
+        })()
+        .map_err(|e| e.to_string())?;
+        let (eligible, date, store, product, quantity, revenue, transaction, event) = columns;
+        for i in (0..batch.num_rows()).filter(|i| eligible.value(*i)) {
+            let acc = groups
+                .entry((date.value(i), store.value(i), product.value(i)))
+                .or_default();
+            acc.quantity += i64::from(quantity.value(i));
+            acc.revenue += revenue.value(i);
+            acc.line_items += 1;
+            acc.transactions.push(if transaction.is_valid(i) {
+                transaction.value(i)
+            } else {
+                event.value(i)
+            });
+        }
     }
     groups
         .into_iter()
-        .map(|((business_date, store_id, product_id), acc)| {
+        .map(|((business_date, store_id, product_id), mut acc)| {
+            acc.transactions.sort_unstable();
+            acc.transactions.dedup();
             let revenue = i64::try_from(acc.revenue)
                 .ok()
                 .map(Money)
@@ -111,7 +230,8 @@ pub fn fact_sales_daily(
                     business_date,
                     store_id,
                     product_id,
-                })?;
+                })
+                .map_err(|e| e.to_string())?;
             Ok(FactSalesDaily {
                 business_date,
                 store_id,
@@ -257,6 +377,31 @@ mod tests {
         }
     }
 
+    /// The Arrow schema of a table (what the hop reads and writes with).
+    fn schema_of(def: &crate::adapters::iceberg::TableDef) -> SchemaRef {
+        Arc::new(iceberg::arrow::schema_to_arrow_schema(&def.schema().unwrap()).unwrap())
+    }
+
+    /// Silver rows as the batch the hop reads.
+    fn silver(rows: &[SilverSale]) -> Vec<RecordBatch> {
+        let schema = schema_of(&crate::adapters::iceberg::tables::SILVER_SALES);
+        vec![crate::adapters::iceberg::rows_to_batch("silver", &schema, rows).unwrap()]
+    }
+
+    fn sale_ids(rows: &[SilverSale], policy: &GoldPolicy) -> Vec<(i32, Vec<String>)> {
+        let fact = schema_of(&crate::adapters::iceberg::tables::FACT_SALES);
+        fact_sales(&silver(rows), &fact, policy, &SurrogateKeys::default())
+            .unwrap()
+            .into_iter()
+            .map(|(day, batch)| {
+                let ids = column::<StringArray>(&batch, "sale_id").unwrap();
+                let keys = column::<Int64Array>(&batch, "store_key").unwrap();
+                assert_eq!(keys.null_count(), batch.num_rows(), "no dimension: no key");
+                (day, ids.iter().flatten().map(str::to_string).collect())
+            })
+            .collect()
+    }
+
     #[test]
     fn daily_sales_sum_eligible_rows_and_count_distinct_transactions() {
         let policy = GoldPolicy::default();
@@ -268,7 +413,7 @@ mod tests {
             sale("e", 1, 1, Some("t9"), 5, 100, 100, true), // too late
             sale("f", 2, 1, Some("t1"), 1, 1, 100, false),
         ];
-        let daily = fact_sales_daily(&rows, &policy).unwrap();
+        let daily = fact_sales_daily(&silver(&rows), &policy).unwrap();
         assert_eq!(
             daily,
             vec![
@@ -292,36 +437,29 @@ mod tests {
                 },
             ]
         );
-        let facts = fact_sales(&rows, &policy, &SurrogateKeys::default());
-        assert_eq!(
-            facts.iter().map(|f| f.sale_id.as_str()).collect::<Vec<_>>(),
-            ["a", "b", "c", "f"]
-        );
-        assert!(
-            facts
-                .iter()
-                .all(|f| f.store_key.is_none() && f.product_key.is_none())
-        );
+        // One batch per date, sorted by sale id whatever the input order.
+        let mut shuffled = rows.clone();
+        shuffled.reverse();
+        let by_day = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let want = vec![(1, by_day(&["a", "b", "c"])), (2, by_day(&["f"]))];
+        assert_eq!(sale_ids(&rows, &policy), want);
+        assert_eq!(sale_ids(&shuffled, &policy), want);
         let strict = GoldPolicy {
             min_quality_score: 100,
         };
         assert_eq!(
-            fact_sales(&rows, &strict, &SurrogateKeys::default()).len(),
-            3
+            sale_ids(&rows, &strict),
+            vec![(1, by_day(&["a", "c"])), (2, by_day(&["f"]))]
         );
     }
 
     #[test]
     fn daily_revenue_overflow_is_an_error() {
         let rows: Vec<_> = (0..101)
-            .map(|i| sale(&i.to_string(), 1, 1, None, 1, 999_999_999_999, 100, false))
+            .map(|i| sale(&i.to_string(), 1, 1, None, 100, 9_999_999_999, 100, false))
             .collect();
-        assert_eq!(
-            fact_sales_daily(&rows, &GoldPolicy::default())
-                .unwrap_err()
-                .store_id,
-            1
-        );
+        let error = fact_sales_daily(&silver(&rows), &GoldPolicy::default()).unwrap_err();
+        assert!(error.contains("store 1 product 1"), "{error}");
     }
 
     fn update(id: &str, event_time: i64, closing: i64, sold: i32, score: i32) -> SilverInventory {

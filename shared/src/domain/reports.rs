@@ -15,14 +15,12 @@ pub const LATE_AFTER_SECONDS: f64 = 3_600.0;
 /// Below this score a record is "poor".
 pub const POOR_BELOW: i32 = 50;
 
-/// What the reports (and gold's backfill) need of a silver row.
+/// What the reports need of a silver row.
 pub trait Assessed {
     fn business_date(&self) -> i32;
     fn quality_score(&self) -> i32;
     fn too_late(&self) -> bool;
     fn lateness_seconds(&self) -> f64;
-    /// A backfill takes a too-late row in: gold then treats it as on time.
-    fn take_in_late(&mut self);
 }
 
 macro_rules! assessed {
@@ -32,7 +30,6 @@ macro_rules! assessed {
             fn quality_score(&self) -> i32 { self.quality_score }
             fn too_late(&self) -> bool { self.too_late }
             fn lateness_seconds(&self) -> f64 { self.lateness_seconds }
-            fn take_in_late(&mut self) { self.too_late = false }
         }
     )*};
 }

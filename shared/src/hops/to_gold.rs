@@ -3,8 +3,11 @@
 //! replaces the dates' gold partitions — facts and checkpoint in one overwrite commit. A
 //! backfill recomputes a range of dates too, and can take their too-late rows in for good.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
+use arrow_array::{Array, BooleanArray, Date32Array, RecordBatch};
+use arrow_schema::{ArrowError, SchemaRef};
 use aws_lambda_events::event::s3::S3Event;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -14,11 +17,10 @@ use super::maintenance::surrogate_keys;
 use super::{Deps, PROP_TOO_LATE_TAKEN_IN, checkpoint, checkpoint_properties};
 use crate::adapters::events::changed_tables;
 use crate::adapters::iceberg::{
-    CommitOutcome, CommitPlan, Operation, TableDef, partition_day, tables,
+    CommitOutcome, CommitPlan, DEFAULT_TARGET_FILE_SIZE, Operation, TableDef, arrow_schema,
+    partition_day, rows_to_batch, tables,
 };
 use crate::domain::gold;
-use crate::domain::records::*;
-use crate::domain::reports::Assessed;
 use crate::domain::time::{date_from_days, days_from_date};
 use crate::error::{HandlerError, StorageError};
 
@@ -97,6 +99,7 @@ pub async fn process(
     also: Option<Backfill>,
 ) -> Result<Option<CommitOutcome>, StorageError> {
     let policy = deps.config.gold;
+    let string = |e: ArrowError| e.to_string();
     match fact.name {
         "fact_sales" => {
             let keys = surrogate_keys(&deps.lake).await?;
@@ -104,9 +107,9 @@ pub async fn process(
                 deps,
                 fact,
                 &tables::SILVER_SALES,
+                Some(&gold::FACT_SALES_COLUMNS),
                 also,
-                |rows: &[SilverSale]| Ok(gold::fact_sales(rows, &policy, &keys)),
-                |f: &FactSale| f.business_date,
+                |silver, schema| gold::fact_sales(silver, schema, &policy, &keys).map_err(string),
             )
             .await
         }
@@ -115,11 +118,12 @@ pub async fn process(
                 deps,
                 fact,
                 &tables::SILVER_SALES,
+                Some(&gold::DAILY_SALES_COLUMNS),
                 also,
-                |rows: &[SilverSale]| {
-                    gold::fact_sales_daily(rows, &policy).map_err(|e| e.to_string())
+                |silver, schema| {
+                    let facts = gold::fact_sales_daily(silver, &policy)?;
+                    by_date(schema, &facts, |f| f.business_date)
                 },
-                |f: &FactSalesDaily| f.business_date,
             )
             .await
         }
@@ -128,9 +132,12 @@ pub async fn process(
                 deps,
                 fact,
                 &tables::SILVER_INVENTORY,
+                None,
                 also,
-                |rows: &[SilverInventory]| Ok(gold::fact_inventory(rows, &policy)),
-                |f: &FactInventory| f.business_date,
+                |silver, schema| {
+                    let facts = gold::fact_inventory(&rows_of(silver)?, &policy);
+                    by_date(schema, &facts, |f| f.business_date)
+                },
             )
             .await
         }
@@ -139,9 +146,12 @@ pub async fn process(
                 deps,
                 fact,
                 &tables::SILVER_EQUIPMENT_METRICS,
+                None,
                 also,
-                |rows: &[SilverReading]| Ok(gold::fact_equipment_performance(rows, &policy)),
-                |f: &FactEquipmentPerformance| f.business_date,
+                |silver, schema| {
+                    let facts = gold::fact_equipment_performance(&rows_of(silver)?, &policy);
+                    by_date(schema, &facts, |f| f.business_date)
+                },
             )
             .await
         }
@@ -149,18 +159,71 @@ pub async fn process(
     }
 }
 
-async fn recompute<S, F>(
+/// The fact batches of one recomputation: one per business date (the partition).
+type DateBatches = Vec<(i32, RecordBatch)>;
+
+/// Silver batches as rows, for the facts computed on rows.
+fn rows_of<S: DeserializeOwned>(batches: &[RecordBatch]) -> Result<Vec<S>, String> {
+    let mut rows = Vec::new();
+    for batch in batches {
+        let mut part: Vec<S> = serde_arrow::from_record_batch(batch).map_err(|e| e.to_string())?;
+        rows.append(&mut part);
+    }
+    Ok(rows)
+}
+
+/// Fact rows as one batch per business date.
+fn by_date<F: Serialize>(
+    schema: &SchemaRef,
+    facts: &[F],
+    date_of: impl Fn(&F) -> i32,
+) -> Result<DateBatches, String> {
+    let mut groups: BTreeMap<i32, Vec<&F>> = BTreeMap::new();
+    for fact in facts {
+        groups.entry(date_of(fact)).or_default().push(fact);
+    }
+    groups
+        .into_iter()
+        .map(|(day, rows)| {
+            rows_to_batch("gold fact", schema, &rows)
+                .map(|batch| (day, batch))
+                .map_err(|e| e.to_string())
+        })
+        .collect()
+}
+
+/// Clears `too_late` on the rows of the dates a backfill took in, so gold uses them.
+fn take_in(batch: RecordBatch, dates: &BTreeSet<i32>) -> Result<RecordBatch, ArrowError> {
+    let (Some(index), Some(day)) = (
+        batch.schema().index_of("too_late").ok(),
+        batch
+            .column_by_name("business_date")
+            .and_then(|c| c.as_any().downcast_ref::<Date32Array>()),
+    ) else {
+        return Ok(batch);
+    };
+    let Some(too_late) = batch.column(index).as_any().downcast_ref::<BooleanArray>() else {
+        return Ok(batch);
+    };
+    let cleared: BooleanArray = (0..batch.num_rows())
+        .map(|i| {
+            let taken = day.is_valid(i) && dates.contains(&day.value(i));
+            Some(!taken && too_late.is_valid(i) && too_late.value(i))
+        })
+        .collect();
+    let mut columns = batch.columns().to_vec();
+    columns[index] = Arc::new(cleared);
+    RecordBatch::try_new(batch.schema(), columns)
+}
+
+async fn recompute(
     deps: &Deps,
     fact_def: &TableDef,
     silver_def: &TableDef,
+    columns: Option<&[&str]>,
     also: Option<Backfill>,
-    aggregate: impl Fn(&[S]) -> Result<Vec<F>, String> + Sync,
-    partition_of: impl Fn(&F) -> i32 + Copy + Sync,
-) -> Result<Option<CommitOutcome>, StorageError>
-where
-    S: DeserializeOwned + Assessed + Send,
-    F: Serialize + Send + Sync,
-{
+    aggregate: impl Fn(&[RecordBatch], &SchemaRef) -> Result<DateBatches, String> + Sync,
+) -> Result<Option<CommitOutcome>, StorageError> {
     let (lake, aggregate) = (&deps.lake, &aggregate);
     lake.commit_with(fact_def, move |gold_table| async move {
         let done = checkpoint(&gold_table);
@@ -198,25 +261,33 @@ where
         if let Some(b) = also.filter(|b| b.too_late) {
             taken_in.extend(dates.iter().filter(|d| b.contains(**d)));
         }
-        let mut rows: Vec<S> = lake.read_rows(&silver, &touched).await?;
-        for row in rows.iter_mut() {
-            if taken_in.contains(&row.business_date()) {
-                row.take_in_late();
-            }
+        let context = || StorageError::data(format!("aggregate {}", fact_def.qualified()));
+        let mut batches = lake.read_batches(&silver, &touched, columns).await?;
+        if !taken_in.is_empty() {
+            batches = batches
+                .into_iter()
+                .map(|b| take_in(b, &taken_in))
+                .collect::<Result<_, _>>()
+                .map_err(|e| context()(e.to_string()))?;
         }
+        let schema = arrow_schema(&gold_table)?;
+        let facts = aggregate(&batches, &schema).map_err(context())?;
+        drop(batches);
         let mut properties = checkpoint_properties(head);
         if taken_in.len() > before {
             properties.extend(taken_in_property(&taken_in));
         }
-        let facts = aggregate(&rows).map_err(StorageError::data(format!(
-            "aggregate {}",
-            fact_def.qualified()
-        )))?;
         let remove: Vec<_> = gold_files
             .into_iter()
             .filter(|f| partition_day(&f.data_file).is_some_and(|d| dates.contains(&d)))
             .collect();
-        let add = lake.write_rows(&gold_table, &facts, partition_of).await?;
+        let partitions = facts
+            .into_iter()
+            .map(|(day, batch)| (Some(day), vec![batch]))
+            .collect();
+        let add = lake
+            .write_batches(&gold_table, partitions, DEFAULT_TARGET_FILE_SIZE)
+            .await?;
         Ok(Some(CommitPlan {
             operation: Operation::Overwrite,
             add,

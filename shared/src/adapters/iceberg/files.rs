@@ -61,7 +61,10 @@ pub fn partition_day(data_file: &DataFile) -> Option<i32> {
 pub const DEFAULT_TARGET_FILE_SIZE: usize = 512 * 1024 * 1024;
 
 /// The table's current schema as Arrow (with Iceberg field ids).
-fn arrow_schema(table: &Table) -> Result<Arc<arrow_schema::Schema>, StorageError> {
+///
+/// # Errors
+/// The schema has a type Arrow cannot hold.
+pub fn arrow_schema(table: &Table) -> Result<Arc<arrow_schema::Schema>, StorageError> {
     schema_to_arrow_schema(table.metadata().current_schema())
         .map(Arc::new)
         .map_err(StorageError::iceberg(table.identifier().to_string()))
@@ -324,7 +327,8 @@ impl Lakehouse {
     }
 
     /// Reads every row of the given files as Arrow batches in the table's current Arrow schema
-    /// (columns cast, so files written by other engines fit), in file order.
+    /// (columns cast, so files written by other engines fit), in file order; with `columns`,
+    /// only those (in the table's order), the others not even decoded.
     ///
     /// # Errors
     /// A file cannot be read or a column cannot be cast.
@@ -332,8 +336,21 @@ impl Lakehouse {
         &self,
         table: &Table,
         files: &[LiveFile],
+        columns: Option<&[&str]>,
     ) -> Result<Vec<RecordBatch>, StorageError> {
-        let target = arrow_schema(table)?;
+        let mut target = arrow_schema(table)?;
+        if let Some(columns) = columns {
+            let fields: Vec<_> = target
+                .fields()
+                .iter()
+                .filter(|f| columns.contains(&f.name().as_str()))
+                .cloned()
+                .collect();
+            target = Arc::new(arrow_schema::Schema::new_with_metadata(
+                fields,
+                target.metadata().clone(),
+            ));
+        }
         let builders = try_join_all(files.iter().map(|f| open_parquet(table, f))).await?;
         let mut out = Vec::new();
         for (builder, file) in builders.into_iter().zip(files) {
@@ -341,10 +358,13 @@ impl Lakehouse {
                 context: format!("read {}", file.path()),
                 message: e,
             };
-            let reader = builder
-                .with_batch_size(65_536)
-                .build()
-                .map_err(|e| convert(e.to_string()))?;
+            let mut builder = builder.with_batch_size(65_536);
+            if let Some(columns) = columns {
+                let mask =
+                    ProjectionMask::columns(builder.parquet_schema(), columns.iter().copied());
+                builder = builder.with_projection(mask);
+            }
+            let reader = builder.build().map_err(|e| convert(e.to_string()))?;
             for batch in reader {
                 let batch = batch.map_err(|e| convert(e.to_string()))?;
                 let columns = target

@@ -74,7 +74,7 @@ impl Lakehouse {
                     if bin.len() < 2 {
                         continue;
                     }
-                    let batches = self.read_batches(&table, &bin).await?;
+                    let batches = self.read_batches(&table, &bin, None).await?;
                     let sequence = bin.iter().map(|f| f.sequence_number).max().unwrap_or(0);
                     let written = self
                         .write_batches(&table, vec![(day, batches)], target as usize)

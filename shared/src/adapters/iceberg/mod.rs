@@ -24,7 +24,9 @@ use sqlx::any::AnyPoolOptions;
 use tracing::instrument;
 
 pub use commit::{CHECKPOINT_PREFIX, CommitOutcome, CommitPlan, Operation};
-pub use files::{DEFAULT_TARGET_FILE_SIZE, LiveFile, TableWriter, partition_day, rows_to_batch};
+pub use files::{
+    DEFAULT_TARGET_FILE_SIZE, LiveFile, TableWriter, arrow_schema, partition_day, rows_to_batch,
+};
 pub use maintain::{FileStats, OrphanStats};
 pub use tables::{ALL_TABLES, TableDef};
 
