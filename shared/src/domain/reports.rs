@@ -64,6 +64,21 @@ impl RowFigures {
             avg_quality_score: (!rows.is_empty()).then(|| score_sum as f64 / rows.len() as f64),
         }
     }
+
+    /// Adds the figures of another part of the same commit.
+    pub fn add(&mut self, other: RowFigures) {
+        let rows = |f: &RowFigures| f.read.saturating_sub(f.duplicates) as f64;
+        let (mine, theirs) = (rows(self), rows(&other));
+        self.avg_quality_score = match (self.avg_quality_score, other.avg_quality_score) {
+            (Some(a), Some(b)) => Some((a * mine + b * theirs) / (mine + theirs)),
+            (a, b) => a.or(b),
+        };
+        self.read += other.read;
+        self.duplicates += other.duplicates;
+        self.late += other.late;
+        self.too_late += other.too_late;
+        self.below_minimum += other.below_minimum;
+    }
 }
 
 /// The silver rows of each event dataset, named as in SPEC §2.

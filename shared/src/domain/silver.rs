@@ -56,12 +56,15 @@ pub fn waste_ratio(update: &BronzeInventory) -> f64 {
     }
 }
 
+/// A set of natural ids (foldhash: fast, seeded per process).
+pub type IdSet = HashSet<String, foldhash::fast::RandomState>;
+
 /// Keeps the first row for each natural id, in input order, dropping ids already in `seen`
 /// (the ids silver holds); the kept ids are added to `seen`.
 pub fn dedupe_first<T>(
     rows: impl IntoIterator<Item = T>,
     id: impl Fn(&T) -> &str,
-    seen: &mut HashSet<String>,
+    seen: &mut IdSet,
 ) -> Vec<T> {
     rows.into_iter()
         .filter(|row| seen.insert(id(row).to_string()))
@@ -275,7 +278,7 @@ mod tests {
 
     #[test]
     fn dedupe_keeps_the_first_and_respects_ids_already_in_silver() {
-        let mut seen: HashSet<String> = ["old".to_string()].into();
+        let mut seen: IdSet = ["old".to_string()].into_iter().collect();
         let rows = vec![("a", 1), ("old", 2), ("b", 3), ("a", 4)];
         let kept = dedupe_first(rows, |r| r.0, &mut seen);
         assert_eq!(kept, vec![("a", 1), ("b", 3)]);

@@ -2,7 +2,8 @@
 //! silver table's snapshot summary, drops ids silver already holds (first ingested wins,
 //! across all time), scores and derives, and appends — checkpoint and rows in one commit.
 
-use std::collections::HashSet;
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::sync::{Mutex, PoisonError};
 
 use aws_lambda_events::event::s3::S3Event;
@@ -13,13 +14,16 @@ use tracing::{info, instrument};
 use super::{Deps, PROP_REFERENCE_OBJECT, PROP_REFERENCE_TIME, checkpoint, checkpoint_properties};
 use crate::adapters::events::changed_tables;
 use crate::adapters::iceberg::{
-    CommitOutcome, CommitPlan, Lakehouse, TableDef, partition_day, tables,
+    CommitOutcome, CommitPlan, DEFAULT_TARGET_FILE_SIZE, Lakehouse, TableDef, TableWriter,
+    partition_day, rows_to_batch, tables,
 };
 use crate::domain::dataset::Dataset;
 use crate::domain::records::*;
 use crate::domain::reference::ReferenceIndex;
 use crate::domain::reports::{Assessed, RowFigures};
-use crate::domain::silver::{dedupe_first, inventory_to_silver, reading_to_silver, sale_to_silver};
+use crate::domain::silver::{
+    IdSet, dedupe_first, inventory_to_silver, reading_to_silver, sale_to_silver,
+};
 use crate::domain::time::date_of;
 use crate::error::{HandlerError, StorageError};
 
@@ -152,25 +156,45 @@ where
                 // Only rewritten files (compaction) since the checkpoint: nothing new.
                 return Ok(None);
             }
-            // Silver keeps no payload: it is not decoded (the bulk of a bronze file).
-            let rows: Vec<B> = lake
-                .read_rows_without(&bronze, &new_files, &["payload"])
-                .await?;
             let silver_files = lake.live_files(&silver).await?;
-            let mut seen: HashSet<String> = lake
+            let mut seen: IdSet = lake
                 .read_strings(&silver, &silver_files, id_column)
                 .await?
                 .into_iter()
                 .collect();
             let reference = load_reference(lake).await?;
-            let read = rows.len();
-            let fresh: Vec<S> = dedupe_first(rows, id_of, &mut seen)
-                .into_iter()
-                .map(|b| derive(b, &reference))
-                .collect();
-            *figures.lock().unwrap_or_else(PoisonError::into_inner) =
-                Some(RowFigures::of(read, &fresh, min_score));
-            let add = lake.write_rows(&silver, &fresh, partition_of).await?;
+            // Batch by batch, so a hop holds one batch of rows, not the whole input. Silver keeps
+            // no payload: it is not decoded (the bulk of a bronze file).
+            let mut rows = lake.stream_batches(&bronze, new_files, &["payload"]);
+            let mut writers: BTreeMap<i32, TableWriter> = BTreeMap::new();
+            let mut committed = RowFigures::default();
+            while let Some(batch) = rows.next_rows::<B>().await? {
+                let read = batch.len();
+                let fresh: Vec<S> = dedupe_first(batch, id_of, &mut seen)
+                    .into_iter()
+                    .map(|b| derive(b, &reference))
+                    .collect();
+                committed.add(RowFigures::of(read, &fresh, min_score));
+                let mut by_day: BTreeMap<i32, Vec<&S>> = BTreeMap::new();
+                for row in &fresh {
+                    by_day.entry(partition_of(row)).or_default().push(row);
+                }
+                for (day, group) in by_day {
+                    let writer = match writers.entry(day) {
+                        Entry::Occupied(e) => e.into_mut(),
+                        Entry::Vacant(e) => e.insert(
+                            TableWriter::open(&silver, Some(day), DEFAULT_TARGET_FILE_SIZE).await?,
+                        ),
+                    };
+                    let batch = rows_to_batch(&silver_def.qualified(), writer.schema(), &group)?;
+                    writer.write(batch).await?;
+                }
+            }
+            *figures.lock().unwrap_or_else(PoisonError::into_inner) = Some(committed);
+            let mut add = Vec::new();
+            for writer in writers.into_values() {
+                add.extend(writer.close().await?);
+            }
             Ok(Some(CommitPlan::append(add, checkpoint_properties(head))))
         })
         .await?;

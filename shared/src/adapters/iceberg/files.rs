@@ -8,8 +8,9 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use arrow_array::cast::AsArray;
 use bytes::Bytes;
+use futures::StreamExt;
 use futures::future::try_join_all;
-use iceberg::arrow::schema_to_arrow_schema;
+use iceberg::arrow::{ArrowFileReader, schema_to_arrow_schema};
 use iceberg::spec::{DataFile, DataFileFormat, Literal, PartitionKey, PrimitiveLiteral, Struct};
 use iceberg::table::Table;
 use iceberg::writer::base_writer::data_file_writer::{DataFileWriter, DataFileWriterBuilder};
@@ -19,8 +20,9 @@ use iceberg::writer::file_writer::location_generator::{
 };
 use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
 use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
-use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::async_reader::ParquetRecordBatchStream;
+use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 use parquet::basic::Compression;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
@@ -219,7 +221,105 @@ async fn open_parquet(
     })
 }
 
+/// The rows of a list of data files, one Arrow batch at a time, reading only the column chunks
+/// it decodes (range reads, a row group at a time): a hop holds one row group's columns, not
+/// the table nor a whole file.
+pub struct BatchStream {
+    table: Table,
+    files: std::vec::IntoIter<LiveFile>,
+    skip: Vec<String>,
+    current: Option<(String, ParquetRecordBatchStream<ArrowFileReader>)>,
+}
+
+impl BatchStream {
+    /// The next batch, in file order; `None` after the last.
+    ///
+    /// # Errors
+    /// A file cannot be read or decoded.
+    pub async fn next(&mut self) -> Result<Option<RecordBatch>, StorageError> {
+        loop {
+            if let Some((path, reader)) = &mut self.current {
+                match reader.next().await {
+                    Some(batch) => {
+                        return batch.map(Some).map_err(|e| StorageError::Data {
+                            context: format!("read {path}"),
+                            message: e.to_string(),
+                        });
+                    }
+                    None => self.current = None,
+                }
+            }
+            let Some(file) = self.files.next() else {
+                return Ok(None);
+            };
+            let path = file.path().to_string();
+            let convert = |e: parquet::errors::ParquetError| StorageError::Data {
+                context: format!("read {path}"),
+                message: e.to_string(),
+            };
+            let input = self
+                .table
+                .file_io()
+                .new_input(&path)
+                .map_err(StorageError::iceberg(&path))?;
+            let size = file.data_file.file_size_in_bytes();
+            let reader = ArrowFileReader::new(
+                iceberg::io::FileMetadata { size },
+                input.reader().await.map_err(StorageError::iceberg(&path))?,
+            );
+            let builder = ParquetRecordBatchStreamBuilder::new(reader)
+                .await
+                .map_err(convert)?;
+            let parquet_schema = builder.parquet_schema();
+            let wanted = (0..parquet_schema.num_columns()).filter(|c| {
+                !self
+                    .skip
+                    .iter()
+                    .any(|s| s == parquet_schema.column(*c).name())
+            });
+            let mask = ProjectionMask::leaves(parquet_schema, wanted);
+            let stream = builder
+                .with_projection(mask)
+                .with_batch_size(8192)
+                .build()
+                .map_err(convert)?;
+            self.current = Some((path, stream));
+        }
+    }
+
+    /// The next batch as rows of `T` (which must default the skipped columns).
+    ///
+    /// # Errors
+    /// A file cannot be read or does not match `T`.
+    pub async fn next_rows<T: DeserializeOwned>(&mut self) -> Result<Option<Vec<T>>, StorageError> {
+        let Some(batch) = self.next().await? else {
+            return Ok(None);
+        };
+        serde_arrow::from_record_batch(&batch)
+            .map(Some)
+            .map_err(|e| StorageError::Data {
+                context: format!("read {}", self.table.identifier()),
+                message: e.to_string(),
+            })
+    }
+}
+
 impl Lakehouse {
+    /// The rows of `files`, batch by batch, without decoding the columns `skip`.
+    pub fn stream_batches(
+        &self,
+        table: &Table,
+        files: Vec<LiveFile>,
+        skip: &[&str],
+    ) -> BatchStream {
+        BatchStream {
+            table: table.clone(),
+            files: files.into_iter(),
+            skip: skip.iter().map(|s| s.to_string()).collect(),
+            current: None,
+        }
+    }
+
     /// Every live data file of the table's current snapshot.
     ///
     /// # Errors
