@@ -72,6 +72,8 @@ pub struct HopStatus {
     pub source_head: i64,
     /// Source snapshots with new rows (not compactions) committed after the checkpoint.
     pub snapshots_behind: usize,
+    /// The rows those snapshots added.
+    pub rows_behind: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -117,17 +119,22 @@ pub async fn gather(deps: &Deps, args: &StatusArgs) -> Result<Status> {
         let (target_table, source_table) = (lake.load(target).await?, lake.load(source).await?);
         let done = checkpoint(&target_table);
         let meta = source_table.metadata();
+        // Compaction (a replace) brings nothing new to process.
+        let pending: Vec<_> = meta
+            .snapshots()
+            .filter(|s| s.sequence_number() > done && s.summary().operation != Operation::Replace)
+            .collect();
         hops.push(HopStatus {
             source: source.qualified(),
             target: target.qualified(),
             checkpoint: done,
             source_head: meta.current_snapshot().map_or(0, |s| s.sequence_number()),
-            // Compaction (a replace) brings nothing new to process.
-            snapshots_behind: meta
-                .snapshots()
-                .filter(|s| s.sequence_number() > done)
-                .filter(|s| s.summary().operation != Operation::Replace)
-                .count(),
+            snapshots_behind: pending.len(),
+            rows_behind: pending
+                .iter()
+                .filter_map(|s| s.summary().additional_properties.get("added-records"))
+                .filter_map(|n| n.parse::<u64>().ok())
+                .sum(),
         });
     }
     let mut ingested = Vec::new();
@@ -295,19 +302,21 @@ fn print(status: &Status) {
     }
     say!();
     say!(
-        "{:<62} {:>10} {:>11} {:>7}",
+        "{:<62} {:>10} {:>11} {:>16} {:>11}",
         "hop",
         "checkpoint",
         "source head",
-        "behind"
+        "snapshots behind",
+        "rows behind"
     );
     for h in &status.hops {
         say!(
-            "{:<62} {:>10} {:>11} {:>7}",
+            "{:<62} {:>10} {:>11} {:>16} {:>11}",
             format!("{} → {}", h.source, h.target),
             h.checkpoint,
             h.source_head,
-            h.snapshots_behind
+            h.snapshots_behind,
+            h.rows_behind
         );
     }
     say!();

@@ -89,7 +89,7 @@ def test_status_hops_are_caught_up_after_the_demo(demo):
         # Caught up: only compactions (replace snapshots, nothing new) after the checkpoint.
         after = [s for s in source.metadata.snapshots if s.sequence_number > hop["checkpoint"]]
         assert all(s.summary.operation.value == "replace" for s in after), hop
-        assert hop["checkpoint"] > 0 and hop["snapshots_behind"] == 0, hop
+        assert hop["checkpoint"] > 0 and (hop["snapshots_behind"], hop["rows_behind"]) == (0, 0), hop
 
 
 def test_status_quality_figures_match_silver_and_quarantine(demo):
@@ -242,10 +242,13 @@ def test_replay_moves_a_record_fixed_in_quarantine_into_bronze_exactly_once(demo
     quarantine.append(pa.Table.from_pylist([row], schema=quarantine.schema().as_arrow()))
     before = len(scan(catalog, "bronze.quarantine"))
 
-    first = json.loads(cli(env, "replay", "--reason", "bad_length", "--process").split("\nCaught up")[0])
-    second = json.loads(cli(env, "replay", "--reason", "bad_length", "--process").split("\nCaught up")[0])
+    first = json.loads(cli(env, "replay", "--reason", "bad_length"))
     assert first["moved"] == {"bronze.sales_events": 1}
     assert first["removed_from_quarantine"] == 1
+    # Silver has not processed it yet: status shows the hop one snapshot and one row behind.
+    hops = {h["target"]: h for h in json.loads(cli(env, "status", "--json"))["hops"]}
+    assert (hops["silver.sales"]["snapshots_behind"], hops["silver.sales"]["rows_behind"]) == (1, 1)
+    second = json.loads(cli(env, "replay", "--reason", "bad_length", "--process").split("\nCaught up")[0])
     assert second["moved"] == {} and second["removed_from_quarantine"] == 0
 
     bronze = [r for r in scan(catalog, "bronze.sales_events") if r["source_ref"] == "sales-events/0/999999"]

@@ -1,9 +1,9 @@
 //! The bronze → silver hop: reads the bronze rows committed since the checkpoint kept in the
-//! silver table's snapshot summary, drops ids silver already holds (first ingested wins,
-//! across all time), scores and derives, and appends — checkpoint and rows in one commit.
+//! silver table's snapshot summary, batch by batch, drops ids silver already holds (first
+//! ingested wins, across all time), scores and derives, and appends — checkpoint and rows in
+//! one commit.
 
 use std::collections::BTreeMap;
-use std::collections::btree_map::Entry;
 use std::sync::{Mutex, PoisonError};
 
 use aws_lambda_events::event::s3::S3Event;
@@ -14,7 +14,7 @@ use tracing::{info, instrument};
 use super::{Deps, PROP_REFERENCE_OBJECT, PROP_REFERENCE_TIME, checkpoint, checkpoint_properties};
 use crate::adapters::events::changed_tables;
 use crate::adapters::iceberg::{
-    CommitOutcome, CommitPlan, DEFAULT_TARGET_FILE_SIZE, Lakehouse, TableDef, TableWriter,
+    CommitOutcome, CommitPlan, DEFAULT_TARGET_FILE_SIZE, Lakehouse, PartitionWriters, TableDef,
     partition_day, rows_to_batch, tables,
 };
 use crate::domain::dataset::Dataset;
@@ -166,7 +166,8 @@ where
             // Batch by batch, so a hop holds one batch of rows, not the whole input. Silver keeps
             // no payload: it is not decoded (the bulk of a bronze file).
             let mut rows = lake.stream_batches(&bronze, new_files, &["payload"]);
-            let mut writers: BTreeMap<i32, TableWriter> = BTreeMap::new();
+            let mut writers = PartitionWriters::new(&silver, DEFAULT_TARGET_FILE_SIZE);
+            let schema = writers.schema()?;
             let mut committed = RowFigures::default();
             while let Some(batch) = rows.next_rows::<B>().await? {
                 let read = batch.len();
@@ -180,21 +181,12 @@ where
                     by_day.entry(partition_of(row)).or_default().push(row);
                 }
                 for (day, group) in by_day {
-                    let writer = match writers.entry(day) {
-                        Entry::Occupied(e) => e.into_mut(),
-                        Entry::Vacant(e) => e.insert(
-                            TableWriter::open(&silver, Some(day), DEFAULT_TARGET_FILE_SIZE).await?,
-                        ),
-                    };
-                    let batch = rows_to_batch(&silver_def.qualified(), writer.schema(), &group)?;
-                    writer.write(batch).await?;
+                    let batch = rows_to_batch(&silver_def.qualified(), &schema, &group)?;
+                    writers.write(day, batch).await?;
                 }
             }
             *figures.lock().unwrap_or_else(PoisonError::into_inner) = Some(committed);
-            let mut add = Vec::new();
-            for writer in writers.into_values() {
-                add.extend(writer.close().await?);
-            }
+            let add = writers.close().await?;
             Ok(Some(CommitPlan::append(add, checkpoint_properties(head))))
         })
         .await?;

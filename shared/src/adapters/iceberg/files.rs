@@ -203,6 +203,58 @@ impl TableWriter {
     }
 }
 
+/// One [`TableWriter`] per partition (a date in days), opened when its first batch comes.
+pub struct PartitionWriters {
+    table: Table,
+    target_file_size: usize,
+    writers: BTreeMap<i32, TableWriter>,
+}
+
+impl PartitionWriters {
+    /// Writers for the partitions of `table` (partitioned by one date or `day()` field).
+    pub fn new(table: &Table, target_file_size: usize) -> Self {
+        PartitionWriters {
+            table: table.clone(),
+            target_file_size,
+            writers: BTreeMap::new(),
+        }
+    }
+
+    /// The Arrow schema batches must have.
+    ///
+    /// # Errors
+    /// The table's schema cannot be held by Arrow.
+    pub fn schema(&self) -> Result<Arc<arrow_schema::Schema>, StorageError> {
+        arrow_schema(&self.table)
+    }
+
+    /// Writes `batch` (in [`PartitionWriters::schema`]) to the partition `day`.
+    ///
+    /// # Errors
+    /// Opening, encoding or writing fails.
+    pub async fn write(&mut self, day: i32, batch: RecordBatch) -> Result<(), StorageError> {
+        let writer = match self.writers.entry(day) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(TableWriter::open(&self.table, Some(day), self.target_file_size).await?)
+            }
+        };
+        writer.write(batch).await
+    }
+
+    /// Finishes every partition's files and returns them, ready to commit.
+    ///
+    /// # Errors
+    /// Writing fails.
+    pub async fn close(self) -> Result<Vec<DataFile>, StorageError> {
+        let mut files = Vec::new();
+        for writer in self.writers.into_values() {
+            files.extend(writer.close().await?);
+        }
+        Ok(files)
+    }
+}
+
 /// One data file, read whole and opened as Parquet.
 async fn open_parquet(
     table: &Table,
