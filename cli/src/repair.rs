@@ -3,9 +3,8 @@
 //! that pass validation now into bronze, exactly once).
 
 use anyhow::{Result, bail};
-use bakehouse::domain::dataset::Dataset;
 use bakehouse::domain::time::days_from_date;
-use bakehouse::hops::replay::{ReplayFilter, replay};
+use bakehouse::hops::replay::{ReplayFilter, event_dataset, replay};
 use bakehouse::hops::to_gold::{Backfill, FACTS, process};
 use bakehouse::hops::{Deps, to_silver};
 use chrono::NaiveDate;
@@ -65,7 +64,7 @@ pub async fn backfill(deps: &Deps, args: &BackfillArgs) -> Result<()> {
 /// Replays the quarantined records the flags select.
 pub async fn run_replay(deps: &Deps, args: &ReplayArgs) -> Result<()> {
     let dataset = match &args.dataset {
-        Some(name) => match Dataset::EVENTS.into_iter().find(|d| d.name() == name) {
+        Some(name) => match event_dataset(name) {
             Some(d) => Some(d),
             None => bail!(
                 "--dataset {name:?} is not an event dataset; accepted: sales-events, \

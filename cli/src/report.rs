@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use bakehouse::adapters::iceberg::{Lakehouse, TableDef, tables};
+use bakehouse::adapters::iceberg::tables;
 use bakehouse::domain::records::{
     DataQualityDaily, DimProduct, FactEquipmentPerformance, FactSalesDaily,
 };
@@ -17,7 +17,6 @@ use bakehouse::domain::time::{date_from_days, format_timestamp, now_micros};
 use bakehouse::hops::Deps;
 use clap::Args;
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 
 #[derive(Args, Debug)]
 pub struct ReportArgs {
@@ -57,16 +56,10 @@ pub async fn run(deps: &Deps, args: &ReportArgs) -> Result<()> {
     Ok(())
 }
 
-async fn rows<T: DeserializeOwned>(lake: &Lakehouse, def: &TableDef) -> Result<Vec<T>> {
-    let table = lake.load(def).await?;
-    let files = lake.live_files(&table).await?;
-    Ok(lake.read_rows(&table, &files).await?)
-}
-
 /// The report's HTML over the latest `days` business dates with sales.
 pub async fn render(deps: &Deps, days: usize) -> Result<String> {
     let lake = &deps.lake;
-    let daily: Vec<FactSalesDaily> = rows(lake, &tables::FACT_SALES_DAILY).await?;
+    let daily: Vec<FactSalesDaily> = lake.read_table(&tables::FACT_SALES_DAILY).await?;
     let window: BTreeSet<i32> = daily
         .iter()
         .map(|d| d.business_date)
@@ -101,7 +94,8 @@ pub async fn render(deps: &Deps, days: usize) -> Result<String> {
         .collect();
 
     // Top products by revenue, named from the current product dimension.
-    let names: BTreeMap<i32, String> = rows::<DimProduct>(lake, &tables::DIM_PRODUCT)
+    let names: BTreeMap<i32, String> = lake
+        .read_table::<DimProduct>(&tables::DIM_PRODUCT)
         .await?
         .into_iter()
         .filter(|p| p.is_current)
@@ -119,7 +113,7 @@ pub async fn render(deps: &Deps, days: usize) -> Result<String> {
         .collect();
 
     // Quality score per dataset over time.
-    let quality: Vec<DataQualityDaily> = rows(lake, &tables::DATA_QUALITY_DAILY).await?;
+    let quality: Vec<DataQualityDaily> = lake.read_table(&tables::DATA_QUALITY_DAILY).await?;
     let mut per_dataset: BTreeMap<String, Vec<(String, f64)>> = BTreeMap::new();
     for q in quality.iter().filter(|q| in_window(q.business_date)) {
         if let Some(score) = q.avg_quality_score {
@@ -138,7 +132,7 @@ pub async fn render(deps: &Deps, days: usize) -> Result<String> {
         tables::SILVER_EQUIPMENT_METRICS,
         tables::SILVER_INVENTORY,
     ] {
-        for row in rows::<Lateness>(lake, &def).await? {
+        for row in lake.read_table::<Lateness>(&def).await? {
             if in_window(row.business_date) {
                 let hours = row.lateness_seconds / 3600.0;
                 let bucket = LATENESS_BUCKETS
@@ -157,7 +151,7 @@ pub async fn render(deps: &Deps, days: usize) -> Result<String> {
 
     // Equipment efficiency over the window: 100 × operational / (operational + downtime).
     let performance: Vec<FactEquipmentPerformance> =
-        rows(lake, &tables::FACT_EQUIPMENT_PERFORMANCE).await?;
+        lake.read_table(&tables::FACT_EQUIPMENT_PERFORMANCE).await?;
     let mut hours: BTreeMap<i32, (f64, f64)> = BTreeMap::new();
     for p in performance.iter().filter(|p| in_window(p.business_date)) {
         let entry = hours.entry(p.equipment_id).or_default();

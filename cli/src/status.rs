@@ -153,9 +153,9 @@ pub async fn gather(deps: &Deps, args: &StatusArgs) -> Result<Status> {
         Some(servers) => Some(kafka_lag(servers, &args.topic_prefix, &ingested).await?),
         None => None,
     };
-    let quality: Vec<DataQualityDaily> = latest_rows(lake, &tables::DATA_QUALITY_DAILY).await?;
+    let quality: Vec<DataQualityDaily> = lake.read_table(&tables::DATA_QUALITY_DAILY).await?;
     let late_arrivals: Vec<LateArrivalsDaily> =
-        latest_rows(lake, &tables::LATE_ARRIVALS_DAILY).await?;
+        lake.read_table(&tables::LATE_ARRIVALS_DAILY).await?;
     let recent = |dates: BTreeSet<i32>| -> BTreeSet<i32> {
         dates.into_iter().rev().take(args.days).collect()
     };
@@ -201,16 +201,6 @@ fn table_line(table: &Table, def: &TableDef) -> TableStatus {
             .max()
             .map(time),
     }
-}
-
-/// Every row of a (small) gold report table, sorted by date then dataset.
-async fn latest_rows<T: serde::de::DeserializeOwned>(
-    lake: &Lakehouse,
-    def: &TableDef,
-) -> Result<Vec<T>> {
-    let table = lake.load(def).await?;
-    let files = lake.live_files(&table).await?;
-    Ok(lake.read_rows(&table, &files).await?)
 }
 
 /// The lag of every partition of the event topics (`prefix` + dataset name, and every topic

@@ -20,9 +20,7 @@ use bakehouse::hops::{Deps, ingest, init, to_gold, to_silver};
 use serde::de::DeserializeOwned;
 
 async fn read<T: DeserializeOwned>(lake: &Lakehouse, def: &TableDef) -> Vec<T> {
-    let table = lake.load(def).await.unwrap();
-    let files = lake.live_files(&table).await.unwrap();
-    lake.read_rows(&table, &files).await.unwrap()
+    lake.read_table(def).await.unwrap()
 }
 
 async fn embedded(home: &std::path::Path) -> Deps {

@@ -57,16 +57,11 @@ type RecordKey = (String, i64);
 #[instrument(skip_all)]
 pub async fn replay(deps: &Deps, filter: &ReplayFilter) -> Result<ReplaySummary, StorageError> {
     let lake = &deps.lake;
-    let quarantine = lake.load(&tables::QUARANTINE).await?;
-    let files = lake.live_files(&quarantine).await?;
-    let rows: Vec<QuarantineRow> = lake.read_rows(&quarantine, &files).await?;
+    let rows: Vec<QuarantineRow> = lake.read_table(&tables::QUARANTINE).await?;
     let mut summary = ReplaySummary::default();
     let mut passing: BTreeMap<Dataset, Vec<BronzeRecord>> = BTreeMap::new();
     for row in &rows {
-        let Some(dataset) = Dataset::EVENTS
-            .into_iter()
-            .find(|d| d.name() == row.dataset)
-        else {
+        let Some(dataset) = event_dataset(&row.dataset) else {
             continue;
         };
         if filter.dataset.is_some_and(|d| d != dataset)
@@ -102,6 +97,11 @@ pub async fn replay(deps: &Deps, filter: &ReplayFilter) -> Result<ReplaySummary,
         "Replay done."
     );
     Ok(summary)
+}
+
+/// The event dataset (the ones replay moves) named `name`.
+pub fn event_dataset(name: &str) -> Option<Dataset> {
+    name.parse::<Dataset>().ok().filter(|d| !d.is_reference())
 }
 
 /// The record a quarantine row holds, validated again; or the code it fails with now.

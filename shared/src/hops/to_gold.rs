@@ -3,7 +3,7 @@
 //! replaces the dates' gold partitions — facts and checkpoint in one overwrite commit. A
 //! backfill recomputes a range of dates too, and can take their too-late rows in for good.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use arrow_array::{Array, BooleanArray, Date32Array, RecordBatch};
@@ -18,7 +18,7 @@ use super::{Deps, PROP_TOO_LATE_TAKEN_IN, checkpoint, checkpoint_properties};
 use crate::adapters::events::changed_tables;
 use crate::adapters::iceberg::{
     CommitOutcome, CommitPlan, DEFAULT_TARGET_FILE_SIZE, Operation, TableDef, arrow_schema,
-    partition_day, rows_to_batch, tables,
+    batch_to_rows, batches_by_day, partition_day, tables,
 };
 use crate::domain::gold;
 use crate::domain::time::{date_from_days, days_from_date};
@@ -166,8 +166,7 @@ type DateBatches = Vec<(i32, RecordBatch)>;
 fn rows_of<S: DeserializeOwned>(batches: &[RecordBatch]) -> Result<Vec<S>, String> {
     let mut rows = Vec::new();
     for batch in batches {
-        let mut part: Vec<S> = serde_arrow::from_record_batch(batch).map_err(|e| e.to_string())?;
-        rows.append(&mut part);
+        rows.append(&mut batch_to_rows("silver batch", batch).map_err(|e| e.to_string())?);
     }
     Ok(rows)
 }
@@ -178,18 +177,7 @@ fn by_date<F: Serialize>(
     facts: &[F],
     date_of: impl Fn(&F) -> i32,
 ) -> Result<DateBatches, String> {
-    let mut groups: BTreeMap<i32, Vec<&F>> = BTreeMap::new();
-    for fact in facts {
-        groups.entry(date_of(fact)).or_default().push(fact);
-    }
-    groups
-        .into_iter()
-        .map(|(day, rows)| {
-            rows_to_batch("gold fact", schema, &rows)
-                .map(|batch| (day, batch))
-                .map_err(|e| e.to_string())
-        })
-        .collect()
+    batches_by_day("gold fact", schema, facts, date_of).map_err(|e| e.to_string())
 }
 
 /// Clears `too_late` on the rows of the dates a backfill took in, so gold uses them.

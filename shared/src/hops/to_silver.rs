@@ -3,7 +3,6 @@
 //! ingested wins, across all time), scores and derives, and appends — checkpoint and rows in
 //! one commit.
 
-use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
 
 use aws_lambda_events::event::s3::S3Event;
@@ -15,7 +14,7 @@ use super::{Deps, PROP_REFERENCE_OBJECT, PROP_REFERENCE_TIME, checkpoint, checkp
 use crate::adapters::events::changed_tables;
 use crate::adapters::iceberg::{
     CommitOutcome, CommitPlan, DEFAULT_TARGET_FILE_SIZE, Lakehouse, PartitionWriters, TableDef,
-    partition_day, rows_to_batch, tables,
+    batches_by_day, partition_day, tables,
 };
 use crate::domain::dataset::Dataset;
 use crate::domain::records::*;
@@ -176,12 +175,9 @@ where
                     .map(|b| derive(b, &reference))
                     .collect();
                 committed.add(RowFigures::of(read, &fresh, min_score));
-                let mut by_day: BTreeMap<i32, Vec<&S>> = BTreeMap::new();
-                for row in &fresh {
-                    by_day.entry(partition_of(row)).or_default().push(row);
-                }
-                for (day, group) in by_day {
-                    let batch = rows_to_batch(&silver_def.qualified(), &schema, &group)?;
+                for (day, batch) in
+                    batches_by_day(&silver_def.qualified(), &schema, &fresh, partition_of)?
+                {
                     writers.write(day, batch).await?;
                 }
             }

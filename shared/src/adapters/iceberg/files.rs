@@ -88,6 +88,40 @@ pub fn rows_to_batch<T: Serialize>(
         .map_err(|e| convert(e.to_string()))
 }
 
+/// Rows as one Arrow batch per partition date (`day_of`), in date order.
+///
+/// # Errors
+/// A row does not fit the schema.
+pub fn batches_by_day<T: Serialize>(
+    name: &str,
+    schema: &Arc<arrow_schema::Schema>,
+    rows: &[T],
+    day_of: impl Fn(&T) -> i32,
+) -> Result<Vec<(i32, RecordBatch)>, StorageError> {
+    let mut groups: BTreeMap<i32, Vec<&T>> = BTreeMap::new();
+    for row in rows {
+        groups.entry(day_of(row)).or_default().push(row);
+    }
+    groups
+        .into_iter()
+        .map(|(day, group)| Ok((day, rows_to_batch(name, schema, &group)?)))
+        .collect()
+}
+
+/// A batch as rows of `T` (the inverse of [`rows_to_batch`]; `context` for errors).
+///
+/// # Errors
+/// The batch does not match `T`.
+pub fn batch_to_rows<T: DeserializeOwned>(
+    context: &str,
+    batch: &RecordBatch,
+) -> Result<Vec<T>, StorageError> {
+    serde_arrow::from_record_batch(batch).map_err(|e| StorageError::Data {
+        context: context.to_string(),
+        message: e.to_string(),
+    })
+}
+
 /// Encoded bytes per Parquet row group: a writer buffers a whole group, and its memory is a
 /// multiple of this (measured: ~60 MB more at 128k bronze rows, ~12 MB encoded, than at 16k).
 const ROW_GROUP_BYTES: usize = 4 * 1024 * 1024;
@@ -347,12 +381,7 @@ impl BatchStream {
         let Some(batch) = self.next().await? else {
             return Ok(None);
         };
-        serde_arrow::from_record_batch(&batch)
-            .map(Some)
-            .map_err(|e| StorageError::Data {
-                context: format!("read {}", self.table.identifier()),
-                message: e.to_string(),
-            })
+        batch_to_rows(&format!("read {}", self.table.identifier()), &batch).map(Some)
     }
 }
 
@@ -370,6 +399,20 @@ impl Lakehouse {
             skip: skip.iter().map(|s| s.to_string()).collect(),
             current: None,
         }
+    }
+
+    /// Every row of a table's current snapshot (for small tables: reports, dimensions,
+    /// quarantine).
+    ///
+    /// # Errors
+    /// The table, a manifest or a file cannot be read, or a row does not match `T`.
+    pub async fn read_table<T: DeserializeOwned>(
+        &self,
+        def: &super::TableDef,
+    ) -> Result<Vec<T>, StorageError> {
+        let table = self.load(def).await?;
+        let files = self.live_files(&table).await?;
+        self.read_rows(&table, &files).await
     }
 
     /// Every live data file of the table's current snapshot.
@@ -436,19 +479,15 @@ impl Lakehouse {
     ) -> Result<Vec<DataFile>, StorageError> {
         let name = table.identifier().to_string();
         let arrow_schema = arrow_schema(table)?;
-        let partitioned = !table.metadata().default_partition_spec().is_unpartitioned();
-        let mut groups: BTreeMap<Option<i32>, Vec<&T>> = BTreeMap::new();
-        for row in rows {
-            groups
-                .entry(partitioned.then(|| partition_of(row)))
-                .or_default()
-                .push(row);
-        }
-        let mut batches = Vec::with_capacity(groups.len());
-        for (day, group) in groups {
-            batches.push((day, vec![rows_to_batch(&name, &arrow_schema, &group)?]));
-        }
-        self.write_batches(table, batches, DEFAULT_TARGET_FILE_SIZE)
+        let partitions = if table.metadata().default_partition_spec().is_unpartitioned() {
+            vec![(None, vec![rows_to_batch(&name, &arrow_schema, rows)?])]
+        } else {
+            batches_by_day(&name, &arrow_schema, rows, partition_of)?
+                .into_iter()
+                .map(|(day, batch)| (Some(day), vec![batch]))
+                .collect()
+        };
+        self.write_batches(table, partitions, DEFAULT_TARGET_FILE_SIZE)
             .await
     }
 
@@ -622,9 +661,10 @@ impl Lakehouse {
                 .map_err(|e| convert(e.to_string()))?;
             for batch in reader {
                 let batch = batch.map_err(|e| convert(e.to_string()))?;
-                let mut part: Vec<T> =
-                    serde_arrow::from_record_batch(&batch).map_err(|e| convert(e.to_string()))?;
-                rows.append(&mut part);
+                rows.append(&mut batch_to_rows(
+                    &format!("read {}", file.path()),
+                    &batch,
+                )?);
             }
         }
         Ok(rows)
