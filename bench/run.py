@@ -183,41 +183,98 @@ def kafka_batch(limit_bytes=6_000_000):
     return path
 
 
-def handler_init_ms(function, lake, runs=5):
-    """Milliseconds from starting a bootstrap to its first poll of the runtime API (median)."""
-    polled = []
+class StandInRuntime:
+    """The Lambda runtime API on 127.0.0.1, as a function's bootstrap sees it: each poll for the
+    next invocation gets the next queued event, or 503 when none is left."""
 
-    class RuntimeApi(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            polled.append(time.perf_counter())
-            self.send_response(503)
-            self.end_headers()
+    def __init__(self):
+        self.events, self.polls, self.responses = [], [], []
+        runtime = self
 
-        def log_message(self, *args):
-            pass
+        class Api(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                runtime.polls.append(time.perf_counter())
+                if not runtime.events:
+                    self.send_response(503)
+                    self.end_headers()
+                    return
+                body = runtime.events.pop(0)
+                self.send_response(200)
+                self.send_header("Lambda-Runtime-Aws-Request-Id", f"bench-{len(runtime.polls)}")
+                self.send_header("Lambda-Runtime-Deadline-Ms", str(int(time.time() * 1000) + 900_000))
+                self.send_header("Lambda-Runtime-Invoked-Function-Arn", "arn:aws:lambda:us-east-1:000000000000:function:bench")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
 
-    server = http.server.HTTPServer(("127.0.0.1", 0), RuntimeApi)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    env = ours_env(lake)
-    env.update(
-        AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{server.server_port}",
-        AWS_LAMBDA_FUNCTION_NAME=function,
-        AWS_LAMBDA_FUNCTION_VERSION="1",
-        AWS_LAMBDA_FUNCTION_MEMORY_SIZE="1024",
-    )
-    times = []
-    for _ in range(runs):
-        polled.clear()
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                runtime.responses.append((time.perf_counter(), self.path, body))
+                self.send_response(202)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Api)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def start(self, function, lake, events=()):
+        """Starts `function`'s bootstrap with `events` queued; returns (process, start time)."""
+        self.events, self.polls, self.responses = list(events), [], []
+        env = ours_env(lake)
+        env.update(
+            AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{self.server.server_port}",
+            AWS_LAMBDA_FUNCTION_NAME=function,
+            AWS_LAMBDA_FUNCTION_VERSION="1",
+            AWS_LAMBDA_FUNCTION_MEMORY_SIZE="1024",
+        )
         start = time.perf_counter()
         child = subprocess.Popen([str(LAMBDA_DIR / function / "bootstrap")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        while not polled and time.perf_counter() - start < 10:
+        return child, start
+
+    def wait_for_polls(self, count, limit=120):
+        start = time.perf_counter()
+        while len(self.polls) < count and time.perf_counter() - start < limit:
             time.sleep(0.001)
+        return len(self.polls) >= count
+
+    def close(self):
+        self.server.shutdown()
+
+
+def peak_rss_mb(pid):
+    """The peak resident set of a live process (VmHWM), in MB."""
+    for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def handler_init_ms(runtime, function, lake, runs=5):
+    """Milliseconds from starting a bootstrap to its first poll of the runtime API (median)."""
+    times = []
+    for _ in range(runs):
+        child, start = runtime.start(function, lake)
+        if runtime.wait_for_polls(1, limit=10):
+            times.append((runtime.polls[0] - start) * 1000)
         child.kill()
         child.wait()
-        if polled:
-            times.append((polled[0] - start) * 1000)
-    server.shutdown()
     return sorted(times)[len(times) // 2] if times else float("nan")
+
+
+def lambda_invocation(runtime, function, lake, event):
+    """One invocation of a function's bootstrap, as Lambda runs it: (seconds from start to the
+    response, peak RSS MB of the process over start-up and the invocation, response body)."""
+    child, start = runtime.start(function, lake, [event.read_bytes()])
+    done = runtime.wait_for_polls(2)
+    rss = peak_rss_mb(child.pid) if done else float("nan")
+    child.kill()
+    child.wait()
+    if not done or not runtime.responses or not runtime.responses[0][1].endswith("/response"):
+        raise SystemExit(f"{function} bootstrap did not answer its invocation: {runtime.responses}")
+    at, _, body = runtime.responses[0]
+    return at - start, rss, body.decode()
 
 
 def lambda_figures():
@@ -227,10 +284,12 @@ def lambda_figures():
         return
     lake = fresh("init")
     measured([BIN, "init"], ours_env(lake))
+    runtime = StandInRuntime()
     print(f"{'function':<18} {'bootstrap MB':>12} {'init ms':>8}")
     for function in ("ingest", "bronze-to-silver", "silver-to-gold", "maintenance"):
         size = (LAMBDA_DIR / function / "bootstrap").stat().st_size / 2**20
-        print(f"{function:<18} {size:>12.1f} {handler_init_ms(function, lake):>8.1f}")
+        print(f"{function:<18} {size:>12.1f} {handler_init_ms(runtime, function, lake):>8.1f}")
+    runtime.close()
 
 
 def main():
@@ -257,13 +316,23 @@ def main():
 
     case = "6 MB Kafka batch"
     event = kafka_batch()
+    n = sum(len(v) for v in json.loads(event.read_text())["records"].values())
     lake6 = fresh("ours-kafka")
     env = ours_env(lake6)
     measured([BIN, "init"], env)
     before = files_and_commits(lake6)
     seconds, rss, out = measured([BIN, "invoke", "ingest", "--event", str(event)], env)
-    n = sum(len(v) for v in json.loads(event.read_text())["records"].values())
     record(case, "bakehouse", n, event.stat().st_size, seconds, rss, delta(lake6, before))
+    if LAMBDA_DIR.exists():
+        # The same batch through the ingest function as deployed: its bootstrap polls a stand-in
+        # runtime API on 127.0.0.1; peak RSS over start-up and the invocation.
+        lake6 = fresh("ours-kafka-lambda")
+        measured([BIN, "init"], ours_env(lake6))
+        before = files_and_commits(lake6)
+        runtime = StandInRuntime()
+        seconds, rss, out = lambda_invocation(runtime, "ingest", lake6, event)
+        runtime.close()
+        record(case, "bakehouse (ingest bootstrap)", n, event.stat().st_size, seconds, rss, delta(lake6, before))
 
     case = "bronze→silver"
     hop(case, "bronze-to-silver/fixtures/s3-bronze-commit.json", EVENTS, lake)
@@ -285,7 +354,7 @@ def print_table():
         rows = [r for r in ROWS if r["case"] == case]
         ours = next(r for r in rows if r["who"] == "bakehouse")
         for r in rows:
-            ratio = "" if r is ours else f"{r['seconds'] / ours['seconds']:.2f}×"
+            ratio = "" if r["who"].startswith("bakehouse") else f"{r['seconds'] / ours['seconds']:.2f}×"
             mbps = f"{r['mbps']:.0f}" if r["mbps"] else "—"
             print(
                 f"{case:<18} {r['who']:<30} {r['seconds']:>8.2f} {r['rate']:>11,.0f} {mbps:>7} {r['rss']:>8.0f} {r['files']:>6} {r['commits']:>7} {ratio:>9}"

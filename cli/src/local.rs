@@ -381,11 +381,11 @@ async fn kafka_poller(
                 Err(_) => break,
             }
         }
-        let event = json!({
+        let event = serde_json::value::to_raw_value(&json!({
             "eventSource": "SelfManagedKafka",
             "bootstrapServers": args.bootstrap_servers,
             "records": records,
-        });
+        }))?;
         // Invoke until it succeeds; never skip a batch. A stop during retries leaves the
         // offsets uncommitted: the batch is delivered again on the next start.
         let mut attempt = 0u32;
@@ -614,10 +614,9 @@ async fn object_poller(
 /// local file through the same file-ingest hop (an unknown dataset folder is quarantined).
 async fn ingest_landed(deps: &Deps, location: &str) -> Result<()> {
     if location.starts_with("s3://") {
-        let invocation = LambdaEvent::new(
-            object_created_event(&[location.to_string()]),
-            LambdaContext::default(),
-        );
+        let event =
+            serde_json::value::to_raw_value(&object_created_event(&[location.to_string()]))?;
+        let invocation = LambdaEvent::new(event, LambdaContext::default());
         ingest::handler(deps, invocation).await?;
     } else {
         let input = ObjectInput {

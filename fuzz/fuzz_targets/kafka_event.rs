@@ -6,10 +6,10 @@ use bakehouse::adapters::events::{IngestEvent, kafka_messages, parse_ingest_even
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(value) = serde_json::from_slice::<serde_json::Value>(data) else {
+    let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    match parse_ingest_event(value) {
+    match parse_ingest_event(text) {
         Ok(IngestEvent::Kafka(event)) => {
             let _ = kafka_messages(&event);
         }

@@ -105,11 +105,11 @@ async fn run(case: Value) -> (u64, BTreeMap<String, u64>) {
                 std::fs::create_dir_all(path.parent().unwrap()).unwrap();
                 std::fs::write(path, bytes_of(&case["content"], 0)).unwrap();
             }
-            let event = parse_ingest_event(support::s3_event("lake", key)).unwrap();
+            let event = parse_ingest_event(&support::s3_event("lake", key).to_string()).unwrap();
             ingest::handle(&deps, event).await.unwrap();
         }
         _ => {
-            let event = parse_ingest_event(kafka_event(&case)).unwrap();
+            let event = parse_ingest_event(&kafka_event(&case).to_string()).unwrap();
             ingest::handle(&deps, event).await.unwrap();
         }
     }

@@ -77,8 +77,8 @@ async fn three_deliveries_and_disordered_wake_ups_change_nothing() {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, inventory.join("\n")).unwrap();
 
-    let kafka = || parse_ingest_event(kafka_batch(&at)).unwrap();
-    let s3 = || parse_ingest_event(support::s3_event("lake", key)).unwrap();
+    let kafka = || parse_ingest_event(&kafka_batch(&at).to_string()).unwrap();
+    let s3 = || parse_ingest_event(&support::s3_event("lake", key).to_string()).unwrap();
     let silver = || to_silver::handle(&deps, None);
     let gold = || to_gold::handle(&deps, None);
 

@@ -24,7 +24,8 @@ async fn silver_takes_new_bronze_rows_once_deduplicated_and_scored() {
         .await
         .unwrap();
     bakehouse::hops::init(&deps).await.unwrap();
-    let batch = parse_ingest_event(fixture("../ingest/fixtures/kafka-event.json")).unwrap();
+    let batch =
+        parse_ingest_event(&fixture("../ingest/fixtures/kafka-event.json").to_string()).unwrap();
     ingest::handle(&deps, batch).await.unwrap();
 
     let wake = || {

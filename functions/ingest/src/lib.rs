@@ -4,7 +4,7 @@ use bakehouse::adapters::events::parse_ingest_event;
 use bakehouse::error::HandlerError;
 use bakehouse::hops::{Deps, ingest};
 use lambda_runtime::LambdaEvent;
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// Runs the ingest hop on one invocation document.
 ///
@@ -12,8 +12,8 @@ use serde_json::Value;
 /// An unsupported document, or a storage error (retryable).
 pub async fn handler(
     deps: &Deps,
-    event: LambdaEvent<Value>,
+    event: LambdaEvent<Box<RawValue>>,
 ) -> Result<ingest::IngestSummary, HandlerError> {
-    let event = parse_ingest_event(event.payload).map_err(HandlerError::Event)?;
+    let event = parse_ingest_event(event.payload.get()).map_err(HandlerError::Event)?;
     ingest::handle(deps, event).await
 }

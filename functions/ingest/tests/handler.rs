@@ -10,6 +10,7 @@ use bakehouse::hops::{Deps, PROP_KAFKA_OFFSETS};
 use lambda_runtime::{Context, LambdaEvent};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 async fn deps(home: &std::path::Path) -> Deps {
     let deps = Deps::open(Config::embedded(home, |_| None).unwrap())
@@ -19,10 +20,16 @@ async fn deps(home: &std::path::Path) -> Deps {
     deps
 }
 
-fn fixture(name: &str) -> LambdaEvent<Value> {
+fn fixture(name: &str) -> Value {
     let text =
         std::fs::read_to_string(format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap();
-    LambdaEvent::new(serde_json::from_str(&text).unwrap(), Context::default())
+    serde_json::from_str(&text).unwrap()
+}
+
+/// An invocation of the ingest function: the document's text, as Lambda hands it over.
+fn invocation(document: &Value) -> LambdaEvent<Box<RawValue>> {
+    let text = serde_json::value::to_raw_value(document).unwrap();
+    LambdaEvent::new(text, Context::default())
 }
 
 async fn read<T: DeserializeOwned>(lake: &Lakehouse, def: &TableDef) -> Vec<T> {
@@ -35,7 +42,7 @@ async fn read<T: DeserializeOwned>(lake: &Lakehouse, def: &TableDef) -> Vec<T> {
 async fn a_kafka_batch_lands_in_bronze_and_quarantine_once() {
     let home = tempfile::tempdir().unwrap();
     let deps = deps(home.path()).await;
-    let summary = ingest::handler(&deps, fixture("kafka-event.json"))
+    let summary = ingest::handler(&deps, invocation(&fixture("kafka-event.json")))
         .await
         .unwrap();
     assert_eq!(summary.records, 7);
@@ -91,7 +98,7 @@ async fn a_kafka_batch_lands_in_bronze_and_quarantine_once() {
     );
 
     // Lambda retries the same batch: nothing is added anywhere.
-    let again = ingest::handler(&deps, fixture("kafka-event.json"))
+    let again = ingest::handler(&deps, invocation(&fixture("kafka-event.json")))
         .await
         .unwrap();
     assert_eq!((again.commits, again.already_committed), (0, 3));
@@ -118,7 +125,7 @@ async fn an_s3_notification_ingests_the_object_under_its_decoded_key_once() {
     let line = r#"{"event_id":"f1","event_time":"2026-03-01T08:00:00Z","store_id":1,"product_id":1,"quantity":1,"unit_price":3.5}"#;
     std::fs::write(dir.join("day one:1.jsonl"), format!("{line}\n{{broken\n")).unwrap();
 
-    let summary = ingest::handler(&deps, fixture("s3-landing-event.json"))
+    let summary = ingest::handler(&deps, invocation(&fixture("s3-landing-event.json")))
         .await
         .unwrap();
     assert_eq!((summary.records, summary.commits), (2, 2));
@@ -134,7 +141,7 @@ async fn an_s3_notification_ingests_the_object_under_its_decoded_key_once() {
         "landing/sales-events/day one:1.jsonl:2"
     );
 
-    let again = ingest::handler(&deps, fixture("s3-landing-event.json"))
+    let again = ingest::handler(&deps, invocation(&fixture("s3-landing-event.json")))
         .await
         .unwrap();
     assert_eq!(again.commits, 0);
@@ -150,12 +157,12 @@ async fn an_s3_notification_ingests_the_object_under_its_decoded_key_once() {
 async fn the_s3_test_event_is_ignored_and_other_documents_are_refused() {
     let home = tempfile::tempdir().unwrap();
     let deps = deps(home.path()).await;
-    let summary = ingest::handler(&deps, fixture("s3-test-event.json"))
+    let summary = ingest::handler(&deps, invocation(&fixture("s3-test-event.json")))
         .await
         .unwrap();
     assert_eq!((summary.records, summary.commits), (0, 0));
-    let odd = LambdaEvent::new(serde_json::json!({"hello": "world"}), Context::default());
-    let error = ingest::handler(&deps, odd).await.unwrap_err();
+    let odd = serde_json::json!({"hello": "world"});
+    let error = ingest::handler(&deps, invocation(&odd)).await.unwrap_err();
     assert!(matches!(error, HandlerError::Event(_)));
     assert!(!error.is_retryable());
 }
@@ -166,9 +173,9 @@ async fn a_key_leaving_the_object_root_is_quarantined_unread() {
     let deps = deps(home.path()).await;
     std::fs::write(home.path().join("secret.jsonl"), "{}").unwrap();
     let mut event = fixture("s3-landing-event.json");
-    event.payload["Records"][0]["s3"]["object"]["key"] =
+    event["Records"][0]["s3"]["object"]["key"] =
         Value::from("landing/sales-events/../../../secret.jsonl");
-    let summary = ingest::handler(&deps, event).await.unwrap();
+    let summary = ingest::handler(&deps, invocation(&event)).await.unwrap();
     assert_eq!(summary.quarantined.get("unsupported_file"), Some(&1));
     let quarantine: Vec<QuarantineRow> = read(&deps.lake, &tables::QUARANTINE).await;
     assert_eq!((quarantine.len(), quarantine[0].raw.as_str()), (1, ""));

@@ -6,6 +6,8 @@ use aws_lambda_events::event::kafka::KafkaEvent;
 use aws_lambda_events::event::s3::S3Event;
 use base64::Engine;
 use percent_encoding::percent_decode_str;
+use serde::Deserialize;
+use serde::de::IgnoredAny;
 use serde_json::{Value, json};
 
 use crate::domain::time::{format_timestamp, now_micros};
@@ -21,21 +23,32 @@ pub enum IngestEvent {
     S3Test,
 }
 
-/// Tells a Kafka batch from an S3 notification.
+/// Tells a Kafka batch from an S3 notification, reading the document's text straight into its
+/// event type (a 6 MB Kafka batch never becomes a `serde_json::Value` tree first).
 ///
 /// # Errors
-/// A message naming what the document is missing.
-pub fn parse_ingest_event(value: Value) -> Result<IngestEvent, String> {
-    if value.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") {
+/// A message naming what the document is missing, or why it does not parse.
+pub fn parse_ingest_event(json: &str) -> Result<IngestEvent, String> {
+    /// The top-level keys that tell the documents apart; everything else is skipped unread.
+    #[derive(Deserialize)]
+    struct Shape {
+        #[serde(rename = "Event")]
+        event: Option<Value>,
+        #[serde(rename = "Records")]
+        s3_records: Option<IgnoredAny>,
+        records: Option<IgnoredAny>,
+    }
+    let shape: Shape = serde_json::from_str(json).map_err(|e| format!("not a JSON object: {e}"))?;
+    if shape.event.as_ref().and_then(Value::as_str) == Some("s3:TestEvent") {
         return Ok(IngestEvent::S3Test);
     }
-    if value.get("Records").is_some() {
-        return serde_json::from_value(value)
+    if shape.s3_records.is_some() {
+        return serde_json::from_str(json)
             .map(IngestEvent::S3)
             .map_err(|e| format!("invalid S3 event: {e}"));
     }
-    if value.get("records").is_some() {
-        return serde_json::from_value(value)
+    if shape.records.is_some() {
+        return serde_json::from_str(json)
             .map(IngestEvent::Kafka)
             .map_err(|e| format!("invalid Kafka event: {e}"));
     }

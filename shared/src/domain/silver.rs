@@ -65,10 +65,9 @@ pub fn dedupe_first<T>(
     rows: impl IntoIterator<Item = T>,
     id: impl Fn(&T) -> &str,
     seen: &mut IdSet,
-) -> Vec<T> {
+) -> impl Iterator<Item = T> {
     rows.into_iter()
-        .filter(|row| seen.insert(id(row).to_string()))
-        .collect()
+        .filter(move |row| seen.insert(id(row).to_string()))
 }
 
 /// A sales line item in silver.
@@ -280,9 +279,9 @@ mod tests {
     fn dedupe_keeps_the_first_and_respects_ids_already_in_silver() {
         let mut seen: IdSet = ["old".to_string()].into_iter().collect();
         let rows = vec![("a", 1), ("old", 2), ("b", 3), ("a", 4)];
-        let kept = dedupe_first(rows, |r| r.0, &mut seen);
+        let kept: Vec<_> = dedupe_first(rows, |r| r.0, &mut seen).collect();
         assert_eq!(kept, vec![("a", 1), ("b", 3)]);
-        let again = dedupe_first(vec![("b", 5), ("c", 6)], |r| r.0, &mut seen);
+        let again: Vec<_> = dedupe_first(vec![("b", 5), ("c", 6)], |r| r.0, &mut seen).collect();
         assert_eq!(again, vec![("c", 6)]);
     }
 }

@@ -13,8 +13,8 @@ use tracing::{info, instrument};
 use super::{Deps, PROP_REFERENCE_OBJECT, PROP_REFERENCE_TIME, checkpoint, checkpoint_properties};
 use crate::adapters::events::changed_tables;
 use crate::adapters::iceberg::{
-    CommitOutcome, CommitPlan, DEFAULT_TARGET_FILE_SIZE, Lakehouse, PartitionWriters, TableDef,
-    batches_by_day, partition_day, tables,
+    Columns, CommitOutcome, CommitPlan, DEFAULT_TARGET_FILE_SIZE, Lakehouse, PartitionWriters,
+    TableDef, batches_by_day, partition_day, tables,
 };
 use crate::domain::dataset::Dataset;
 use crate::domain::records::*;
@@ -161,17 +161,19 @@ where
                 .await?
                 .into_iter()
                 .collect();
+            // Room for every new row's id up front: no rehashing of a million ids mid-run.
+            let incoming: u64 = new_files.iter().map(|f| f.data_file.record_count()).sum();
+            seen.reserve(usize::try_from(incoming).unwrap_or(0));
             let reference = load_reference(lake).await?;
             // Batch by batch, so a hop holds one batch of rows, not the whole input. Silver keeps
             // no payload: it is not decoded (the bulk of a bronze file).
-            let mut rows = lake.stream_batches(&bronze, new_files, &["payload"]);
+            let mut rows = lake.stream_batches(&bronze, new_files, Columns::except(&["payload"]));
             let mut writers = PartitionWriters::new(&silver, DEFAULT_TARGET_FILE_SIZE);
             let schema = writers.schema()?;
             let mut committed = RowFigures::default();
             while let Some(batch) = rows.next_rows::<B>().await? {
                 let read = batch.len();
                 let fresh: Vec<S> = dedupe_first(batch, id_of, &mut seen)
-                    .into_iter()
                     .map(|b| derive(b, &reference))
                     .collect();
                 committed.add(RowFigures::of(read, &fresh, min_score));

@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use arrow_array::cast::AsArray;
-use bytes::Bytes;
 use futures::StreamExt;
 use futures::future::try_join_all;
 use iceberg::arrow::{ArrowFileReader, schema_to_arrow_schema};
@@ -20,7 +19,6 @@ use iceberg::writer::file_writer::location_generator::{
 };
 use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
 use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::async_reader::ParquetRecordBatchStream;
 use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 use parquet::basic::Compression;
@@ -289,32 +287,40 @@ impl PartitionWriters {
     }
 }
 
-/// One data file, read whole and opened as Parquet.
-async fn open_parquet(
-    table: &Table,
-    file: &LiveFile,
-) -> Result<ParquetRecordBatchReaderBuilder<Bytes>, StorageError> {
-    let bytes = table
-        .file_io()
-        .new_input(file.path())
-        .map_err(StorageError::iceberg(file.path()))?
-        .read()
-        .await
-        .map_err(StorageError::iceberg(format!("read {}", file.path())))?;
-    ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| StorageError::Data {
-        context: format!("read {}", file.path()),
-        message: e.to_string(),
-    })
-}
-
 /// The rows of a list of data files, one Arrow batch at a time, reading only the column chunks
 /// it decodes (range reads, a row group at a time): a hop holds one row group's columns, not
 /// the table nor a whole file.
 pub struct BatchStream {
     table: Table,
     files: std::vec::IntoIter<LiveFile>,
-    skip: Vec<String>,
+    columns: Columns,
     current: Option<(String, ParquetRecordBatchStream<ArrowFileReader>)>,
+}
+
+/// Which columns a read decodes; the others are not even fetched.
+#[derive(Clone, Debug)]
+pub enum Columns {
+    All,
+    Only(Vec<String>),
+    Except(Vec<String>),
+}
+
+impl Columns {
+    pub fn only(names: &[&str]) -> Self {
+        Columns::Only(names.iter().map(|n| n.to_string()).collect())
+    }
+
+    pub fn except(names: &[&str]) -> Self {
+        Columns::Except(names.iter().map(|n| n.to_string()).collect())
+    }
+
+    fn wants(&self, name: &str) -> bool {
+        match self {
+            Columns::All => true,
+            Columns::Only(names) => names.iter().any(|n| n == name),
+            Columns::Except(names) => !names.iter().any(|n| n == name),
+        }
+    }
 }
 
 impl BatchStream {
@@ -357,12 +363,8 @@ impl BatchStream {
                 .await
                 .map_err(convert)?;
             let parquet_schema = builder.parquet_schema();
-            let wanted = (0..parquet_schema.num_columns()).filter(|c| {
-                !self
-                    .skip
-                    .iter()
-                    .any(|s| s == parquet_schema.column(*c).name())
-            });
+            let wanted = (0..parquet_schema.num_columns())
+                .filter(|c| self.columns.wants(parquet_schema.column(*c).name()));
             let mask = ProjectionMask::leaves(parquet_schema, wanted);
             let stream = builder
                 .with_projection(mask)
@@ -373,7 +375,7 @@ impl BatchStream {
         }
     }
 
-    /// The next batch as rows of `T` (which must default the skipped columns).
+    /// The next batch as rows of `T` (which must default the columns not read).
     ///
     /// # Errors
     /// A file cannot be read or does not match `T`.
@@ -386,17 +388,17 @@ impl BatchStream {
 }
 
 impl Lakehouse {
-    /// The rows of `files`, batch by batch, without decoding the columns `skip`.
+    /// The rows of `files`, batch by batch, decoding only `columns`.
     pub fn stream_batches(
         &self,
         table: &Table,
         files: Vec<LiveFile>,
-        skip: &[&str],
+        columns: Columns,
     ) -> BatchStream {
         BatchStream {
             table: table.clone(),
             files: files.into_iter(),
-            skip: skip.iter().map(|s| s.to_string()).collect(),
+            columns,
             current: None,
         }
     }
@@ -542,39 +544,29 @@ impl Lakehouse {
                 target.metadata().clone(),
             ));
         }
-        let builders = try_join_all(files.iter().map(|f| open_parquet(table, f))).await?;
+        let wanted = columns.map_or(Columns::All, Columns::only);
+        let mut stream = self.stream_batches(table, files.to_vec(), wanted);
         let mut out = Vec::new();
-        for (builder, file) in builders.into_iter().zip(files) {
-            let convert = |e: String| StorageError::Data {
-                context: format!("read {}", file.path()),
-                message: e,
-            };
-            let mut builder = builder.with_batch_size(65_536);
-            if let Some(columns) = columns {
-                let mask =
-                    ProjectionMask::columns(builder.parquet_schema(), columns.iter().copied());
-                builder = builder.with_projection(mask);
-            }
-            let reader = builder.build().map_err(|e| convert(e.to_string()))?;
-            for batch in reader {
-                let batch = batch.map_err(|e| convert(e.to_string()))?;
-                let columns = target
-                    .fields()
-                    .iter()
-                    .map(|field| match batch.column_by_name(field.name()) {
-                        Some(column) => arrow_cast::cast(column, field.data_type()),
-                        None => Ok(arrow_array::new_null_array(
-                            field.data_type(),
-                            batch.num_rows(),
-                        )),
-                    })
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| convert(e.to_string()))?;
-                out.push(
-                    RecordBatch::try_new(target.clone(), columns)
-                        .map_err(|e| convert(e.to_string()))?,
-                );
-            }
+        while let Some(batch) = stream.next().await? {
+            // Files written under an older schema: cast to the current types, nulls for columns
+            // they lack.
+            let conformed = target
+                .fields()
+                .iter()
+                .map(|field| match batch.column_by_name(field.name()) {
+                    Some(column) => arrow_cast::cast(column, field.data_type()),
+                    None => Ok(arrow_array::new_null_array(
+                        field.data_type(),
+                        batch.num_rows(),
+                    )),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .and_then(|columns| RecordBatch::try_new(target.clone(), columns))
+                .map_err(|e| StorageError::Data {
+                    context: format!("read {}", table.identifier()),
+                    message: e.to_string(),
+                })?;
+            out.push(conformed);
         }
         Ok(out)
     }
@@ -589,34 +581,25 @@ impl Lakehouse {
         files: &[LiveFile],
         column: &str,
     ) -> Result<Vec<String>, StorageError> {
+        let convert = |e: String| StorageError::Data {
+            context: format!("read {column} of {}", table.identifier()),
+            message: e,
+        };
+        let mut stream = self.stream_batches(table, files.to_vec(), Columns::only(&[column]));
         let mut out = Vec::new();
-        for file in files {
-            let convert = |e: String| StorageError::Data {
-                context: format!("read {column} of {}", file.path()),
-                message: e,
-            };
-            let builder = open_parquet(table, file).await?;
-            let mask = ProjectionMask::columns(builder.parquet_schema(), [column]);
-            let reader = builder
-                .with_projection(mask)
-                .with_batch_size(65_536)
-                .build()
+        while let Some(batch) = stream.next().await? {
+            let array = batch
+                .column_by_name(column)
+                .ok_or_else(|| convert(format!("no column {column}")))?;
+            let array = arrow_cast::cast(array, &arrow_schema::DataType::Utf8)
                 .map_err(|e| convert(e.to_string()))?;
-            for batch in reader {
-                let batch = batch.map_err(|e| convert(e.to_string()))?;
-                let array = batch
-                    .column_by_name(column)
-                    .ok_or_else(|| convert(format!("no column {column}")))?;
-                let array = arrow_cast::cast(array, &arrow_schema::DataType::Utf8)
-                    .map_err(|e| convert(e.to_string()))?;
-                out.extend(
-                    array
-                        .as_string::<i32>()
-                        .iter()
-                        .flatten()
-                        .map(str::to_string),
-                );
-            }
+            out.extend(
+                array
+                    .as_string::<i32>()
+                    .iter()
+                    .flatten()
+                    .map(str::to_string),
+            );
         }
         Ok(out)
     }
@@ -643,29 +626,10 @@ impl Lakehouse {
         files: &[LiveFile],
         skip: &[&str],
     ) -> Result<Vec<T>, StorageError> {
-        let builders = try_join_all(files.iter().map(|f| open_parquet(table, f))).await?;
+        let mut stream = self.stream_batches(table, files.to_vec(), Columns::except(skip));
         let mut rows = Vec::new();
-        for (builder, file) in builders.into_iter().zip(files) {
-            let convert = |e: String| StorageError::Data {
-                context: format!("read {}", file.path()),
-                message: e,
-            };
-            let parquet_schema = builder.parquet_schema();
-            let wanted = (0..parquet_schema.num_columns())
-                .filter(|c| !skip.contains(&parquet_schema.column(*c).name()));
-            let mask = ProjectionMask::leaves(parquet_schema, wanted);
-            let reader = builder
-                .with_projection(mask)
-                .with_batch_size(8192)
-                .build()
-                .map_err(|e| convert(e.to_string()))?;
-            for batch in reader {
-                let batch = batch.map_err(|e| convert(e.to_string()))?;
-                rows.append(&mut batch_to_rows(
-                    &format!("read {}", file.path()),
-                    &batch,
-                )?);
-            }
+        while let Some(mut batch) = stream.next_rows().await? {
+            rows.append(&mut batch);
         }
         Ok(rows)
     }
