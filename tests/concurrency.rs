@@ -40,9 +40,7 @@ fn wait(child: Child) {
 }
 
 async fn rows<T: DeserializeOwned>(lake: &Lakehouse, def: &TableDef) -> Vec<T> {
-    let table = lake.load(def).await.unwrap();
-    let files = lake.live_files(&table).await.unwrap();
-    lake.read_rows(&table, &files).await.unwrap()
+    lake.read_table(def).await.unwrap()
 }
 
 async fn race(dir: &Path, catalog: String) {

@@ -20,9 +20,7 @@ const PER_FILE: usize = 50;
 const TRIALS: usize = 60;
 
 async fn rows<T: DeserializeOwned>(lake: &Lakehouse, def: &TableDef) -> Vec<T> {
-    let table = lake.load(def).await.unwrap();
-    let files = lake.live_files(&table).await.unwrap();
-    lake.read_rows(&table, &files).await.unwrap()
+    lake.read_table(def).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -36,9 +36,7 @@ fn dev(script: &str, args: &[&str]) -> String {
 }
 
 async fn rows<T: DeserializeOwned>(lake: &Lakehouse, def: &TableDef) -> Vec<T> {
-    let table = lake.load(def).await.unwrap();
-    let files = lake.live_files(&table).await.unwrap();
-    lake.read_rows(&table, &files).await.unwrap()
+    lake.read_table(def).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -150,19 +150,14 @@ impl Setup {
 
     async fn rows<T: DeserializeOwned>(&self, def: &TableDef) -> Vec<T> {
         let lake = self.lake().await;
-        let table = lake.load(def).await.unwrap();
-        let files = lake.live_files(&table).await.unwrap();
-        lake.read_rows(&table, &files).await.unwrap()
+        lake.read_table(def).await.unwrap()
     }
 
     /// Rows of `def` so far; 0 while `local`, just started, has not created its tables yet.
     async fn rows_so_far<T: DeserializeOwned>(&self, def: &TableDef) -> usize {
         let lake = self.lake().await;
         match lake.load(def).await {
-            Ok(table) => {
-                let files = lake.live_files(&table).await.unwrap();
-                lake.read_rows::<T>(&table, &files).await.unwrap().len()
-            }
+            Ok(_) => lake.read_table::<T>(def).await.unwrap().len(),
             Err(_) => 0,
         }
     }

@@ -68,9 +68,7 @@ fn kafka_event(case: &Value) -> Value {
 }
 
 async fn count<T: serde::de::DeserializeOwned>(deps: &Deps, def: &TableDef) -> Vec<T> {
-    let table = deps.lake.load(def).await.unwrap();
-    let files = deps.lake.live_files(&table).await.unwrap();
-    deps.lake.read_rows(&table, &files).await.unwrap()
+    deps.lake.read_table(def).await.unwrap()
 }
 
 async fn record_count(deps: &Deps, def: &TableDef) -> u64 {

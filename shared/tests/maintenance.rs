@@ -40,9 +40,7 @@ fn policy() -> MaintenancePolicy {
 
 /// The tags of every row, sorted (a multiset).
 async fn tags(lake: &Lakehouse) -> Vec<String> {
-    let table = lake.load(&QUARANTINE).await.unwrap();
-    let files = lake.live_files(&table).await.unwrap();
-    let rows: Vec<QuarantineRow> = lake.read_rows(&table, &files).await.unwrap();
+    let rows: Vec<QuarantineRow> = lake.read_table(&QUARANTINE).await.unwrap();
     let mut tags: Vec<String> = rows.into_iter().map(|r| r.source_ref).collect();
     tags.sort();
     tags

@@ -16,9 +16,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 async fn read<T: DeserializeOwned>(lake: &Lakehouse, def: &TableDef) -> Vec<T> {
-    let table = lake.load(def).await.unwrap();
-    let files = lake.live_files(&table).await.unwrap();
-    lake.read_rows(&table, &files).await.unwrap()
+    lake.read_table(def).await.unwrap()
 }
 
 /// A record the rules of SPEC §2 accept, as the test reads them (None: quarantined).

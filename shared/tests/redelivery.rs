@@ -28,9 +28,7 @@ async fn initialised_lake(home: &std::path::Path) -> Deps {
 }
 
 async fn rows<T: DeserializeOwned>(deps: &Deps, def: &TableDef) -> Vec<T> {
-    let table = deps.lake.load(def).await.unwrap();
-    let files = deps.lake.live_files(&table).await.unwrap();
-    deps.lake.read_rows(&table, &files).await.unwrap()
+    deps.lake.read_table(def).await.unwrap()
 }
 
 fn kafka_batch(at: &str) -> Value {

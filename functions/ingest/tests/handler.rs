@@ -33,9 +33,7 @@ fn invocation(document: &Value) -> LambdaEvent<Box<RawValue>> {
 }
 
 async fn read<T: DeserializeOwned>(lake: &Lakehouse, def: &TableDef) -> Vec<T> {
-    let table = lake.load(def).await.unwrap();
-    let files = lake.live_files(&table).await.unwrap();
-    lake.read_rows(&table, &files).await.unwrap()
+    lake.read_table(def).await.unwrap()
 }
 
 #[tokio::test]

@@ -52,9 +52,11 @@ async fn gold_recomputes_the_touched_dates_of_the_announced_silver_table() {
     let tables_done: Vec<_> = outcomes.iter().map(|o| o.table.as_str()).collect();
     assert_eq!(tables_done, ["gold.fact_sales", "gold.fact_sales_daily"]);
 
-    let table = deps.lake.load(&tables::FACT_SALES_DAILY).await.unwrap();
-    let files = deps.lake.live_files(&table).await.unwrap();
-    let daily: Vec<FactSalesDaily> = deps.lake.read_rows(&table, &files).await.unwrap();
+    let daily: Vec<FactSalesDaily> = deps
+        .lake
+        .read_table(&tables::FACT_SALES_DAILY)
+        .await
+        .unwrap();
     let day = time::date_of(event_time);
     assert_eq!(
         daily,
@@ -79,9 +81,7 @@ async fn gold_recomputes_the_touched_dates_of_the_announced_silver_table() {
             },
         ]
     );
-    let table = deps.lake.load(&tables::FACT_SALES).await.unwrap();
-    let files = deps.lake.live_files(&table).await.unwrap();
-    let facts: Vec<FactSale> = deps.lake.read_rows(&table, &files).await.unwrap();
+    let facts: Vec<FactSale> = deps.lake.read_table(&tables::FACT_SALES).await.unwrap();
     assert_eq!(facts.len(), 3);
 
     assert!(
