@@ -104,37 +104,66 @@ fn eligible(batch: &RecordBatch, policy: &GoldPolicy) -> Result<BooleanArray, Ar
 
 /// `gold.fact_sales` on Arrow columns: the eligible line items of the silver batches (read
 /// with [`FACT_SALES_COLUMNS`]), with the keys of the store and product versions valid at each
-/// event's time, in `fact` (the table's Arrow schema); one batch per business date, sorted by
-/// sale_id.
-///
-/// # Errors
-/// A silver column is missing or mistyped.
-pub fn fact_sales(
-    silver: &[RecordBatch],
-    fact: &SchemaRef,
-    policy: &GoldPolicy,
-    keys: &SurrogateKeys,
-) -> Result<Vec<(i32, RecordBatch)>, ArrowError> {
-    // Each eligible row, by business date, as (sale id, batch, row): sorted, the fact's order.
-    let mut picks: BTreeMap<i32, Vec<(&str, usize, usize)>> = BTreeMap::new();
-    for (b, batch) in silver.iter().enumerate() {
-        let eligible = eligible(batch, policy)?;
-        let dates = column::<Date32Array>(batch, "business_date")?;
-        let ids = column::<StringArray>(batch, "event_id")?;
-        for i in (0..batch.num_rows()).filter(|i| eligible.value(*i)) {
-            picks
-                .entry(dates.value(i))
-                .or_default()
-                .push((ids.value(i), b, i));
+/// event's time, in `fact` (the table's Arrow schema), sorted by sale_id within each business
+/// date. Planned whole (which rows, in which order), then gathered as an iterator of
+/// (business date, batch) of at most `slice_rows` rows, dates ascending: a million-row date is
+/// never built whole.
+pub struct SalesFacts {
+    silver: Vec<RecordBatch>,
+    fact: SchemaRef,
+    keys: Arc<SurrogateKeys>,
+    /// Per business date, its rows as (silver batch, row) in sale_id order.
+    days: Vec<(i32, Vec<(usize, usize)>)>,
+    slice_rows: usize,
+    /// The next slice: (index in `days`, first row).
+    next: (usize, usize),
+}
+
+impl SalesFacts {
+    /// Picks and orders the fact rows of `silver`.
+    ///
+    /// # Errors
+    /// A silver column is missing or mistyped.
+    pub fn plan(
+        silver: Vec<RecordBatch>,
+        fact: SchemaRef,
+        policy: &GoldPolicy,
+        keys: Arc<SurrogateKeys>,
+        slice_rows: usize,
+    ) -> Result<Self, ArrowError> {
+        let mut picks: BTreeMap<i32, Vec<(&str, usize, usize)>> = BTreeMap::new();
+        for (b, batch) in silver.iter().enumerate() {
+            let eligible = eligible(batch, policy)?;
+            let dates = column::<Date32Array>(batch, "business_date")?;
+            let ids = column::<StringArray>(batch, "event_id")?;
+            for i in (0..batch.num_rows()).filter(|i| eligible.value(*i)) {
+                picks
+                    .entry(dates.value(i))
+                    .or_default()
+                    .push((ids.value(i), b, i));
+            }
         }
+        let days = picks
+            .into_iter()
+            .map(|(day, mut rows)| {
+                rows.sort_unstable();
+                (day, rows.into_iter().map(|(_, b, i)| (b, i)).collect())
+            })
+            .collect();
+        Ok(SalesFacts {
+            silver,
+            fact,
+            keys,
+            days,
+            slice_rows: slice_rows.max(1),
+            next: (0, 0),
+        })
     }
-    let sources: Vec<&RecordBatch> = silver.iter().collect();
-    let mut out = Vec::with_capacity(picks.len());
-    for (day, mut day_picks) in picks {
-        day_picks.sort_unstable();
-        let indices: Vec<(usize, usize)> = day_picks.iter().map(|&(_, b, i)| (b, i)).collect();
-        drop(day_picks);
-        let rows = interleave_record_batch(&sources, &indices)?;
+
+    /// The fact rows of the given silver rows, in that order.
+    fn gather(&self, indices: &[(usize, usize)]) -> Result<RecordBatch, ArrowError> {
+        let sources: Vec<&RecordBatch> = self.silver.iter().collect();
+        let rows = interleave_record_batch(&sources, indices)?;
         let store = column::<Int32Array>(&rows, "store_id")?;
         let product = column::<Int32Array>(&rows, "product_id")?;
         let at = column::<TimestampMicrosecondArray>(&rows, "event_time")?;
@@ -143,9 +172,10 @@ pub fn fact_sales(
                 .map(|i| index.key_at(&ids.value(i), at.value(i)))
                 .collect()
         };
-        let store_key: ArrayRef = Arc::new(key_of(&keys.stores, store));
-        let product_key: ArrayRef = Arc::new(key_of(&keys.products, product));
-        let columns = fact
+        let store_key: ArrayRef = Arc::new(key_of(&self.keys.stores, store));
+        let product_key: ArrayRef = Arc::new(key_of(&self.keys.products, product));
+        let columns = self
+            .fact
             .fields()
             .iter()
             .map(|field| {
@@ -165,9 +195,24 @@ pub fn fact_sales(
                 }
             })
             .collect::<Result<Vec<_>, ArrowError>>()?;
-        out.push((day, RecordBatch::try_new(fact.clone(), columns)?));
+        RecordBatch::try_new(self.fact.clone(), columns)
     }
-    Ok(out)
+}
+
+impl Iterator for SalesFacts {
+    type Item = Result<(i32, RecordBatch), ArrowError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (day, first) = self.next;
+        let (date, rows) = self.days.get(day)?;
+        let end = rows.len().min(first + self.slice_rows);
+        self.next = if end == rows.len() {
+            (day + 1, 0)
+        } else {
+            (day, end)
+        };
+        Some(self.gather(&rows[first..end]).map(|batch| (*date, batch)))
+    }
 }
 
 /// `gold.fact_sales_daily`: sums per business_date × store × product of the eligible rows of
@@ -388,18 +433,27 @@ mod tests {
         vec![crate::adapters::iceberg::rows_to_batch("silver", &schema, rows).unwrap()]
     }
 
+    /// The sale ids of the fact per date, gathered two rows at a time (so a date spans slices).
     fn sale_ids(rows: &[SilverSale], policy: &GoldPolicy) -> Vec<(i32, Vec<String>)> {
         let fact = schema_of(&crate::adapters::iceberg::tables::FACT_SALES);
-        fact_sales(&silver(rows), &fact, policy, &SurrogateKeys::default())
-            .unwrap()
-            .into_iter()
-            .map(|(day, batch)| {
-                let ids = column::<StringArray>(&batch, "sale_id").unwrap();
-                let keys = column::<Int64Array>(&batch, "store_key").unwrap();
-                assert_eq!(keys.null_count(), batch.num_rows(), "no dimension: no key");
-                (day, ids.iter().flatten().map(str::to_string).collect())
-            })
-            .collect()
+        let keys = Arc::new(SurrogateKeys::default());
+        let mut out: Vec<(i32, Vec<String>)> = Vec::new();
+        for slice in SalesFacts::plan(silver(rows), fact, policy, keys, 2).unwrap() {
+            let (day, batch) = slice.unwrap();
+            assert!(
+                batch.num_rows() <= 2,
+                "a slice holds at most slice_rows rows"
+            );
+            let ids = column::<StringArray>(&batch, "sale_id").unwrap();
+            let keys = column::<Int64Array>(&batch, "store_key").unwrap();
+            assert_eq!(keys.null_count(), batch.num_rows(), "no dimension: no key");
+            let ids = ids.iter().flatten().map(str::to_string);
+            match out.last_mut() {
+                Some((last, sales)) if *last == day => sales.extend(ids),
+                _ => out.push((day, ids.collect())),
+            }
+        }
+        out
     }
 
     #[test]

@@ -17,10 +17,10 @@ use super::maintenance::surrogate_keys;
 use super::{Deps, PROP_TOO_LATE_TAKEN_IN, checkpoint, checkpoint_properties};
 use crate::adapters::events::changed_tables;
 use crate::adapters::iceberg::{
-    CommitOutcome, CommitPlan, DEFAULT_TARGET_FILE_SIZE, Operation, TableDef, arrow_schema,
-    batch_to_rows, batches_by_day, partition_day, tables,
+    CommitOutcome, CommitPlan, DEFAULT_TARGET_FILE_SIZE, Operation, PartitionWriters, TableDef,
+    arrow_schema, batch_to_rows, batches_by_day, partition_day, tables,
 };
-use crate::domain::gold;
+use crate::domain::gold::{self, SalesFacts};
 use crate::domain::time::{date_from_days, days_from_date};
 use crate::error::{HandlerError, StorageError};
 
@@ -102,14 +102,22 @@ pub async fn process(
     let string = |e: ArrowError| e.to_string();
     match fact.name {
         "fact_sales" => {
-            let keys = surrogate_keys(&deps.lake).await?;
+            let keys = Arc::new(surrogate_keys(&deps.lake).await?);
             recompute(
                 deps,
                 fact,
                 &tables::SILVER_SALES,
                 Some(&gold::FACT_SALES_COLUMNS),
                 also,
-                |silver, schema| gold::fact_sales(silver, schema, &policy, &keys).map_err(string),
+                |silver, schema| {
+                    let facts =
+                        SalesFacts::plan(silver, schema.clone(), &policy, keys.clone(), SLICE_ROWS)
+                            .map_err(string)?;
+                    Ok(
+                        Box::new(facts.map(|slice| slice.map_err(|e| e.to_string())))
+                            as FactBatches,
+                    )
+                },
             )
             .await
         }
@@ -121,7 +129,7 @@ pub async fn process(
                 Some(&gold::DAILY_SALES_COLUMNS),
                 also,
                 |silver, schema| {
-                    let facts = gold::fact_sales_daily(silver, &policy)?;
+                    let facts = gold::fact_sales_daily(&silver, &policy)?;
                     by_date(schema, &facts, |f| f.business_date)
                 },
             )
@@ -135,7 +143,7 @@ pub async fn process(
                 None,
                 also,
                 |silver, schema| {
-                    let facts = gold::fact_inventory(&rows_of(silver)?, &policy);
+                    let facts = gold::fact_inventory(&rows_of(&silver)?, &policy);
                     by_date(schema, &facts, |f| f.business_date)
                 },
             )
@@ -149,7 +157,7 @@ pub async fn process(
                 None,
                 also,
                 |silver, schema| {
-                    let facts = gold::fact_equipment_performance(&rows_of(silver)?, &policy);
+                    let facts = gold::fact_equipment_performance(&rows_of(&silver)?, &policy);
                     by_date(schema, &facts, |f| f.business_date)
                 },
             )
@@ -159,8 +167,12 @@ pub async fn process(
     }
 }
 
-/// The fact batches of one recomputation: one per business date (the partition).
-type DateBatches = Vec<(i32, RecordBatch)>;
+/// Rows of `fact_sales` gathered per batch: the write of one overlaps the gathering of the next.
+const SLICE_ROWS: usize = 65_536;
+
+/// The fact batches of one recomputation, as (business date, batch) with dates ascending,
+/// produced on a blocking thread while the writer encodes the previous one.
+type FactBatches = Box<dyn Iterator<Item = Result<(i32, RecordBatch), String>> + Send>;
 
 /// Silver batches as rows, for the facts computed on rows.
 fn rows_of<S: DeserializeOwned>(batches: &[RecordBatch]) -> Result<Vec<S>, String> {
@@ -176,8 +188,9 @@ fn by_date<F: Serialize>(
     schema: &SchemaRef,
     facts: &[F],
     date_of: impl Fn(&F) -> i32,
-) -> Result<DateBatches, String> {
-    batches_by_day("gold fact", schema, facts, date_of).map_err(|e| e.to_string())
+) -> Result<FactBatches, String> {
+    let batches = batches_by_day("gold fact", schema, facts, date_of).map_err(|e| e.to_string())?;
+    Ok(Box::new(batches.into_iter().map(Ok)))
 }
 
 /// Clears `too_late` on the rows of the dates a backfill took in, so gold uses them.
@@ -210,7 +223,7 @@ async fn recompute(
     silver_def: &TableDef,
     columns: Option<&[&str]>,
     also: Option<Backfill>,
-    aggregate: impl Fn(&[RecordBatch], &SchemaRef) -> Result<DateBatches, String> + Sync,
+    aggregate: impl Fn(Vec<RecordBatch>, &SchemaRef) -> Result<FactBatches, String> + Sync,
 ) -> Result<Option<CommitOutcome>, StorageError> {
     let (lake, aggregate) = (&deps.lake, &aggregate);
     lake.commit_with(fact_def, move |gold_table| async move {
@@ -259,8 +272,7 @@ async fn recompute(
                 .map_err(|e| context()(e.to_string()))?;
         }
         let schema = arrow_schema(&gold_table)?;
-        let facts = aggregate(&batches, &schema).map_err(context())?;
-        drop(batches);
+        let facts = aggregate(batches, &schema).map_err(context())?;
         let mut properties = checkpoint_properties(head);
         if taken_in.len() > before {
             properties.extend(taken_in_property(&taken_in));
@@ -269,13 +281,7 @@ async fn recompute(
             .into_iter()
             .filter(|f| partition_day(&f.data_file).is_some_and(|d| dates.contains(&d)))
             .collect();
-        let partitions = facts
-            .into_iter()
-            .map(|(day, batch)| (Some(day), vec![batch]))
-            .collect();
-        let add = lake
-            .write_batches(&gold_table, partitions, DEFAULT_TARGET_FILE_SIZE)
-            .await?;
+        let add = write_facts(&gold_table, facts).await?;
         Ok(Some(CommitPlan {
             operation: Operation::Overwrite,
             add,
@@ -286,6 +292,33 @@ async fn recompute(
         }))
     })
     .await
+}
+
+/// Writes the fact batches into their date partitions, producing the next batch on a blocking
+/// thread while the current one is encoded. Nothing is committed.
+async fn write_facts(
+    gold_table: &iceberg::table::Table,
+    facts: FactBatches,
+) -> Result<Vec<iceberg::spec::DataFile>, StorageError> {
+    let (sender, mut receiver) = tokio::sync::mpsc::channel(1);
+    let producer = tokio::task::spawn_blocking(move || {
+        for batch in facts {
+            if sender.blocking_send(batch).is_err() {
+                break; // the writer failed and stopped listening
+            }
+        }
+    });
+    let context = || format!("aggregate {}", gold_table.identifier());
+    let mut writers = PartitionWriters::new(gold_table, DEFAULT_TARGET_FILE_SIZE);
+    while let Some(batch) = receiver.recv().await {
+        let (day, batch) = batch.map_err(StorageError::data(context()))?;
+        writers.write(day, batch).await?;
+    }
+    // A producer that panicked ends the stream early: those rows must not be committed as all.
+    producer
+        .await
+        .map_err(|e| StorageError::data(context())(e.to_string()))?;
+    writers.close().await
 }
 
 /// The business dates whose too-late rows a backfill took into this fact table.

@@ -129,7 +129,15 @@ const ROW_GROUP_BYTES: usize = 4 * 1024 * 1024;
 const FREE_TEXT_COLUMNS: [&str; 4] = ["payload", "raw", "readings", "error_message"];
 
 /// Columns whose values are (nearly) all distinct: a dictionary of them never pays.
-const UNIQUE_COLUMNS: [&str; 4] = ["source_ref", "event_id", "metric_id", "update_id"];
+/// (`transaction_id` repeats only over a sale's few line items.)
+const UNIQUE_COLUMNS: [&str; 6] = [
+    "source_ref",
+    "event_id",
+    "sale_id",
+    "transaction_id",
+    "metric_id",
+    "update_id",
+];
 
 type DataWriter =
     DataFileWriter<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
