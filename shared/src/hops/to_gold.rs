@@ -17,8 +17,8 @@ use super::maintenance::surrogate_keys;
 use super::{Deps, PROP_TOO_LATE_TAKEN_IN, checkpoint, checkpoint_properties};
 use crate::adapters::events::changed_tables;
 use crate::adapters::iceberg::{
-    CommitOutcome, CommitPlan, DEFAULT_TARGET_FILE_SIZE, Operation, PartitionWriters, TableDef,
-    arrow_schema, batch_to_rows, batches_by_day, partition_day, tables,
+    CommitOutcome, CommitPlan, DEFAULT_TARGET_FILE_SIZE, Operation, TableDef, arrow_schema,
+    batch_to_rows, batches_by_day, partition_day, tables, write_produced,
 };
 use crate::domain::gold::{self, SalesFacts};
 use crate::domain::time::{date_from_days, days_from_date};
@@ -113,10 +113,10 @@ pub async fn process(
                     let facts =
                         SalesFacts::plan(silver, schema.clone(), &policy, keys.clone(), SLICE_ROWS)
                             .map_err(string)?;
-                    Ok(
-                        Box::new(facts.map(|slice| slice.map_err(|e| e.to_string())))
-                            as FactBatches,
-                    )
+                    let context = format!("aggregate {}", fact.qualified());
+                    Ok(Box::new(facts.map(move |slice| {
+                        slice.map_err(|e| StorageError::data(context.clone())(e.to_string()))
+                    })) as FactBatches)
                 },
             )
             .await
@@ -172,7 +172,7 @@ const SLICE_ROWS: usize = 65_536;
 
 /// The fact batches of one recomputation, as (business date, batch) with dates ascending,
 /// produced on a blocking thread while the writer encodes the previous one.
-type FactBatches = Box<dyn Iterator<Item = Result<(i32, RecordBatch), String>> + Send>;
+type FactBatches = Box<dyn Iterator<Item = Result<(i32, RecordBatch), StorageError>> + Send>;
 
 /// Silver batches as rows, for the facts computed on rows.
 fn rows_of<S: DeserializeOwned>(batches: &[RecordBatch]) -> Result<Vec<S>, String> {
@@ -281,7 +281,7 @@ async fn recompute(
             .into_iter()
             .filter(|f| partition_day(&f.data_file).is_some_and(|d| dates.contains(&d)))
             .collect();
-        let add = write_facts(&gold_table, facts).await?;
+        let (add, _) = write_produced(&gold_table, DEFAULT_TARGET_FILE_SIZE, facts).await?;
         Ok(Some(CommitPlan {
             operation: Operation::Overwrite,
             add,
@@ -292,33 +292,6 @@ async fn recompute(
         }))
     })
     .await
-}
-
-/// Writes the fact batches into their date partitions, producing the next batch on a blocking
-/// thread while the current one is encoded. Nothing is committed.
-async fn write_facts(
-    gold_table: &iceberg::table::Table,
-    facts: FactBatches,
-) -> Result<Vec<iceberg::spec::DataFile>, StorageError> {
-    let (sender, mut receiver) = tokio::sync::mpsc::channel(1);
-    let producer = tokio::task::spawn_blocking(move || {
-        for batch in facts {
-            if sender.blocking_send(batch).is_err() {
-                break; // the writer failed and stopped listening
-            }
-        }
-    });
-    let context = || format!("aggregate {}", gold_table.identifier());
-    let mut writers = PartitionWriters::new(gold_table, DEFAULT_TARGET_FILE_SIZE);
-    while let Some(batch) = receiver.recv().await {
-        let (day, batch) = batch.map_err(StorageError::data(context()))?;
-        writers.write(day, batch).await?;
-    }
-    // A producer that panicked ends the stream early: those rows must not be committed as all.
-    producer
-        .await
-        .map_err(|e| StorageError::data(context())(e.to_string()))?;
-    writers.close().await
 }
 
 /// The business dates whose too-late rows a backfill took into this fact table.

@@ -5,6 +5,8 @@
 
 use std::sync::{Mutex, PoisonError};
 
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
 use aws_lambda_events::event::s3::S3Event;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -13,15 +15,15 @@ use tracing::{info, instrument};
 use super::{Deps, PROP_REFERENCE_OBJECT, PROP_REFERENCE_TIME, checkpoint, checkpoint_properties};
 use crate::adapters::events::changed_tables;
 use crate::adapters::iceberg::{
-    Columns, CommitOutcome, CommitPlan, DEFAULT_TARGET_FILE_SIZE, Lakehouse, PartitionWriters,
-    TableDef, batches_by_day, partition_day, tables,
+    Columns, CommitOutcome, CommitPlan, DEFAULT_TARGET_FILE_SIZE, Lakehouse, TableDef,
+    arrow_schema, batch_to_rows, batches_by_day, partition_day, tables, write_produced,
 };
 use crate::domain::dataset::Dataset;
 use crate::domain::records::*;
 use crate::domain::reference::ReferenceIndex;
 use crate::domain::reports::{Assessed, RowFigures};
 use crate::domain::silver::{
-    IdSet, dedupe_first, inventory_to_silver, reading_to_silver, sale_to_silver,
+    IdSet, SilverPolicy, dedupe_first, inventory_to_silver, reading_to_silver, sale_to_silver,
 };
 use crate::domain::time::date_of;
 use crate::error::{HandlerError, StorageError};
@@ -73,41 +75,41 @@ pub async fn handle(
 /// # Errors
 /// Storage errors.
 pub async fn process(deps: &Deps, dataset: Dataset) -> Result<Option<CommitOutcome>, StorageError> {
-    let policy = deps.config.silver;
     match dataset {
         Dataset::SalesEvents => {
-            refine(
-                deps,
-                &tables::BRONZE_SALES,
-                &tables::SILVER_SALES,
-                "event_id",
-                |b: &BronzeSale| &b.event_id,
-                |b, r| sale_to_silver(b, r, &policy),
-                |s: &SilverSale| s.business_date,
-            )
-            .await
+            let how = Refining {
+                id_column: "event_id",
+                id_of: |b: &BronzeSale| &b.event_id,
+                derive: sale_to_silver,
+                partition_of: |s: &SilverSale| s.business_date,
+            };
+            refine(deps, &tables::BRONZE_SALES, &tables::SILVER_SALES, how).await
         }
         Dataset::EquipmentMetrics => {
-            refine(
-                deps,
+            let how = Refining {
+                id_column: "metric_id",
+                id_of: |b: &BronzeReading| &b.metric_id,
+                derive: reading_to_silver,
+                partition_of: |s: &SilverReading| s.business_date,
+            };
+            let (bronze, silver) = (
                 &tables::BRONZE_EQUIPMENT_METRICS,
                 &tables::SILVER_EQUIPMENT_METRICS,
-                "metric_id",
-                |b: &BronzeReading| &b.metric_id,
-                |b, r| reading_to_silver(b, r, &policy),
-                |s: &SilverReading| s.business_date,
-            )
-            .await
+            );
+            refine(deps, bronze, silver, how).await
         }
         Dataset::InventoryUpdates => {
+            let how = Refining {
+                id_column: "update_id",
+                id_of: |b: &BronzeInventory| &b.update_id,
+                derive: inventory_to_silver,
+                partition_of: |s: &SilverInventory| s.business_date,
+            };
             refine(
                 deps,
                 &tables::BRONZE_INVENTORY,
                 &tables::SILVER_INVENTORY,
-                "update_id",
-                |b: &BronzeInventory| &b.update_id,
-                |b, r| inventory_to_silver(b, r, &policy),
-                |s: &SilverInventory| s.business_date,
+                how,
             )
             .await
         }
@@ -115,21 +117,36 @@ pub async fn process(deps: &Deps, dataset: Dataset) -> Result<Option<CommitOutco
     }
 }
 
+/// How one dataset's bronze rows become silver rows.
+struct Refining<B, S> {
+    /// The natural id: first ingested wins.
+    id_column: &'static str,
+    id_of: fn(&B) -> &str,
+    derive: fn(B, &ReferenceIndex, &SilverPolicy) -> S,
+    /// The business date (the silver partition).
+    partition_of: fn(&S) -> i32,
+}
+
+impl<B, S> Clone for Refining<B, S> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<B, S> Copy for Refining<B, S> {}
+
 async fn refine<B, S>(
     deps: &Deps,
     bronze_def: &TableDef,
     silver_def: &TableDef,
-    id_column: &str,
-    id_of: impl Fn(&B) -> &str + Sync,
-    derive: impl Fn(B, &ReferenceIndex) -> S + Sync,
-    partition_of: impl Fn(&S) -> i32 + Copy + Sync,
+    how: Refining<B, S>,
 ) -> Result<Option<CommitOutcome>, StorageError>
 where
-    B: DeserializeOwned + Send,
-    S: Serialize + Assessed + Send + Sync,
+    B: DeserializeOwned + Send + 'static,
+    S: Serialize + Assessed + Send + 'static,
 {
-    let (lake, id_of, derive) = (&deps.lake, &id_of, &derive);
-    let min_score = deps.config.gold.min_quality_score;
+    let lake = &deps.lake;
+    let (policy, min_score) = (deps.config.silver, deps.config.gold.min_quality_score);
     // The figures of the attempt that committed (each attempt replaces them).
     let figures = &Mutex::new(None);
     let outcome = lake
@@ -156,35 +173,48 @@ where
                 return Ok(None);
             }
             let silver_files = lake.live_files(&silver).await?;
-            let mut seen: IdSet = lake
-                .read_strings(&silver, &silver_files, id_column)
-                .await?
-                .into_iter()
-                .collect();
-            // Room for every new row's id up front: no rehashing of a million ids mid-run.
-            let incoming: u64 = new_files.iter().map(|f| f.data_file.record_count()).sum();
-            seen.reserve(usize::try_from(incoming).unwrap_or(0));
-            let reference = load_reference(lake).await?;
-            // Batch by batch, so a hop holds one batch of rows, not the whole input. Silver keeps
-            // no payload: it is not decoded (the bulk of a bronze file).
+            let mut seen = IdSet::default();
+            // Room for every id up front: no rehashing of a million ids mid-run. (Ids are some
+            // 30 bytes; room reserved and not used is never touched, so costs no memory.)
+            let ids: u64 = (silver_files.iter().chain(&new_files))
+                .map(|f| f.data_file.record_count())
+                .sum();
+            let ids = usize::try_from(ids).unwrap_or(0);
+            seen.reserve(ids, ids.saturating_mul(32));
+            lake.for_each_string(&silver, &silver_files, how.id_column, |id| {
+                seen.insert(id);
+            })
+            .await?;
+            // Batch by batch, so a hop holds a few batches of rows, not the whole input: this
+            // task reads and decodes bronze (without payload: silver keeps none, and it is the
+            // bulk of a bronze file) and encodes silver; the refinery's thread does the rest.
             let mut rows = lake.stream_batches(&bronze, new_files, Columns::except(&["payload"]));
-            let mut writers = PartitionWriters::new(&silver, DEFAULT_TARGET_FILE_SIZE);
-            let schema = writers.schema()?;
-            let mut committed = RowFigures::default();
-            while let Some(batch) = rows.next_rows::<B>().await? {
-                let read = batch.len();
-                let fresh: Vec<S> = dedupe_first(batch, id_of, &mut seen)
-                    .map(|b| derive(b, &reference))
-                    .collect();
-                committed.add(RowFigures::of(read, &fresh, min_score));
-                for (day, batch) in
-                    batches_by_day(&silver_def.qualified(), &schema, &fresh, partition_of)?
-                {
-                    writers.write(day, batch).await?;
+            let (sender, receiver) = tokio::sync::mpsc::channel(1);
+            let refinery = Refinery {
+                bronze: receiver,
+                how,
+                seen,
+                reference: load_reference(lake).await?,
+                policy,
+                min_score,
+                schema: arrow_schema(&silver)?,
+                table: silver_def.qualified(),
+                figures: RowFigures::default(),
+                ready: Vec::new().into_iter(),
+            };
+            let read = async move {
+                while let Some(batch) = rows.next().await? {
+                    if sender.send(batch).await.is_err() {
+                        break; // the refinery stopped: the writer failed
+                    }
                 }
-            }
-            *figures.lock().unwrap_or_else(PoisonError::into_inner) = Some(committed);
-            let add = writers.close().await?;
+                Ok::<_, StorageError>(())
+            };
+            let written = write_produced(&silver, DEFAULT_TARGET_FILE_SIZE, refinery);
+            let (read, written) = tokio::join!(read, written);
+            read?;
+            let (add, refinery) = written?;
+            *figures.lock().unwrap_or_else(PoisonError::into_inner) = Some(refinery.figures);
             Ok(Some(CommitPlan::append(add, checkpoint_properties(head))))
         })
         .await?;
@@ -195,6 +225,56 @@ where
             .take(),
         ..o
     }))
+}
+
+/// The CPU side of a refinement, on its own thread: bronze batches in, in commit order; the
+/// fresh silver rows out as (business date, batch), counted as they pass.
+struct Refinery<B, S> {
+    bronze: tokio::sync::mpsc::Receiver<RecordBatch>,
+    how: Refining<B, S>,
+    /// The ids silver holds, and those refined so far.
+    seen: IdSet,
+    reference: ReferenceIndex,
+    policy: SilverPolicy,
+    min_score: i32,
+    schema: SchemaRef,
+    /// The silver table's name, for errors.
+    table: String,
+    figures: RowFigures,
+    /// Batches of the last bronze batch not handed out yet.
+    ready: std::vec::IntoIter<(i32, RecordBatch)>,
+}
+
+impl<B: DeserializeOwned, S: Serialize + Assessed> Refinery<B, S> {
+    fn refine(&mut self, batch: &RecordBatch) -> Result<Vec<(i32, RecordBatch)>, StorageError> {
+        let rows: Vec<B> = batch_to_rows(&self.table, batch)?;
+        let read = rows.len();
+        let (how, reference, policy) = (self.how, &self.reference, &self.policy);
+        let fresh: Vec<S> = dedupe_first(rows, how.id_of, &mut self.seen)
+            .map(|b| (how.derive)(b, reference, policy))
+            .collect();
+        self.figures
+            .add(RowFigures::of(read, &fresh, self.min_score));
+        batches_by_day(&self.table, &self.schema, &fresh, how.partition_of)
+    }
+}
+
+impl<B: DeserializeOwned, S: Serialize + Assessed> Iterator for Refinery<B, S> {
+    type Item = Result<(i32, RecordBatch), StorageError>;
+
+    /// Blocks for the reader's next batch: call on a blocking thread.
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(ready) = self.ready.next() {
+                return Some(Ok(ready));
+            }
+            let batch = self.bronze.blocking_recv()?;
+            match self.refine(&batch) {
+                Ok(ready) => self.ready = ready.into_iter(),
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
 }
 
 /// The ids of the current reference snapshots ("known" in SPEC §4).

@@ -295,6 +295,44 @@ impl PartitionWriters {
     }
 }
 
+/// Writes the (partition date, batch) items `produce` yields into `table`'s date partitions.
+/// `produce` runs on a blocking thread, making the next batch while this task encodes the
+/// current one: a hop's CPU work and its Parquet encoding use both cores. Returns the files
+/// (nothing committed) and the spent iterator, which holds whatever it counted.
+///
+/// # Errors
+/// An item is an error, or opening, encoding or writing fails.
+pub async fn write_produced<P>(
+    table: &Table,
+    target_file_size: usize,
+    produce: P,
+) -> Result<(Vec<DataFile>, P), StorageError>
+where
+    P: Iterator<Item = Result<(i32, RecordBatch), StorageError>> + Send + 'static,
+{
+    let (sender, mut receiver) = tokio::sync::mpsc::channel(1);
+    let producer = tokio::task::spawn_blocking(move || {
+        let mut produce = produce;
+        for item in produce.by_ref() {
+            if sender.blocking_send(item).is_err() {
+                break; // the writer failed and stopped listening
+            }
+        }
+        produce
+    });
+    let mut writers = PartitionWriters::new(table, target_file_size);
+    while let Some(item) = receiver.recv().await {
+        let (day, batch) = item?;
+        writers.write(day, batch).await?;
+    }
+    // A producer that panicked ends the stream early: what it sent must not be taken as all.
+    let produce = producer.await.map_err(|e| StorageError::Data {
+        context: format!("write {}", table.identifier()),
+        message: format!("the thread producing the rows failed: {e}"),
+    })?;
+    Ok((writers.close().await?, produce))
+}
+
 /// The rows of a list of data files, one Arrow batch at a time, reading only the column chunks
 /// it decodes (range reads, a row group at a time): a hop holds one row group's columns, not
 /// the table nor a whole file.
@@ -579,37 +617,36 @@ impl Lakehouse {
         Ok(out)
     }
 
-    /// Reads one string column of the given files (e.g. the natural ids), in file order.
+    /// Hands each value of one string column of the given files (e.g. the natural ids) to
+    /// `each`, in file order; nulls are skipped.
     ///
     /// # Errors
     /// A file cannot be read or has no such column.
-    pub async fn read_strings(
+    pub async fn for_each_string(
         &self,
         table: &Table,
         files: &[LiveFile],
         column: &str,
-    ) -> Result<Vec<String>, StorageError> {
+        mut each: impl FnMut(&str),
+    ) -> Result<(), StorageError> {
         let convert = |e: String| StorageError::Data {
             context: format!("read {column} of {}", table.identifier()),
             message: e,
         };
         let mut stream = self.stream_batches(table, files.to_vec(), Columns::only(&[column]));
-        let mut out = Vec::new();
         while let Some(batch) = stream.next().await? {
             let array = batch
                 .column_by_name(column)
                 .ok_or_else(|| convert(format!("no column {column}")))?;
             let array = arrow_cast::cast(array, &arrow_schema::DataType::Utf8)
                 .map_err(|e| convert(e.to_string()))?;
-            out.extend(
-                array
-                    .as_string::<i32>()
-                    .iter()
-                    .flatten()
-                    .map(str::to_string),
-            );
+            array
+                .as_string::<i32>()
+                .iter()
+                .flatten()
+                .for_each(&mut each);
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Reads every row of the given files, in file order.
