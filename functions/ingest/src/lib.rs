@@ -14,6 +14,7 @@ pub async fn handler(
     deps: &Deps,
     event: LambdaEvent<Box<RawValue>>,
 ) -> Result<ingest::IngestSummary, HandlerError> {
-    let event = parse_ingest_event(event.payload.get()).map_err(HandlerError::Event)?;
-    ingest::handle(deps, event).await
+    let parsed = parse_ingest_event(event.payload.get()).map_err(HandlerError::Event)?;
+    drop(event); // the document's text (up to 6 MB), parsed into `parsed`
+    ingest::handle(deps, parsed).await
 }
