@@ -16,7 +16,7 @@ use super::{Deps, PROP_REFERENCE_OBJECT, PROP_REFERENCE_TIME, checkpoint, checkp
 use crate::adapters::events::changed_tables;
 use crate::adapters::iceberg::{
     Columns, CommitOutcome, CommitPlan, DEFAULT_TARGET_FILE_SIZE, Lakehouse, TableDef,
-    arrow_schema, batch_to_rows, batches_by_day, partition_day, tables, write_produced,
+    arrow_schema, batches_by_day, partition_day, tables, write_produced,
 };
 use crate::domain::dataset::Dataset;
 use crate::domain::records::*;
@@ -203,7 +203,8 @@ where
                 ready: Vec::new().into_iter(),
             };
             let read = async move {
-                while let Some(batch) = rows.next().await? {
+                // Decoded into row structs here: it balances the two threads' work.
+                while let Some(batch) = rows.next_rows::<B>().await? {
                     if sender.send(batch).await.is_err() {
                         break; // the refinery stopped: the writer failed
                     }
@@ -227,10 +228,10 @@ where
     }))
 }
 
-/// The CPU side of a refinement, on its own thread: bronze batches in, in commit order; the
-/// fresh silver rows out as (business date, batch), counted as they pass.
+/// The CPU side of a refinement, on its own thread: batches of bronze rows in, in commit
+/// order; the fresh silver rows out as (business date, Arrow batch), counted as they pass.
 struct Refinery<B, S> {
-    bronze: tokio::sync::mpsc::Receiver<RecordBatch>,
+    bronze: tokio::sync::mpsc::Receiver<Vec<B>>,
     how: Refining<B, S>,
     /// The ids silver holds, and those refined so far.
     seen: IdSet,
@@ -245,9 +246,8 @@ struct Refinery<B, S> {
     ready: std::vec::IntoIter<(i32, RecordBatch)>,
 }
 
-impl<B: DeserializeOwned, S: Serialize + Assessed> Refinery<B, S> {
-    fn refine(&mut self, batch: &RecordBatch) -> Result<Vec<(i32, RecordBatch)>, StorageError> {
-        let rows: Vec<B> = batch_to_rows(&self.table, batch)?;
+impl<B, S: Serialize + Assessed> Refinery<B, S> {
+    fn refine(&mut self, rows: Vec<B>) -> Result<Vec<(i32, RecordBatch)>, StorageError> {
         let read = rows.len();
         let (how, reference, policy) = (self.how, &self.reference, &self.policy);
         let fresh: Vec<S> = dedupe_first(rows, how.id_of, &mut self.seen)
@@ -259,7 +259,7 @@ impl<B: DeserializeOwned, S: Serialize + Assessed> Refinery<B, S> {
     }
 }
 
-impl<B: DeserializeOwned, S: Serialize + Assessed> Iterator for Refinery<B, S> {
+impl<B, S: Serialize + Assessed> Iterator for Refinery<B, S> {
     type Item = Result<(i32, RecordBatch), StorageError>;
 
     /// Blocks for the reader's next batch: call on a blocking thread.
@@ -268,8 +268,8 @@ impl<B: DeserializeOwned, S: Serialize + Assessed> Iterator for Refinery<B, S> {
             if let Some(ready) = self.ready.next() {
                 return Some(Ok(ready));
             }
-            let batch = self.bronze.blocking_recv()?;
-            match self.refine(&batch) {
+            let rows = self.bronze.blocking_recv()?;
+            match self.refine(rows) {
                 Ok(ready) => self.ready = ready.into_iter(),
                 Err(e) => return Some(Err(e)),
             }
