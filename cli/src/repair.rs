@@ -5,7 +5,7 @@
 use anyhow::{Result, bail};
 use bakehouse::domain::time::days_from_date;
 use bakehouse::hops::replay::{ReplayFilter, event_dataset, replay};
-use bakehouse::hops::to_gold::{Backfill, FACTS, process};
+use bakehouse::hops::to_gold::{Backfill, FACTS, SilverReads, process};
 use bakehouse::hops::{Deps, to_silver};
 use chrono::NaiveDate;
 use clap::Args;
@@ -47,8 +47,9 @@ pub async fn backfill(deps: &Deps, args: &BackfillArgs) -> Result<()> {
         to: days_from_date(args.to),
         too_late: args.include_too_late,
     };
+    let reads = SilverReads::default();
     for (fact, _) in &FACTS {
-        match process(deps, fact, Some(range)).await? {
+        match process(deps, fact, Some(range), &reads).await? {
             Some(o) => say!(
                 "{:<34} {:>8} rows written, {:>8} replaced",
                 o.table,

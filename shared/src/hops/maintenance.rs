@@ -108,6 +108,7 @@ pub async fn handle(deps: &Deps, now_micros: i64) -> Result<MaintenanceReport, H
             deps,
             &tables::FACT_SALES,
             Some(to_gold::Backfill::from(date_of(from))),
+            &to_gold::SilverReads::default(),
         )
         .await?;
         record(&mut reports, &tables::FACT_SALES, started, outcome);

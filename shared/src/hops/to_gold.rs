@@ -4,7 +4,7 @@
 //! backfill recomputes a range of dates too, and can take their too-late rows in for good.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use arrow_array::{Array, BooleanArray, Date32Array, RecordBatch};
 use arrow_schema::{ArrowError, SchemaRef};
@@ -17,8 +17,8 @@ use super::maintenance::surrogate_keys;
 use super::{Deps, PROP_TOO_LATE_TAKEN_IN, checkpoint, checkpoint_properties};
 use crate::adapters::events::changed_tables;
 use crate::adapters::iceberg::{
-    CommitOutcome, CommitPlan, DEFAULT_TARGET_FILE_SIZE, Operation, TableDef, arrow_schema,
-    batch_to_rows, batches_by_day, partition_day, tables, write_produced,
+    CommitOutcome, CommitPlan, DEFAULT_TARGET_FILE_SIZE, LiveFile, Operation, TableDef,
+    arrow_schema, batch_to_rows, batches_by_day, partition_day, tables, write_produced,
 };
 use crate::domain::gold::{self, SalesFacts};
 use crate::domain::time::{date_from_days, days_from_date};
@@ -51,9 +51,10 @@ pub async fn handle(
         .map(|(fact, _)| fact)
         .collect();
     let mut outcomes = Vec::new();
+    let reads = SilverReads::default();
     for (fact, _) in &FACTS {
         if wanted.is_empty() || wanted.contains(&fact) {
-            outcomes.extend(process(deps, fact, None).await?);
+            outcomes.extend(process(deps, fact, None, &reads).await?);
         }
     }
     info!(
@@ -88,8 +89,68 @@ impl Backfill {
     }
 }
 
+/// Silver batches the last recompute read, kept for the next fact of the same run if it reads
+/// the same silver files of the same snapshot (the two sales facts, in [`FACTS`] order): silver
+/// is then read once. Taking them empties it, so nothing is held past the next fact.
+#[derive(Default)]
+pub struct SilverReads(Mutex<Option<SilverRead>>);
+
+struct SilverRead {
+    snapshot_id: i64,
+    files: Vec<String>,
+    batches: Vec<RecordBatch>,
+}
+
+impl SilverReads {
+    fn keep(&self, snapshot_id: i64, files: &[LiveFile], batches: &[RecordBatch]) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(SilverRead {
+            snapshot_id,
+            files: files.iter().map(|f| f.path().to_string()).collect(),
+            batches: batches.to_vec(),
+        });
+    }
+
+    /// The kept batches, projected to `columns`, if they are of `files` in `snapshot_id` and
+    /// hold those columns.
+    fn take(
+        &self,
+        snapshot_id: i64,
+        files: &[LiveFile],
+        columns: Option<&[&str]>,
+    ) -> Option<Vec<RecordBatch>> {
+        let read = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()?;
+        let same_files = read.files.len() == files.len()
+            && read
+                .files
+                .iter()
+                .zip(files)
+                .all(|(kept, f)| kept == f.path());
+        if read.snapshot_id != snapshot_id || !same_files {
+            return None;
+        }
+        let columns = columns?;
+        read.batches
+            .iter()
+            .map(|batch| {
+                let schema = batch.schema();
+                // In the table's order, as `read_batches` returns them.
+                let indices: Vec<usize> = (0..schema.fields().len())
+                    .filter(|i| columns.contains(&schema.field(*i).name().as_str()))
+                    .collect();
+                (indices.len() == columns.len())
+                    .then(|| batch.project(&indices).ok())
+                    .flatten()
+            })
+            .collect()
+    }
+}
+
 /// Brings one fact table up to date with its silver table; with a backfill, its dates are
-/// recomputed too.
+/// recomputed too. `reads` carries silver batches from one fact to the next of a run.
 ///
 /// # Errors
 /// Storage errors, or a daily revenue that overflows its column.
@@ -97,6 +158,7 @@ pub async fn process(
     deps: &Deps,
     fact: &TableDef,
     also: Option<Backfill>,
+    reads: &SilverReads,
 ) -> Result<Option<CommitOutcome>, StorageError> {
     let policy = deps.config.gold;
     let string = |e: ArrowError| e.to_string();
@@ -109,6 +171,7 @@ pub async fn process(
                 &tables::SILVER_SALES,
                 Some(&gold::FACT_SALES_COLUMNS),
                 also,
+                reads,
                 |silver, schema| {
                     let facts =
                         SalesFacts::plan(silver, schema.clone(), &policy, keys.clone(), SLICE_ROWS)
@@ -128,6 +191,7 @@ pub async fn process(
                 &tables::SILVER_SALES,
                 Some(&gold::DAILY_SALES_COLUMNS),
                 also,
+                reads,
                 |silver, schema| {
                     let facts = gold::fact_sales_daily(&silver, &policy)?;
                     by_date(schema, &facts, |f| f.business_date)
@@ -142,6 +206,7 @@ pub async fn process(
                 &tables::SILVER_INVENTORY,
                 None,
                 also,
+                reads,
                 |silver, schema| {
                     let facts = gold::fact_inventory(&rows_of(&silver)?, &policy);
                     by_date(schema, &facts, |f| f.business_date)
@@ -156,6 +221,7 @@ pub async fn process(
                 &tables::SILVER_EQUIPMENT_METRICS,
                 None,
                 also,
+                reads,
                 |silver, schema| {
                     let facts = gold::fact_equipment_performance(&rows_of(&silver)?, &policy);
                     by_date(schema, &facts, |f| f.business_date)
@@ -223,6 +289,7 @@ async fn recompute(
     silver_def: &TableDef,
     columns: Option<&[&str]>,
     also: Option<Backfill>,
+    reads: &SilverReads,
     aggregate: impl Fn(Vec<RecordBatch>, &SchemaRef) -> Result<FactBatches, String> + Sync,
 ) -> Result<Option<CommitOutcome>, StorageError> {
     let (lake, aggregate) = (&deps.lake, &aggregate);
@@ -263,7 +330,11 @@ async fn recompute(
             taken_in.extend(dates.iter().filter(|d| b.contains(**d)));
         }
         let context = || StorageError::data(format!("aggregate {}", fact_def.qualified()));
-        let mut batches = lake.read_batches(&silver, &touched, columns).await?;
+        let mut batches = match reads.take(head.snapshot_id(), &touched, columns) {
+            Some(batches) => batches,
+            None => lake.read_batches(&silver, &touched, columns).await?,
+        };
+        reads.keep(head.snapshot_id(), &touched, &batches);
         if !taken_in.is_empty() {
             batches = batches
                 .into_iter()
