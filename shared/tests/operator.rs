@@ -187,7 +187,9 @@ async fn backfill_takes_too_late_rows_in_for_the_dates_asked_and_keeps_them() {
     // One run's reads, as the handler and `backfill` share them between the two sales facts.
     let reads = to_gold::SilverReads::default();
     for (fact, _) in &FACTS {
-        to_gold::process(&deps, fact, Some(range), &reads).await.unwrap();
+        to_gold::process(&deps, fact, Some(range), &reads)
+            .await
+            .unwrap();
     }
     assert_eq!(ids(read(lake, &tables::FACT_SALES).await), ["recent"]);
 
@@ -198,7 +200,9 @@ async fn backfill_takes_too_late_rows_in_for_the_dates_asked_and_keeps_them() {
             too_late: true,
             ..range
         };
-        to_gold::process(&deps, fact, Some(taken), &reads).await.unwrap();
+        to_gold::process(&deps, fact, Some(taken), &reads)
+            .await
+            .unwrap();
     }
     assert_eq!(
         ids(read(lake, &tables::FACT_SALES).await),
