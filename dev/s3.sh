@@ -5,7 +5,7 @@
 # Prints the settings to export on start. Test credentials only; never for real data.
 set -euo pipefail
 cmd=${1:-start}
-dir=${2:-/tmp/bakehouse-s3}
+dir=$(realpath -m "${2:-/tmp/bakehouse-s3}")
 port=${3:-18014}
 key=bakehouse
 secret=bakehouse-test-secret
@@ -17,8 +17,10 @@ case "$cmd" in
     bin=$(command -v s3s-fs || echo "$HOME/.cargo/bin/s3s-fs")
     mkdir -p "$dir/lake"
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      nohup "$bin" --host 127.0.0.1 --port "$port" --access-key "$key" --secret-key "$secret" "$dir" \
-        >"$dir.log" 2>&1 &
+      # Started from its own folder: s3s-fs resolves every request against its working
+      # directory, so a checkout deleted under a server left running would fail every request.
+      (cd "$dir" && exec nohup "$bin" --host 127.0.0.1 --port "$port" --access-key "$key" \
+        --secret-key "$secret" "$dir" >"$dir.log" 2>&1) &
       echo $! >"$dir.pid"
       for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
     fi
