@@ -91,7 +91,8 @@ impl Backfill {
 
 /// Silver batches the last recompute read, kept for the next fact of the same run if it reads
 /// the same silver files of the same snapshot (the two sales facts, in [`FACTS`] order): silver
-/// is then read once. Taking them empties it, so nothing is held past the next fact.
+/// is then read once. Only a read from storage is kept, and taking it empties the keeper, so
+/// nothing is held past the next fact.
 #[derive(Default)]
 pub struct SilverReads(Mutex<Option<SilverRead>>);
 
@@ -332,9 +333,12 @@ async fn recompute(
         let context = || StorageError::data(format!("aggregate {}", fact_def.qualified()));
         let mut batches = match reads.take(head.snapshot_id(), &touched, columns) {
             Some(batches) => batches,
-            None => lake.read_batches(&silver, &touched, columns).await?,
+            None => {
+                let batches = lake.read_batches(&silver, &touched, columns).await?;
+                reads.keep(head.snapshot_id(), &touched, &batches);
+                batches
+            }
         };
-        reads.keep(head.snapshot_id(), &touched, &batches);
         if !taken_in.is_empty() {
             batches = batches
                 .into_iter()

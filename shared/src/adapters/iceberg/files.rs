@@ -260,15 +260,7 @@ impl PartitionWriters {
         }
     }
 
-    /// The Arrow schema batches must have.
-    ///
-    /// # Errors
-    /// The table's schema cannot be held by Arrow.
-    pub fn schema(&self) -> Result<Arc<arrow_schema::Schema>, StorageError> {
-        arrow_schema(&self.table)
-    }
-
-    /// Writes `batch` (in [`PartitionWriters::schema`]) to the partition `day`.
+    /// Writes `batch` (in the table's Arrow schema, [`arrow_schema`]) to the partition `day`.
     ///
     /// # Errors
     /// Opening, encoding or writing fails.

@@ -25,8 +25,8 @@ use tracing::instrument;
 
 pub use commit::{CHECKPOINT_PREFIX, CommitOutcome, CommitPlan, Operation};
 pub use files::{
-    Columns, DEFAULT_TARGET_FILE_SIZE, LiveFile, PartitionWriters, TableWriter, arrow_schema,
-    batch_to_rows, batches_by_day, partition_day, rows_to_batch, write_produced,
+    Columns, DEFAULT_TARGET_FILE_SIZE, LiveFile, TableWriter, arrow_schema, batch_to_rows,
+    batches_by_day, partition_day, rows_to_batch, write_produced,
 };
 pub use maintain::{FileStats, OrphanStats};
 pub use tables::{ALL_TABLES, TableDef};
