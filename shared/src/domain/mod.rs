@@ -2,6 +2,7 @@
 //! aggregates. Never imports AWS, Lambda, Kafka or Iceberg crates; time is a parameter.
 
 pub mod dataset;
+pub mod fields;
 pub mod gold;
 pub mod money;
 pub mod quality;

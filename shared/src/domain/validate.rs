@@ -7,6 +7,7 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use super::dataset::Dataset;
+use super::fields::{Field, Fields, JsonRecord};
 use super::money::Money;
 use super::records::*;
 use super::time::parse_timestamp;
@@ -169,26 +170,26 @@ pub fn validate(
             ),
         ));
     }
-    let (object, payload) = match &record.decoded {
+    let (fields, payload) = match &record.decoded {
         Decoded::Rejected(rejection) => return Err(rejection.clone()),
-        Decoded::Fields(fields) => (fields.clone(), Value::Object(fields.clone()).to_string()),
+        Decoded::Fields(map) => (Fields::of_map(map), Value::Object(map.clone()).to_string()),
         Decoded::Json => {
             let text = std::str::from_utf8(&record.bytes)
                 .map_err(|e| Rejection::new(RejectCode::NotUtf8, format!("not UTF-8: {e}")))?;
-            let value: Value = serde_json::from_str(text)
-                .map_err(|e| Rejection::new(RejectCode::NotJson, format!("not JSON: {e}")))?;
-            match value {
-                Value::Object(map) => (map, text.trim().to_string()),
-                other => {
+            match JsonRecord::parse(text)
+                .map_err(|e| Rejection::new(RejectCode::NotJson, format!("not JSON: {e}")))?
+            {
+                JsonRecord::Object(fields) => (fields, text.trim().to_string()),
+                JsonRecord::NotObject(found) => {
                     return Err(Rejection::new(
                         RejectCode::NotObject,
-                        format!("expected a JSON object, found {}", json_type(&other)),
+                        format!("expected a JSON object, found {found}"),
                     ));
                 }
             }
         }
     };
-    let o = Obj(&object);
+    let o = Obj(&fields);
     let l = lineage.clone();
     Ok(match dataset {
         Dataset::SalesEvents => {
@@ -251,7 +252,7 @@ pub fn validate(
             }
             let readings = match o.get("readings") {
                 None => None,
-                Some(v @ Value::Object(_)) => Some(v.to_string()),
+                Some(Field::Other(v @ Value::Object(_))) => Some(v.to_string()),
                 Some(other) => return Err(wrong_type("readings", "a JSON object", other)),
             };
             BronzeRecord::Reading(BronzeReading {
@@ -400,15 +401,12 @@ pub fn decode_jsonl(bytes: impl Into<Bytes>, key: &str, first_line: usize) -> Ve
         _ => 0,
     };
     let mut records = Vec::with_capacity(bytes.len() / 128);
+    let ends = memchr::memchr_iter(b'\n', &bytes[start..]).map(|end| start + end);
     let mut line_start = start;
-    for (index, line) in bytes[start..].split(|b| *b == b'\n').enumerate() {
-        let line_end = line_start + line.len();
+    for (index, line_end) in ends.chain(std::iter::once(bytes.len())).enumerate() {
+        let line = &bytes[line_start..line_end];
         if !line.iter().all(u8::is_ascii_whitespace) {
-            let end = if line.ends_with(b"\r") {
-                line_end - 1
-            } else {
-                line_end
-            };
+            let end = line_end - usize::from(line.ends_with(b"\r"));
             records.push(RawRecord {
                 source_ref: format!("{key}:{}", first_line + index),
                 bytes: bytes.slice(line_start..end),
@@ -552,17 +550,6 @@ fn csv_fields(
     Ok(map)
 }
 
-fn json_type(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 fn missing(field: &str) -> Rejection {
     Rejection::new(
         RejectCode::MissingField,
@@ -570,12 +557,12 @@ fn missing(field: &str) -> Rejection {
     )
 }
 
-fn wrong_type(field: &str, expected: &str, found: &Value) -> Rejection {
+fn wrong_type(field: &str, expected: &str, found: &Field) -> Rejection {
     Rejection::new(
         RejectCode::WrongType,
         format!(
             "field {field} must be {expected}, found {}",
-            json_type(found)
+            found.json_type()
         ),
     )
 }
@@ -588,18 +575,18 @@ fn bad_length(field: &str, min: usize, max: usize) -> Rejection {
 }
 
 /// Typed access to a record's fields; each accessor names the field in its rejection.
-struct Obj<'a>(&'a Map<String, Value>);
+struct Obj<'r, 'a>(&'r Fields<'a>);
 
-impl Obj<'_> {
+impl<'a> Obj<'_, 'a> {
     /// The field's value; absent and null are the same.
-    fn get(&self, field: &str) -> Option<&Value> {
-        self.0.get(field).filter(|v| !v.is_null())
+    fn get(&self, field: &str) -> Option<&Field<'a>> {
+        self.0.get(field)
     }
 
     fn string(&self, field: &str) -> Result<String, Rejection> {
         match self.get(field) {
             None => Err(missing(field)),
-            Some(Value::String(s)) => Ok(s.clone()),
+            Some(Field::Str(s)) => Ok(s.to_string()),
             Some(other) => Err(wrong_type(field, "a string", other)),
         }
     }
@@ -620,11 +607,11 @@ impl Obj<'_> {
     ) -> Result<Option<String>, Rejection> {
         match self.get(field) {
             None => Ok(None),
-            Some(Value::String(s)) => match length {
+            Some(Field::Str(s)) => match length {
                 Some((min, max)) if !(min..=max).contains(&s.chars().count()) => {
                     Err(bad_length(field, min, max))
                 }
-                _ => Ok(Some(s.clone())),
+                _ => Ok(Some(s.to_string())),
             },
             Some(other) => Err(wrong_type(field, "a string", other)),
         }
@@ -634,8 +621,9 @@ impl Obj<'_> {
     fn text(&self, field: &str) -> Result<Option<String>, Rejection> {
         match self.get(field) {
             None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(v @ (Value::Number(_) | Value::Bool(_))) => Ok(Some(v.to_string())),
+            Some(Field::Str(s)) => Ok(Some(s.to_string())),
+            Some(Field::Number(n)) => Ok(Some(Value::Number(n.clone()).to_string())),
+            Some(Field::Other(v @ Value::Bool(_))) => Ok(Some(v.to_string())),
             Some(other) => Err(wrong_type(field, "a string", other)),
         }
     }
@@ -644,7 +632,7 @@ impl Obj<'_> {
         let Some(value) = self.get(field) else {
             return Ok(None);
         };
-        let Value::Number(n) = value else {
+        let Field::Number(n) = value else {
             return Err(wrong_type(field, "an integer", value));
         };
         let whole = if let Some(i) = n.as_i64() {
@@ -669,7 +657,7 @@ impl Obj<'_> {
     fn opt_number(&self, field: &str) -> Result<Option<f64>, Rejection> {
         match self.get(field) {
             None => Ok(None),
-            Some(Value::Number(n)) => {
+            Some(Field::Number(n)) => {
                 n.as_f64()
                     .filter(|f| f.is_finite())
                     .map(Some)
@@ -691,7 +679,7 @@ impl Obj<'_> {
     fn timestamp(&self, field: &str) -> Result<i64, Rejection> {
         match self.get(field) {
             None => Err(missing(field)),
-            Some(Value::String(s)) => parse_timestamp(s).ok_or_else(|| {
+            Some(Field::Str(s)) => parse_timestamp(s).ok_or_else(|| {
                 Rejection::new(
                     RejectCode::BadTimestamp,
                     format!("field {field} = {s:?} is not an RFC 3339 timestamp with offset"),
@@ -705,7 +693,7 @@ impl Obj<'_> {
     fn opt_money(&self, field: &str) -> Result<Option<Money>, Rejection> {
         let money = match self.get(field) {
             None => return Ok(None),
-            Some(Value::Number(n)) => match (n.as_i64(), n.as_f64()) {
+            Some(Field::Number(n)) => match (n.as_i64(), n.as_f64()) {
                 (Some(i), _) => i.checked_mul(100).map(Money),
                 (None, Some(f)) => Money::from_f64(f),
                 _ => None,

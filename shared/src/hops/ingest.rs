@@ -468,16 +468,23 @@ fn stage_piece(context: &ObjectContext, input: PieceInput) -> Result<StagedPiece
         PieceInput::Records(records) => records,
     };
     let mut staging = Staging::with_capacity(context.dataset, records.len());
-    for record in &records {
+    let count = records.len();
+    for mut record in records {
         let lineage = Lineage {
             source: "file".to_string(),
-            source_ref: record.source_ref.clone(),
+            source_ref: std::mem::take(&mut record.source_ref),
             ingestion_time: context.ingestion_time,
         };
-        staging.add(context.dataset, &context.dataset_name, record, &lineage, ());
+        staging.add(
+            context.dataset,
+            &context.dataset_name,
+            &record,
+            &lineage,
+            (),
+        );
     }
     Ok(StagedPiece {
-        records: records.len(),
+        records: count,
         quarantined: staging.quarantined_by_code(),
         batches: staging.into_batches(&context.writers)?,
     })
@@ -625,14 +632,14 @@ impl LineSplitter {
     /// The complete lines up to the last line end of `carry + piece`, as parts with the number
     /// of their first line (none when no line ended in this piece).
     fn push(&mut self, piece: Bytes) -> Vec<(Bytes, usize)> {
-        let Some(last_end) = piece.iter().rposition(|b| *b == b'\n') else {
+        let Some(last_end) = memchr::memrchr(b'\n', &piece) else {
             self.carry.extend_from_slice(&piece);
             return Vec::new();
         };
         let mut parts = Vec::with_capacity(2);
         let mut rest = 0;
         if !self.carry.is_empty() {
-            let first_end = piece.iter().position(|b| *b == b'\n').unwrap_or(last_end);
+            let first_end = memchr::memchr(b'\n', &piece).unwrap_or(last_end);
             let mut spanning = std::mem::take(&mut self.carry);
             spanning.extend_from_slice(&piece[..=first_end]);
             parts.push(self.hand_out(spanning.into()));
@@ -657,7 +664,7 @@ impl LineSplitter {
 
     fn hand_out(&mut self, lines: Bytes) -> (Bytes, usize) {
         let first = self.lines + 1;
-        self.lines += lines.iter().filter(|b| **b == b'\n').count();
+        self.lines += memchr::memchr_iter(b'\n', &lines).count();
         (lines, first)
     }
 }
