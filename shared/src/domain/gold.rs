@@ -232,7 +232,9 @@ pub fn fact_sales_daily(
         /// Sorted and deduplicated at the end: cheaper than hashing a million ids.
         transactions: Vec<&'a str>,
     }
-    let mut groups: BTreeMap<(i32, i32, i32), Acc> = BTreeMap::new();
+    // Hashed while rows come (a million lookups), sorted once at the end.
+    let mut groups: hashbrown::HashMap<(i32, i32, i32), Acc, foldhash::fast::RandomState> =
+        hashbrown::HashMap::with_hasher(foldhash::fast::RandomState::default());
     for batch in silver {
         let columns = (|| {
             Ok::<_, ArrowError>((
@@ -262,6 +264,8 @@ pub fn fact_sales_daily(
             });
         }
     }
+    let mut groups: Vec<_> = groups.into_iter().collect();
+    groups.sort_unstable_by_key(|(key, _)| *key);
     groups
         .into_iter()
         .map(|((business_date, store_id, product_id), mut acc)| {

@@ -237,6 +237,10 @@ pub async fn process(
 /// Rows of `fact_sales` gathered per batch: the write of one overlaps the gathering of the next.
 const SLICE_ROWS: usize = 65_536;
 
+/// Writers encoding a fact at once (`write_produced`): encoding is most of a recompute, and a
+/// function has two cores. A date of more than one slice is written as two files.
+const WRITE_LANES: usize = 2;
+
 /// The fact batches of one recomputation, as (business date, batch) with dates ascending,
 /// produced on a blocking thread while the writer encodes the previous one.
 type FactBatches = Box<dyn Iterator<Item = Result<(i32, RecordBatch), StorageError>> + Send>;
@@ -356,7 +360,8 @@ async fn recompute(
             .into_iter()
             .filter(|f| partition_day(&f.data_file).is_some_and(|d| dates.contains(&d)))
             .collect();
-        let (add, _) = write_produced(&gold_table, DEFAULT_TARGET_FILE_SIZE, facts).await?;
+        let (add, _) =
+            write_produced(&gold_table, DEFAULT_TARGET_FILE_SIZE, WRITE_LANES, facts).await?;
         Ok(Some(CommitPlan {
             operation: Operation::Overwrite,
             add,

@@ -211,7 +211,7 @@ where
                 }
                 Ok::<_, StorageError>(())
             };
-            let written = write_produced(&silver, DEFAULT_TARGET_FILE_SIZE, refinery);
+            let written = write_produced(&silver, DEFAULT_TARGET_FILE_SIZE, 1, refinery);
             let (read, written) = tokio::join!(read, written);
             read?;
             let (add, refinery) = written?;

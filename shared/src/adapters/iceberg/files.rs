@@ -129,14 +129,16 @@ const ROW_GROUP_BYTES: usize = 4 * 1024 * 1024;
 const FREE_TEXT_COLUMNS: [&str; 4] = ["payload", "raw", "readings", "error_message"];
 
 /// Columns whose values are (nearly) all distinct: a dictionary of them never pays.
-/// (`transaction_id` repeats only over a sale's few line items.)
-const UNIQUE_COLUMNS: [&str; 6] = [
+/// (`transaction_id` repeats only over a sale's few line items; event times are in
+/// milliseconds or finer.)
+const UNIQUE_COLUMNS: [&str; 7] = [
     "source_ref",
     "event_id",
     "sale_id",
     "transaction_id",
     "metric_id",
     "update_id",
+    "event_time",
 ];
 
 type DataWriter =
@@ -288,15 +290,19 @@ impl PartitionWriters {
 }
 
 /// Writes the (partition date, batch) items `produce` yields into `table`'s date partitions.
-/// `produce` runs on a blocking thread, making the next batch while this task encodes the
-/// current one: a hop's CPU work and its Parquet encoding use both cores. Returns the files
-/// (nothing committed) and the spent iterator, which holds whatever it counted.
+/// `produce` runs on a blocking thread, making the next batch while the writers encode the
+/// previous ones. With `lanes` > 1 the batches are dealt in turn to that many writers, each
+/// encoding on its own task into its own files: a date with more batches than one is then
+/// split over several files (each sorted as the batches came), and the encoding — the larger
+/// share of a hop that only gathers rows — runs on every core. Returns the files (nothing
+/// committed) and the spent iterator, which holds whatever it counted.
 ///
 /// # Errors
 /// An item is an error, or opening, encoding or writing fails.
 pub async fn write_produced<P>(
     table: &Table,
     target_file_size: usize,
+    lanes: usize,
     produce: P,
 ) -> Result<(Vec<DataFile>, P), StorageError>
 where
@@ -307,32 +313,72 @@ where
         let mut produce = produce;
         for item in produce.by_ref() {
             if sender.blocking_send(item).is_err() {
-                break; // the writer failed and stopped listening
+                break; // the writers failed and stopped listening
             }
         }
         produce
     });
-    let mut writers = PartitionWriters::new(table, target_file_size);
-    while let Some(item) = receiver.recv().await {
-        let (day, batch) = item?;
-        writers.write(day, batch).await?;
+    let (mut senders, mut lane_tasks) = (Vec::new(), Vec::new());
+    for _ in 0..lanes.max(1) {
+        let (lane, mut batches) = tokio::sync::mpsc::channel::<(i32, RecordBatch)>(1);
+        let mut writers = PartitionWriters::new(table, target_file_size);
+        lane_tasks.push(tokio::spawn(async move {
+            while let Some((day, batch)) = batches.recv().await {
+                writers.write(day, batch).await?;
+            }
+            writers.close().await
+        }));
+        senders.push(lane);
+    }
+    let mut failed = None;
+    for turn in (0..senders.len()).cycle() {
+        match receiver.recv().await {
+            None => break,
+            Some(Err(e)) => {
+                failed = Some(e);
+                break;
+            }
+            Some(Ok(item)) => {
+                if senders[turn].send(item).await.is_err() {
+                    break; // the lane failed: its task has the error
+                }
+            }
+        }
+    }
+    drop((senders, receiver));
+    let context = format!("write {}", table.identifier());
+    let mut files = Vec::new();
+    for task in lane_tasks {
+        let written = task.await.map_err(|e| StorageError::Data {
+            context: context.clone(),
+            message: format!("a writer failed: {e}"),
+        })?;
+        files.extend(written?);
+    }
+    if let Some(e) = failed {
+        return Err(e);
     }
     // A producer that panicked ends the stream early: what it sent must not be taken as all.
     let produce = producer.await.map_err(|e| StorageError::Data {
-        context: format!("write {}", table.identifier()),
+        context,
         message: format!("the thread producing the rows failed: {e}"),
     })?;
-    Ok((writers.close().await?, produce))
+    Ok((files, produce))
 }
+
+/// Tasks decoding one `read_batches` at once (a function has two cores).
+const READ_SHARES: usize = 2;
 
 /// The rows of a list of data files, one Arrow batch at a time, reading only the column chunks
 /// it decodes (range reads, a row group at a time): a hop holds one row group's columns, not
 /// the table nor a whole file.
 pub struct BatchStream {
     table: Table,
-    files: std::vec::IntoIter<LiveFile>,
+    files: std::iter::Enumerate<std::vec::IntoIter<LiveFile>>,
     columns: Columns,
-    current: Option<(String, ParquetRecordBatchStream<ArrowFileReader>)>,
+    /// Which share of each file's row groups this stream reads: `(k, n)`, the k-th of n.
+    share: (usize, usize),
+    current: Option<(usize, String, ParquetRecordBatchStream<ArrowFileReader>)>,
 }
 
 /// Which columns a read decodes; the others are not even fetched.
@@ -367,19 +413,26 @@ impl BatchStream {
     /// # Errors
     /// A file cannot be read or decoded.
     pub async fn next(&mut self) -> Result<Option<RecordBatch>, StorageError> {
+        Ok(self.next_of_file().await?.map(|(_, batch)| batch))
+    }
+
+    /// The next batch with the index of its file in the list.
+    async fn next_of_file(&mut self) -> Result<Option<(usize, RecordBatch)>, StorageError> {
         loop {
-            if let Some((path, reader)) = &mut self.current {
+            if let Some((index, path, reader)) = &mut self.current {
                 match reader.next().await {
                     Some(batch) => {
-                        return batch.map(Some).map_err(|e| StorageError::Data {
-                            context: format!("read {path}"),
-                            message: e.to_string(),
+                        return batch.map(|batch| Some((*index, batch))).map_err(|e| {
+                            StorageError::Data {
+                                context: format!("read {path}"),
+                                message: e.to_string(),
+                            }
                         });
                     }
                     None => self.current = None,
                 }
             }
-            let Some(file) = self.files.next() else {
+            let Some((index, file)) = self.files.next() else {
                 return Ok(None);
             };
             let path = file.path().to_string();
@@ -400,16 +453,23 @@ impl BatchStream {
             let builder = ParquetRecordBatchStreamBuilder::new(reader)
                 .await
                 .map_err(convert)?;
+            let groups = builder.metadata().num_row_groups();
+            let (k, n) = self.share;
+            let mine: Vec<usize> = (k * groups / n..(k + 1) * groups / n).collect();
+            if mine.is_empty() {
+                continue;
+            }
             let parquet_schema = builder.parquet_schema();
             let wanted = (0..parquet_schema.num_columns())
                 .filter(|c| self.columns.wants(parquet_schema.column(*c).name()));
             let mask = ProjectionMask::leaves(parquet_schema, wanted);
             let stream = builder
                 .with_projection(mask)
+                .with_row_groups(mine)
                 .with_batch_size(8192)
                 .build()
                 .map_err(convert)?;
-            self.current = Some((path, stream));
+            self.current = Some((index, path, stream));
         }
     }
 
@@ -435,8 +495,9 @@ impl Lakehouse {
     ) -> BatchStream {
         BatchStream {
             table: table.clone(),
-            files: files.into_iter(),
+            files: files.into_iter().enumerate(),
             columns,
+            share: (0, 1),
             current: None,
         }
     }
@@ -583,9 +644,31 @@ impl Lakehouse {
             ));
         }
         let wanted = columns.map_or(Columns::All, Columns::only);
-        let mut stream = self.stream_batches(table, files.to_vec(), wanted);
-        let mut out = Vec::new();
-        while let Some(batch) = stream.next().await? {
+        // Decoding is most of a read: each task decodes its share of every file's row groups.
+        let shares: Vec<_> = (0..READ_SHARES)
+            .map(|k| {
+                let mut stream = self.stream_batches(table, files.to_vec(), wanted.clone());
+                stream.share = (k, READ_SHARES);
+                tokio::spawn(async move {
+                    let mut batches = Vec::new();
+                    while let Some(batch) = stream.next_of_file().await? {
+                        batches.push(batch);
+                    }
+                    Ok::<_, StorageError>(batches)
+                })
+            })
+            .collect();
+        let mut batches = Vec::new();
+        for share in shares {
+            batches.extend(share.await.map_err(|e| StorageError::Data {
+                context: format!("read {}", table.identifier()),
+                message: e.to_string(),
+            })??);
+        }
+        // File order; within a file the first share's row groups come first (a stable sort).
+        batches.sort_by_key(|(file, _)| *file);
+        let mut out = Vec::with_capacity(batches.len());
+        for (_, batch) in batches {
             // Files written under an older schema: cast to the current types, nulls for columns
             // they lack.
             let conformed = target
