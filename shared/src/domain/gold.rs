@@ -131,24 +131,23 @@ impl SalesFacts {
         keys: Arc<SurrogateKeys>,
         slice_rows: usize,
     ) -> Result<Self, ArrowError> {
-        let mut picks: BTreeMap<i32, Vec<(&str, usize, usize)>> = BTreeMap::new();
+        // One vector for every row (reserved once), sorted by date then sale id.
+        let mut picks: Vec<(i32, &str, usize, usize)> =
+            Vec::with_capacity(silver.iter().map(RecordBatch::num_rows).sum());
         for (b, batch) in silver.iter().enumerate() {
             let eligible = eligible(batch, policy)?;
             let dates = column::<Date32Array>(batch, "business_date")?;
             let ids = column::<StringArray>(batch, "event_id")?;
-            for i in (0..batch.num_rows()).filter(|i| eligible.value(*i)) {
-                picks
-                    .entry(dates.value(i))
-                    .or_default()
-                    .push((ids.value(i), b, i));
-            }
+            picks.extend(
+                (0..batch.num_rows())
+                    .filter(|i| eligible.value(*i))
+                    .map(|i| (dates.value(i), ids.value(i), b, i)),
+            );
         }
+        picks.sort_unstable();
         let days = picks
-            .into_iter()
-            .map(|(day, mut rows)| {
-                rows.sort_unstable();
-                (day, rows.into_iter().map(|(_, b, i)| (b, i)).collect())
-            })
+            .chunk_by(|x, y| x.0 == y.0)
+            .map(|day| (day[0].0, day.iter().map(|&(_, _, b, i)| (b, i)).collect()))
             .collect();
         Ok(SalesFacts {
             silver,
