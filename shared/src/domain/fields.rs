@@ -141,31 +141,9 @@ impl<'de> Visitor<'de> for RecordVisitor {
 }
 
 /// An object key, borrowed from the text unless it has escapes.
-struct Key<'a>(Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_str(KeyVisitor)
-    }
-}
-
-struct KeyVisitor;
-
-impl<'de> Visitor<'de> for KeyVisitor {
-    type Value = Key<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an object key")
-    }
-
-    fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Self::Value, E> {
-        Ok(Key(Cow::Borrowed(s)))
-    }
-
-    fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
-        Ok(Key(Cow::Owned(s.to_owned())))
-    }
-}
+#[derive(serde::Deserialize)]
+#[serde(transparent)]
+struct Key<'a>(#[serde(borrow)] Cow<'a, str>);
 
 impl<'de> Deserialize<'de> for Field<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -277,6 +255,12 @@ mod tests {
             Some(Field::Str(Cow::Borrowed("abc")))
         ));
         assert!(matches!(fields.get("e"), Some(Field::Str(Cow::Owned(s))) if s == "a\tb"));
+        assert!(
+            fields
+                .0
+                .iter()
+                .all(|(key, _)| matches!(key, Cow::Borrowed(_)))
+        );
         assert_eq!(fields.get("n"), None);
         assert_eq!(fields.get("missing"), None);
     }
