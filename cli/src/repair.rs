@@ -5,7 +5,7 @@
 use anyhow::{Result, bail};
 use bakehouse::domain::time::days_from_date;
 use bakehouse::hops::replay::{ReplayFilter, event_dataset, replay};
-use bakehouse::hops::to_gold::{Backfill, FACTS, SilverReads, process};
+use bakehouse::hops::to_gold::{Backfill, FACTS, catch_up};
 use bakehouse::hops::{Deps, to_silver};
 use chrono::NaiveDate;
 use clap::Args;
@@ -47,9 +47,10 @@ pub async fn backfill(deps: &Deps, args: &BackfillArgs) -> Result<()> {
         to: days_from_date(args.to),
         too_late: args.include_too_late,
     };
-    let reads = SilverReads::default();
-    for (fact, _) in &FACTS {
-        match process(deps, fact, Some(range), &reads).await? {
+    let facts: Vec<_> = FACTS.iter().map(|(fact, _)| fact).collect();
+    let outcomes = catch_up(deps, &facts, Some(range)).await?;
+    for (fact, outcome) in facts.iter().zip(outcomes) {
+        match outcome {
             Some(o) => say!(
                 "{:<34} {:>8} rows written, {:>8} replaced",
                 o.table,

@@ -184,26 +184,16 @@ async fn backfill_takes_too_late_rows_in_for_the_dates_asked_and_keeps_them() {
         to: date_of(old),
         too_late: false,
     };
-    // One run's reads, as the handler and `backfill` share them between the two sales facts.
-    let reads = to_gold::SilverReads::default();
-    for (fact, _) in &FACTS {
-        to_gold::process(&deps, fact, Some(range), &reads)
-            .await
-            .unwrap();
-    }
+    let facts: Vec<_> = FACTS.iter().map(|(fact, _)| fact).collect();
+    to_gold::catch_up(&deps, &facts, Some(range)).await.unwrap();
     assert_eq!(ids(read(lake, &tables::FACT_SALES).await), ["recent"]);
 
     // With it, that date's too-late row comes in; the older date's does not.
-    let reads = to_gold::SilverReads::default();
-    for (fact, _) in &FACTS {
-        let taken = Backfill {
-            too_late: true,
-            ..range
-        };
-        to_gold::process(&deps, fact, Some(taken), &reads)
-            .await
-            .unwrap();
-    }
+    let taken = Backfill {
+        too_late: true,
+        ..range
+    };
+    to_gold::catch_up(&deps, &facts, Some(taken)).await.unwrap();
     assert_eq!(
         ids(read(lake, &tables::FACT_SALES).await),
         ["old-1", "recent"]

@@ -53,8 +53,9 @@ pub struct RevenueOverflow {
     pub product_id: i32,
 }
 
-/// The silver sales columns `fact_sales` reads (the others are not even decoded).
-pub const FACT_SALES_COLUMNS: [&str; 13] = [
+/// The silver sales columns the two sales facts read (the others are not even decoded): one
+/// read serves both.
+pub const SILVER_SALES_COLUMNS: [&str; 13] = [
     "event_id",
     "transaction_id",
     "business_date",
@@ -66,19 +67,6 @@ pub const FACT_SALES_COLUMNS: [&str; 13] = [
     "unit_price",
     "revenue",
     "time_of_day",
-    "quality_score",
-    "too_late",
-];
-
-/// The silver sales columns `fact_sales_daily` reads.
-pub const DAILY_SALES_COLUMNS: [&str; 9] = [
-    "event_id",
-    "transaction_id",
-    "business_date",
-    "store_id",
-    "product_id",
-    "quantity",
-    "revenue",
     "quality_score",
     "too_late",
 ];
@@ -103,17 +91,19 @@ fn eligible(batch: &RecordBatch, policy: &GoldPolicy) -> Result<BooleanArray, Ar
 }
 
 /// `gold.fact_sales` on Arrow columns: the eligible line items of the silver batches (read
-/// with [`FACT_SALES_COLUMNS`]), with the keys of the store and product versions valid at each
+/// with [`SILVER_SALES_COLUMNS`]), with the keys of the store and product versions valid at each
 /// event's time, in `fact` (the table's Arrow schema), sorted by sale_id within each business
 /// date. Planned whole (which rows, in which order), then gathered as an iterator of
 /// (business date, batch) of at most `slice_rows` rows, dates ascending: a million-row date is
 /// never built whole.
 pub struct SalesFacts {
     silver: Vec<RecordBatch>,
+    /// The number of each silver batch's first row, counting the rows of all batches in order.
+    starts: Vec<u32>,
     fact: SchemaRef,
     keys: Arc<SurrogateKeys>,
-    /// Per business date, its rows as (silver batch, row) in sale_id order.
-    days: Vec<(i32, Vec<(usize, usize)>)>,
+    /// Per business date, its rows (numbered as in `starts`) in sale_id order.
+    days: Vec<(i32, Vec<u32>)>,
     slice_rows: usize,
     /// The next slice: (index in `days`, first row).
     next: (usize, usize),
@@ -131,26 +121,35 @@ impl SalesFacts {
         keys: Arc<SurrogateKeys>,
         slice_rows: usize,
     ) -> Result<Self, ArrowError> {
-        // One vector for every row (reserved once), sorted by date then sale id.
-        let mut picks: Vec<(i32, &str, usize, usize)> =
-            Vec::with_capacity(silver.iter().map(RecordBatch::num_rows).sum());
-        for (b, batch) in silver.iter().enumerate() {
+        // The rows numbered across the batches, in 32 bits: a plan entry is 24 bytes.
+        let too_many = || ArrowError::ComputeError("more than 2^32 silver rows".to_string());
+        let mut starts = Vec::with_capacity(silver.len());
+        let mut rows = 0u32;
+        for batch in &silver {
+            starts.push(rows);
+            let n = u32::try_from(batch.num_rows()).map_err(|_| too_many())?;
+            rows = rows.checked_add(n).ok_or_else(too_many)?;
+        }
+        // One vector for every row (reserved once), sorted by date, then sale id.
+        let mut picks: Vec<(i32, &str, u32)> = Vec::with_capacity(rows as usize);
+        for (batch, start) in silver.iter().zip(&starts) {
             let eligible = eligible(batch, policy)?;
             let dates = column::<Date32Array>(batch, "business_date")?;
             let ids = column::<StringArray>(batch, "event_id")?;
             picks.extend(
                 (0..batch.num_rows())
                     .filter(|i| eligible.value(*i))
-                    .map(|i| (dates.value(i), ids.value(i), b, i)),
+                    .map(|i| (dates.value(i), ids.value(i), start + i as u32)),
             );
         }
         picks.sort_unstable();
         let days = picks
             .chunk_by(|x, y| x.0 == y.0)
-            .map(|day| (day[0].0, day.iter().map(|&(_, _, b, i)| (b, i)).collect()))
+            .map(|day| (day[0].0, day.iter().map(|&(_, _, row)| row).collect()))
             .collect();
         Ok(SalesFacts {
             silver,
+            starts,
             fact,
             keys,
             days,
@@ -160,9 +159,19 @@ impl SalesFacts {
     }
 
     /// The fact rows of the given silver rows, in that order.
-    fn gather(&self, indices: &[(usize, usize)]) -> Result<RecordBatch, ArrowError> {
+    fn gather(&self, numbers: &[u32]) -> Result<RecordBatch, ArrowError> {
+        let indices: Vec<(usize, usize)> = numbers
+            .iter()
+            .map(|&n| {
+                let batch = self
+                    .starts
+                    .partition_point(|&start| start <= n)
+                    .saturating_sub(1);
+                (batch, (n - self.starts[batch]) as usize)
+            })
+            .collect();
         let sources: Vec<&RecordBatch> = self.silver.iter().collect();
-        let rows = interleave_record_batch(&sources, indices)?;
+        let rows = interleave_record_batch(&sources, &indices)?;
         let store = column::<Int32Array>(&rows, "store_id")?;
         let product = column::<Int32Array>(&rows, "product_id")?;
         let at = column::<TimestampMicrosecondArray>(&rows, "event_time")?;
@@ -215,7 +224,7 @@ impl Iterator for SalesFacts {
 }
 
 /// `gold.fact_sales_daily`: sums per business_date × store × product of the eligible rows of
-/// the silver batches (read with [`DAILY_SALES_COLUMNS`]).
+/// the silver batches (read with [`SILVER_SALES_COLUMNS`]).
 ///
 /// # Errors
 /// A silver column is missing or mistyped, or a sum does not fit `decimal(14,2)`.
@@ -436,18 +445,32 @@ mod tests {
         vec![crate::adapters::iceberg::rows_to_batch("silver", &schema, rows).unwrap()]
     }
 
-    /// The sale ids of the fact per date, gathered two rows at a time (so a date spans slices).
+    /// The sale ids of the fact per date, from silver in batches of three rows, gathered two
+    /// rows at a time (so a date spans slices and a slice spans batches).
     fn sale_ids(rows: &[SilverSale], policy: &GoldPolicy) -> Vec<(i32, Vec<String>)> {
         let fact = schema_of(&crate::adapters::iceberg::tables::FACT_SALES);
         let keys = Arc::new(SurrogateKeys::default());
+        let batches = rows.chunks(3).flat_map(silver).collect();
         let mut out: Vec<(i32, Vec<String>)> = Vec::new();
-        for slice in SalesFacts::plan(silver(rows), fact, policy, keys, 2).unwrap() {
+        for slice in SalesFacts::plan(batches, fact, policy, keys, 2).unwrap() {
             let (day, batch) = slice.unwrap();
             assert!(
                 batch.num_rows() <= 2,
                 "a slice holds at most slice_rows rows"
             );
             let ids = column::<StringArray>(&batch, "sale_id").unwrap();
+            let revenue = column::<Decimal128Array>(&batch, "revenue").unwrap();
+            for (i, id) in ids.iter().enumerate() {
+                let row = rows
+                    .iter()
+                    .find(|r| Some(r.event_id.as_str()) == id)
+                    .unwrap();
+                assert_eq!(
+                    revenue.value(i),
+                    i128::from(row.revenue.0),
+                    "{id:?}'s own row"
+                );
+            }
             let keys = column::<Int64Array>(&batch, "store_key").unwrap();
             assert_eq!(keys.null_count(), batch.num_rows(), "no dimension: no key");
             let ids = ids.iter().flatten().map(str::to_string);

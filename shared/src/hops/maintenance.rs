@@ -104,13 +104,12 @@ pub async fn handle(deps: &Deps, now_micros: i64) -> Result<MaintenanceReport, H
     record(&mut reports, &tables::DIM_EQUIPMENT, started, outcome);
     if let Some(from) = changed_from {
         let started = Instant::now();
-        let outcome = to_gold::process(
-            deps,
-            &tables::FACT_SALES,
-            Some(to_gold::Backfill::from(date_of(from))),
-            &to_gold::SilverReads::default(),
-        )
-        .await?;
+        let backfill = to_gold::Backfill::from(date_of(from));
+        let outcome = to_gold::catch_up(deps, &[&tables::FACT_SALES], Some(backfill))
+            .await?
+            .into_iter()
+            .flatten()
+            .next();
         record(&mut reports, &tables::FACT_SALES, started, outcome);
     }
 

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use arrow_array::{Array, BooleanArray, Date32Array, RecordBatch};
 use arrow_schema::{ArrowError, SchemaRef};
 use aws_lambda_events::event::s3::S3Event;
+use iceberg::table::Table;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::{info, instrument};
@@ -17,7 +18,7 @@ use super::maintenance::surrogate_keys;
 use super::{Deps, PROP_TOO_LATE_TAKEN_IN, checkpoint, checkpoint_properties};
 use crate::adapters::events::changed_tables;
 use crate::adapters::iceberg::{
-    CommitOutcome, CommitPlan, DEFAULT_TARGET_FILE_SIZE, LiveFile, Operation, TableDef,
+    CommitOutcome, CommitPlan, DEFAULT_TARGET_FILE_SIZE, Lakehouse, LiveFile, Operation, TableDef,
     arrow_schema, batch_to_rows, batches_by_day, partition_day, tables, write_produced,
 };
 use crate::domain::gold::{self, SalesFacts};
@@ -50,13 +51,16 @@ pub async fn handle(
         .filter(|(_, silver)| changed.contains(&silver.qualified()))
         .map(|(fact, _)| fact)
         .collect();
-    let mut outcomes = Vec::new();
-    let reads = SilverReads::default();
-    for (fact, _) in &FACTS {
-        if wanted.is_empty() || wanted.contains(&fact) {
-            outcomes.extend(process(deps, fact, None, &reads).await?);
-        }
-    }
+    let facts: Vec<&TableDef> = FACTS
+        .iter()
+        .map(|(fact, _)| fact)
+        .filter(|fact| wanted.is_empty() || wanted.contains(fact))
+        .collect();
+    let outcomes: Vec<CommitOutcome> = catch_up(deps, &facts, None)
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
     info!(
         commits = outcomes.len(),
         rows = outcomes.iter().map(|o| o.added_records).sum::<u64>(),
@@ -89,12 +93,27 @@ impl Backfill {
     }
 }
 
-/// Silver batches the last recompute read, kept for the next fact of the same run if it reads
-/// the same silver files of the same snapshot (the two sales facts, in [`FACTS`] order): silver
-/// is then read once. Only a read from storage is kept, and taking it empties the keeper, so
-/// nothing is held past the next fact.
+/// Brings `facts` up to date with their silver tables at once, each in its own commit; with
+/// a backfill, its dates are recomputed too. Facts of one silver table share one read of it.
+/// Every fact is tried; the outcomes are in `facts`' order.
+///
+/// # Errors
+/// The first fact's error: storage errors, or a daily revenue that overflows its column.
+pub async fn catch_up(
+    deps: &Deps,
+    facts: &[&TableDef],
+    also: Option<Backfill>,
+) -> Result<Vec<Option<CommitOutcome>>, StorageError> {
+    let reads = SilverReads::default();
+    let runs = facts.iter().map(|fact| process(deps, fact, also, &reads));
+    futures::future::join_all(runs).await.into_iter().collect()
+}
+
+/// The silver reads of one run, one per silver table: a fact waits for a read of its silver
+/// table in progress and takes it if it is of the same files of the same snapshot (the two
+/// sales facts), so silver is read once.
 #[derive(Default)]
-pub struct SilverReads(Mutex<Option<SilverRead>>);
+struct SilverReads(Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<SilverRead>>>>>);
 
 struct SilverRead {
     snapshot_id: i64,
@@ -103,59 +122,44 @@ struct SilverRead {
 }
 
 impl SilverReads {
-    fn keep(&self, snapshot_id: i64, files: &[LiveFile], batches: &[RecordBatch]) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(SilverRead {
-            snapshot_id,
-            files: files.iter().map(|f| f.path().to_string()).collect(),
-            batches: batches.to_vec(),
-        });
-    }
-
-    /// The kept batches, projected to `columns`, if they are of `files` in `snapshot_id` and
-    /// hold those columns.
-    fn take(
+    /// The batches of `files` of `silver` at `snapshot_id`, with `columns`: read, or taken
+    /// from the run's last read of that table if it is the same.
+    async fn read(
         &self,
+        lake: &Lakehouse,
+        silver: &Table,
         snapshot_id: i64,
         files: &[LiveFile],
         columns: Option<&[&str]>,
-    ) -> Option<Vec<RecordBatch>> {
-        let read = self
+    ) -> Result<Vec<RecordBatch>, StorageError> {
+        let slot = self
             .0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .take()?;
-        let same_files = read.files.len() == files.len()
-            && read
-                .files
-                .iter()
-                .zip(files)
-                .all(|(kept, f)| kept == f.path());
-        if read.snapshot_id != snapshot_id || !same_files {
-            return None;
+            .entry(silver.identifier().to_string())
+            .or_default()
+            .clone();
+        let mut last = slot.lock().await;
+        let same = |read: &&SilverRead| {
+            read.snapshot_id == snapshot_id
+                && read.files.len() == files.len()
+                && read.files.iter().zip(files).all(|(r, f)| r == f.path())
+        };
+        if let Some(read) = last.as_ref().filter(same) {
+            return Ok(read.batches.clone());
         }
-        let columns = columns?;
-        read.batches
-            .iter()
-            .map(|batch| {
-                let schema = batch.schema();
-                // In the table's order, as `read_batches` returns them.
-                let indices: Vec<usize> = (0..schema.fields().len())
-                    .filter(|i| columns.contains(&schema.field(*i).name().as_str()))
-                    .collect();
-                (indices.len() == columns.len())
-                    .then(|| batch.project(&indices).ok())
-                    .flatten()
-            })
-            .collect()
+        let batches = lake.read_batches(silver, files, columns).await?;
+        *last = Some(SilverRead {
+            snapshot_id,
+            files: files.iter().map(|f| f.path().to_string()).collect(),
+            batches: batches.clone(),
+        });
+        Ok(batches)
     }
 }
 
-/// Brings one fact table up to date with its silver table; with a backfill, its dates are
-/// recomputed too. `reads` carries silver batches from one fact to the next of a run.
-///
-/// # Errors
-/// Storage errors, or a daily revenue that overflows its column.
-pub async fn process(
+/// Brings one fact table up to date with its silver table (see [`catch_up`]).
+async fn process(
     deps: &Deps,
     fact: &TableDef,
     also: Option<Backfill>,
@@ -165,19 +169,20 @@ pub async fn process(
     let string = |e: ArrowError| e.to_string();
     match fact.name {
         "fact_sales" => {
+            let context = format!("aggregate {}", fact.qualified());
             let keys = Arc::new(surrogate_keys(&deps.lake).await?);
             recompute(
                 deps,
                 fact,
                 &tables::SILVER_SALES,
-                Some(&gold::FACT_SALES_COLUMNS),
+                Some(&gold::SILVER_SALES_COLUMNS),
                 also,
                 reads,
-                |silver, schema| {
+                move |silver, schema| {
                     let facts =
                         SalesFacts::plan(silver, schema.clone(), &policy, keys.clone(), SLICE_ROWS)
                             .map_err(string)?;
-                    let context = format!("aggregate {}", fact.qualified());
+                    let context = context.clone();
                     Ok(Box::new(facts.map(move |slice| {
                         slice.map_err(|e| StorageError::data(context.clone())(e.to_string()))
                     })) as FactBatches)
@@ -190,10 +195,10 @@ pub async fn process(
                 deps,
                 fact,
                 &tables::SILVER_SALES,
-                Some(&gold::DAILY_SALES_COLUMNS),
+                Some(&gold::SILVER_SALES_COLUMNS),
                 also,
                 reads,
-                |silver, schema| {
+                move |silver, schema| {
                     let facts = gold::fact_sales_daily(&silver, &policy)?;
                     by_date(schema, &facts, |f| f.business_date)
                 },
@@ -208,7 +213,7 @@ pub async fn process(
                 None,
                 also,
                 reads,
-                |silver, schema| {
+                move |silver, schema| {
                     let facts = gold::fact_inventory(&rows_of(&silver)?, &policy);
                     by_date(schema, &facts, |f| f.business_date)
                 },
@@ -223,7 +228,7 @@ pub async fn process(
                 None,
                 also,
                 reads,
-                |silver, schema| {
+                move |silver, schema| {
                     let facts = gold::fact_equipment_performance(&rows_of(&silver)?, &policy);
                     by_date(schema, &facts, |f| f.business_date)
                 },
@@ -266,6 +271,9 @@ fn by_date<F: Serialize>(
 
 /// Clears `too_late` on the rows of the dates a backfill took in, so gold uses them.
 fn take_in(batch: RecordBatch, dates: &BTreeSet<i32>) -> Result<RecordBatch, ArrowError> {
+    if dates.is_empty() {
+        return Ok(batch);
+    }
     let (Some(index), Some(day)) = (
         batch.schema().index_of("too_late").ok(),
         batch
@@ -295,8 +303,12 @@ async fn recompute(
     columns: Option<&[&str]>,
     also: Option<Backfill>,
     reads: &SilverReads,
-    aggregate: impl Fn(Vec<RecordBatch>, &SchemaRef) -> Result<FactBatches, String> + Sync,
+    aggregate: impl Fn(Vec<RecordBatch>, &SchemaRef) -> Result<FactBatches, String>
+    + Send
+    + Sync
+    + 'static,
 ) -> Result<Option<CommitOutcome>, StorageError> {
+    let aggregate = Arc::new(aggregate);
     let (lake, aggregate) = (&deps.lake, &aggregate);
     lake.commit_with(fact_def, move |gold_table| async move {
         let done = checkpoint(&gold_table);
@@ -335,23 +347,25 @@ async fn recompute(
             taken_in.extend(dates.iter().filter(|d| b.contains(**d)));
         }
         let context = || StorageError::data(format!("aggregate {}", fact_def.qualified()));
-        let mut batches = match reads.take(head.snapshot_id(), &touched, columns) {
-            Some(batches) => batches,
-            None => {
-                let batches = lake.read_batches(&silver, &touched, columns).await?;
-                reads.keep(head.snapshot_id(), &touched, &batches);
-                batches
-            }
-        };
-        if !taken_in.is_empty() {
-            batches = batches
-                .into_iter()
-                .map(|b| take_in(b, &taken_in))
-                .collect::<Result<_, _>>()
-                .map_err(|e| context()(e.to_string()))?;
-        }
+        let batches = reads
+            .read(lake, &silver, head.snapshot_id(), &touched, columns)
+            .await?;
         let schema = arrow_schema(&gold_table)?;
-        let facts = aggregate(batches, &schema).map_err(context())?;
+        // On a blocking thread: the other facts of the run go on meanwhile.
+        let dates_taken_in = taken_in.clone();
+        let aggregate = Arc::clone(aggregate);
+        let facts = tokio::task::spawn_blocking(move || {
+            let batches = batches
+                .into_iter()
+                .map(|b| take_in(b, &dates_taken_in))
+                .collect::<Result<_, _>>()
+                .map_err(|e| e.to_string())?;
+            aggregate(batches, &schema)
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|facts| facts)
+        .map_err(context())?;
         let mut properties = checkpoint_properties(head);
         if taken_in.len() > before {
             properties.extend(taken_in_property(&taken_in));
@@ -375,8 +389,8 @@ async fn recompute(
 }
 
 /// The business dates whose too-late rows a backfill took into this fact table.
-pub fn taken_in_dates(fact: &iceberg::table::Table) -> BTreeSet<i32> {
-    crate::adapters::iceberg::Lakehouse::snapshot_property(fact, PROP_TOO_LATE_TAKEN_IN)
+pub fn taken_in_dates(fact: &Table) -> BTreeSet<i32> {
+    Lakehouse::snapshot_property(fact, PROP_TOO_LATE_TAKEN_IN)
         .unwrap_or("")
         .split(',')
         .filter_map(|d| d.parse().ok().map(days_from_date))
