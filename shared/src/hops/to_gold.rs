@@ -110,14 +110,15 @@ pub async fn catch_up(
 }
 
 /// The silver reads of one run, one per silver table: a fact waits for a read of its silver
-/// table in progress and takes it if it is of the same files of the same snapshot (the two
-/// sales facts), so silver is read once.
+/// table in progress and takes it if it is of the same files of the same snapshot, with the
+/// same columns (the two sales facts), so silver is read once.
 #[derive(Default)]
 struct SilverReads(Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<SilverRead>>>>>);
 
 struct SilverRead {
     snapshot_id: i64,
     files: Vec<String>,
+    columns: Option<Vec<String>>,
     batches: Vec<RecordBatch>,
 }
 
@@ -140,10 +141,12 @@ impl SilverReads {
             .or_default()
             .clone();
         let mut last = slot.lock().await;
+        let names: Option<Vec<String>> = columns.map(|c| c.iter().map(|n| n.to_string()).collect());
         let same = |read: &&SilverRead| {
             read.snapshot_id == snapshot_id
                 && read.files.len() == files.len()
                 && read.files.iter().zip(files).all(|(r, f)| r == f.path())
+                && read.columns == names
         };
         if let Some(read) = last.as_ref().filter(same) {
             return Ok(read.batches.clone());
@@ -152,6 +155,7 @@ impl SilverReads {
         *last = Some(SilverRead {
             snapshot_id,
             files: files.iter().map(|f| f.path().to_string()).collect(),
+            columns: names,
             batches: batches.clone(),
         });
         Ok(batches)
