@@ -1,9 +1,9 @@
 //! Silver → gold (SPEC §5): the four facts of a business date, computed from every silver row
 //! of that date that is not too late and meets the minimum quality score. Pure; the output is
-//! sorted by its grain so a recomputation is byte-for-byte the same whatever the input order.
-//! The two sales facts (a row per silver sale) work on Arrow columns; the others on rows.
+//! sorted by its grain, except `fact_sales` (a row per silver sale, in silver's order). The two
+//! sales facts work on Arrow columns batch by batch, never holding silver; the others on rows.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use arrow_array::{
@@ -11,7 +11,7 @@ use arrow_array::{
     RecordBatch, StringArray, TimestampMicrosecondArray,
 };
 use arrow_schema::{ArrowError, SchemaRef};
-use arrow_select::interleave::interleave_record_batch;
+use arrow_select::filter::filter_record_batch;
 
 use super::money::Money;
 use super::records::*;
@@ -53,9 +53,8 @@ pub struct RevenueOverflow {
     pub product_id: i32,
 }
 
-/// The silver sales columns the two sales facts read (the others are not even decoded): one
-/// read serves both.
-pub const SILVER_SALES_COLUMNS: [&str; 13] = [
+/// The silver sales columns `fact_sales` reads (the others are not even decoded).
+pub const FACT_SALES_SILVER_COLUMNS: [&str; 13] = [
     "event_id",
     "transaction_id",
     "business_date",
@@ -67,6 +66,19 @@ pub const SILVER_SALES_COLUMNS: [&str; 13] = [
     "unit_price",
     "revenue",
     "time_of_day",
+    "quality_score",
+    "too_late",
+];
+
+/// The silver sales columns `fact_sales_daily` reads.
+pub const DAILY_SALES_SILVER_COLUMNS: [&str; 9] = [
+    "event_id",
+    "transaction_id",
+    "business_date",
+    "store_id",
+    "product_id",
+    "quantity",
+    "revenue",
     "quality_score",
     "too_late",
 ];
@@ -90,216 +102,180 @@ fn eligible(batch: &RecordBatch, policy: &GoldPolicy) -> Result<BooleanArray, Ar
         .collect())
 }
 
-/// `gold.fact_sales` on Arrow columns: the eligible line items of the silver batches (read
-/// with [`SILVER_SALES_COLUMNS`]), with the keys of the store and product versions valid at each
-/// event's time, in `fact` (the table's Arrow schema), sorted by sale_id within each business
-/// date. Planned whole (which rows, in which order), then gathered as an iterator of
-/// (business date, batch) of at most `slice_rows` rows, dates ascending: a million-row date is
-/// never built whole.
-pub struct SalesFacts {
-    silver: Vec<RecordBatch>,
-    /// The number of each silver batch's first row, counting the rows of all batches in order.
-    starts: Vec<u32>,
-    fact: SchemaRef,
-    keys: Arc<SurrogateKeys>,
-    /// Per business date, its rows (numbered as in `starts`) in sale_id order.
-    days: Vec<(i32, Vec<u32>)>,
-    slice_rows: usize,
-    /// The next slice: (index in `days`, first row).
-    next: (usize, usize),
+/// `gold.fact_sales` of one silver batch (read with [`FACT_SALES_SILVER_COLUMNS`]): its
+/// eligible line items with the keys of the store and product versions valid at each event's
+/// time, in `fact` (the table's Arrow schema), as (business date, batch) for each date the
+/// batch holds, dates ascending. A fact row depends on its silver row alone, so the fact is
+/// made batch by batch in silver's order and never held whole: the same rows whatever order
+/// the events came in, not always in the same order within a file.
+///
+/// # Errors
+/// A silver column is missing or mistyped.
+pub fn sales_facts(
+    batch: &RecordBatch,
+    fact: &SchemaRef,
+    policy: &GoldPolicy,
+    keys: &SurrogateKeys,
+) -> Result<Vec<(i32, RecordBatch)>, ArrowError> {
+    let rows = filter_record_batch(batch, &eligible(batch, policy)?)?;
+    let dates = column::<Date32Array>(&rows, "business_date")?;
+    let days: BTreeSet<i32> = dates.iter().flatten().collect();
+    let mut out = Vec::with_capacity(days.len());
+    for &day in &days {
+        let of_day = if days.len() == 1 && dates.null_count() == 0 {
+            rows.clone()
+        } else {
+            let mask: BooleanArray = dates.iter().map(|d| Some(d == Some(day))).collect();
+            filter_record_batch(&rows, &mask)?
+        };
+        out.push((day, fact_rows(&of_day, fact, keys)?));
+    }
+    Ok(out)
 }
 
-impl SalesFacts {
-    /// Picks and orders the fact rows of `silver`.
+/// Eligible silver rows as `fact_sales` rows: renamed, keyed and cast to the fact's schema.
+fn fact_rows(
+    rows: &RecordBatch,
+    fact: &SchemaRef,
+    keys: &SurrogateKeys,
+) -> Result<RecordBatch, ArrowError> {
+    let store = column::<Int32Array>(rows, "store_id")?;
+    let product = column::<Int32Array>(rows, "product_id")?;
+    let at = column::<TimestampMicrosecondArray>(rows, "event_time")?;
+    let key_of = |index: &KeyIndex<i32>, ids: &Int32Array| -> Int64Array {
+        (0..rows.num_rows())
+            .map(|i| index.key_at(&ids.value(i), at.value(i)))
+            .collect()
+    };
+    let store_key: ArrayRef = Arc::new(key_of(&keys.stores, store));
+    let product_key: ArrayRef = Arc::new(key_of(&keys.products, product));
+    let columns = fact
+        .fields()
+        .iter()
+        .map(|field| {
+            let array = match field.name().as_str() {
+                "sale_id" => rows.column_by_name("event_id"),
+                "store_key" => Some(&store_key),
+                "product_key" => Some(&product_key),
+                name => rows.column_by_name(name),
+            }
+            .ok_or_else(|| ArrowError::SchemaError(format!("no column for {}", field.name())))?;
+            if array.data_type() == field.data_type() {
+                Ok(array.clone())
+            } else {
+                arrow_cast::cast(array, field.data_type())
+            }
+        })
+        .collect::<Result<Vec<_>, ArrowError>>()?;
+    RecordBatch::try_new(fact.clone(), columns)
+}
+
+/// `gold.fact_sales_daily`, summed over silver batch by batch (read with
+/// [`DAILY_SALES_SILVER_COLUMNS`]): per business_date × store × product of the eligible rows.
+/// Holds the groups, with their transaction ids packed, not the batches.
+#[derive(Default)]
+pub struct DailySales {
+    /// Each group's index in `sums`.
+    groups: hashbrown::HashMap<(i32, i32, i32), u32, foldhash::fast::RandomState>,
+    sums: Vec<DailySum>,
+}
+
+#[derive(Default)]
+struct DailySum {
+    quantity: i64,
+    revenue: i128,
+    line_items: i64,
+    /// Each line item's transaction id (its event id where absent), end to end: sorted and
+    /// counted once at the end, cheaper than hashing a million ids as they come.
+    ids: Vec<u8>,
+    /// Where each id ends in `ids`.
+    ends: Vec<usize>,
+}
+
+impl DailySum {
+    /// The number of distinct ids.
+    fn distinct_ids(&self) -> i64 {
+        let mut ids: Vec<&[u8]> = Vec::with_capacity(self.ends.len());
+        let mut start = 0;
+        for &end in &self.ends {
+            ids.push(&self.ids[start..end]);
+            start = end;
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        ids.len() as i64
+    }
+}
+
+impl DailySales {
+    /// Adds the eligible rows of one silver batch.
     ///
     /// # Errors
     /// A silver column is missing or mistyped.
-    pub fn plan(
-        silver: Vec<RecordBatch>,
-        fact: SchemaRef,
-        policy: &GoldPolicy,
-        keys: Arc<SurrogateKeys>,
-        slice_rows: usize,
-    ) -> Result<Self, ArrowError> {
-        // The rows numbered across the batches, in 32 bits: a plan entry is 24 bytes.
-        let too_many = || ArrowError::ComputeError("more than 2^32 silver rows".to_string());
-        let mut starts = Vec::with_capacity(silver.len());
-        let mut rows = 0u32;
-        for batch in &silver {
-            starts.push(rows);
-            let n = u32::try_from(batch.num_rows()).map_err(|_| too_many())?;
-            rows = rows.checked_add(n).ok_or_else(too_many)?;
-        }
-        // One vector for every row (reserved once), sorted by date, then sale id.
-        let mut picks: Vec<(i32, &str, u32)> = Vec::with_capacity(rows as usize);
-        for (batch, start) in silver.iter().zip(&starts) {
-            let eligible = eligible(batch, policy)?;
-            let dates = column::<Date32Array>(batch, "business_date")?;
-            let ids = column::<StringArray>(batch, "event_id")?;
-            picks.extend(
-                (0..batch.num_rows())
-                    .filter(|i| eligible.value(*i))
-                    .map(|i| (dates.value(i), ids.value(i), start + i as u32)),
-            );
-        }
-        picks.sort_unstable();
-        let days = picks
-            .chunk_by(|x, y| x.0 == y.0)
-            .map(|day| (day[0].0, day.iter().map(|&(_, _, row)| row).collect()))
-            .collect();
-        Ok(SalesFacts {
-            silver,
-            starts,
-            fact,
-            keys,
-            days,
-            slice_rows: slice_rows.max(1),
-            next: (0, 0),
-        })
-    }
-
-    /// The fact rows of the given silver rows, in that order.
-    fn gather(&self, numbers: &[u32]) -> Result<RecordBatch, ArrowError> {
-        let indices: Vec<(usize, usize)> = numbers
-            .iter()
-            .map(|&n| {
-                let batch = self
-                    .starts
-                    .partition_point(|&start| start <= n)
-                    .saturating_sub(1);
-                (batch, (n - self.starts[batch]) as usize)
-            })
-            .collect();
-        let sources: Vec<&RecordBatch> = self.silver.iter().collect();
-        let rows = interleave_record_batch(&sources, &indices)?;
-        let store = column::<Int32Array>(&rows, "store_id")?;
-        let product = column::<Int32Array>(&rows, "product_id")?;
-        let at = column::<TimestampMicrosecondArray>(&rows, "event_time")?;
-        let key_of = |index: &KeyIndex<i32>, ids: &Int32Array| -> Int64Array {
-            (0..rows.num_rows())
-                .map(|i| index.key_at(&ids.value(i), at.value(i)))
-                .collect()
-        };
-        let store_key: ArrayRef = Arc::new(key_of(&self.keys.stores, store));
-        let product_key: ArrayRef = Arc::new(key_of(&self.keys.products, product));
-        let columns = self
-            .fact
-            .fields()
-            .iter()
-            .map(|field| {
-                let array = match field.name().as_str() {
-                    "sale_id" => rows.column_by_name("event_id"),
-                    "store_key" => Some(&store_key),
-                    "product_key" => Some(&product_key),
-                    name => rows.column_by_name(name),
-                }
-                .ok_or_else(|| {
-                    ArrowError::SchemaError(format!("no column for {}", field.name()))
-                })?;
-                if array.data_type() == field.data_type() {
-                    Ok(array.clone())
-                } else {
-                    arrow_cast::cast(array, field.data_type())
-                }
-            })
-            .collect::<Result<Vec<_>, ArrowError>>()?;
-        RecordBatch::try_new(self.fact.clone(), columns)
-    }
-}
-
-impl Iterator for SalesFacts {
-    type Item = Result<(i32, RecordBatch), ArrowError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let (day, first) = self.next;
-        let (date, rows) = self.days.get(day)?;
-        let end = rows.len().min(first + self.slice_rows);
-        self.next = if end == rows.len() {
-            (day + 1, 0)
-        } else {
-            (day, end)
-        };
-        Some(self.gather(&rows[first..end]).map(|batch| (*date, batch)))
-    }
-}
-
-/// `gold.fact_sales_daily`: sums per business_date × store × product of the eligible rows of
-/// the silver batches (read with [`SILVER_SALES_COLUMNS`]).
-///
-/// # Errors
-/// A silver column is missing or mistyped, or a sum does not fit `decimal(14,2)`.
-pub fn fact_sales_daily(
-    silver: &[RecordBatch],
-    policy: &GoldPolicy,
-) -> Result<Vec<FactSalesDaily>, String> {
-    #[derive(Default)]
-    struct Acc<'a> {
-        quantity: i64,
-        revenue: i128,
-        line_items: i64,
-        /// Sorted and deduplicated at the end: cheaper than hashing a million ids.
-        transactions: Vec<&'a str>,
-    }
-    // Hashed while rows come (a million lookups), sorted once at the end.
-    let mut groups: hashbrown::HashMap<(i32, i32, i32), Acc, foldhash::fast::RandomState> =
-        hashbrown::HashMap::with_hasher(foldhash::fast::RandomState::default());
-    for batch in silver {
-        let columns = (|| {
-            Ok::<_, ArrowError>((
-                eligible(batch, policy)?,
-                column::<Date32Array>(batch, "business_date")?,
-                column::<Int32Array>(batch, "store_id")?,
-                column::<Int32Array>(batch, "product_id")?,
-                column::<Int32Array>(batch, "quantity")?,
-                column::<Decimal128Array>(batch, "revenue")?,
-                column::<StringArray>(batch, "transaction_id")?,
-                column::<StringArray>(batch, "event_id")?,
-            ))
-        })()
-        .map_err(|e| e.to_string())?;
-        let (eligible, date, store, product, quantity, revenue, transaction, event) = columns;
+    pub fn add(&mut self, batch: &RecordBatch, policy: &GoldPolicy) -> Result<(), ArrowError> {
+        let eligible = eligible(batch, policy)?;
+        let date = column::<Date32Array>(batch, "business_date")?;
+        let store = column::<Int32Array>(batch, "store_id")?;
+        let product = column::<Int32Array>(batch, "product_id")?;
+        let quantity = column::<Int32Array>(batch, "quantity")?;
+        let revenue = column::<Decimal128Array>(batch, "revenue")?;
+        let transaction = column::<StringArray>(batch, "transaction_id")?;
+        let event = column::<StringArray>(batch, "event_id")?;
         for i in (0..batch.num_rows()).filter(|i| eligible.value(*i)) {
-            let acc = groups
-                .entry((date.value(i), store.value(i), product.value(i)))
-                .or_default();
-            acc.quantity += i64::from(quantity.value(i));
-            acc.revenue += revenue.value(i);
-            acc.line_items += 1;
-            acc.transactions.push(if transaction.is_valid(i) {
+            let key = (date.value(i), store.value(i), product.value(i));
+            let next = u32::try_from(self.sums.len())
+                .map_err(|_| ArrowError::ComputeError("more than 2^32 groups".to_string()))?;
+            let group = *self.groups.entry(key).or_insert(next);
+            if group == next {
+                self.sums.push(DailySum::default());
+            }
+            let sum = &mut self.sums[group as usize];
+            sum.quantity += i64::from(quantity.value(i));
+            sum.revenue += revenue.value(i);
+            sum.line_items += 1;
+            let id = if transaction.is_valid(i) {
                 transaction.value(i)
             } else {
                 event.value(i)
-            });
+            };
+            sum.ids.extend_from_slice(id.as_bytes());
+            sum.ends.push(sum.ids.len());
         }
+        Ok(())
     }
-    let mut groups: Vec<_> = groups.into_iter().collect();
-    groups.sort_unstable_by_key(|(key, _)| *key);
-    groups
-        .into_iter()
-        .map(|((business_date, store_id, product_id), mut acc)| {
-            acc.transactions.sort_unstable();
-            acc.transactions.dedup();
-            let revenue = i64::try_from(acc.revenue)
-                .ok()
-                .map(Money)
-                .filter(|m| m.fits_precision(14))
-                .ok_or(RevenueOverflow {
+
+    /// The fact rows, sorted by their grain.
+    ///
+    /// # Errors
+    /// A group's revenue does not fit `decimal(14,2)`.
+    pub fn finish(self) -> Result<Vec<FactSalesDaily>, RevenueOverflow> {
+        let mut groups: Vec<_> = self.groups.into_iter().collect();
+        groups.sort_unstable_by_key(|(key, _)| *key);
+        groups
+            .into_iter()
+            .map(|((business_date, store_id, product_id), group)| {
+                let sum = &self.sums[group as usize];
+                let revenue = i64::try_from(sum.revenue)
+                    .ok()
+                    .map(Money)
+                    .filter(|m| m.fits_precision(14))
+                    .ok_or(RevenueOverflow {
+                        business_date,
+                        store_id,
+                        product_id,
+                    })?;
+                Ok(FactSalesDaily {
                     business_date,
                     store_id,
                     product_id,
+                    quantity: sum.quantity,
+                    revenue,
+                    line_items: sum.line_items,
+                    transactions: sum.distinct_ids(),
                 })
-                .map_err(|e| e.to_string())?;
-            Ok(FactSalesDaily {
-                business_date,
-                store_id,
-                product_id,
-                quantity: acc.quantity,
-                revenue,
-                line_items: acc.line_items,
-                transactions: acc.transactions.len() as i64,
             })
-        })
-        .collect()
+            .collect()
+    }
 }
 
 /// `gold.fact_inventory`: per business_date × store × product, the latest eligible update by
@@ -445,40 +421,52 @@ mod tests {
         vec![crate::adapters::iceberg::rows_to_batch("silver", &schema, rows).unwrap()]
     }
 
-    /// The sale ids of the fact per date, from silver in batches of three rows, gathered two
-    /// rows at a time (so a date spans slices and a slice spans batches).
-    fn sale_ids(rows: &[SilverSale], policy: &GoldPolicy) -> Vec<(i32, Vec<String>)> {
+    /// The daily fact of silver read in batches of two rows (so a group spans batches).
+    fn daily(
+        rows: &[SilverSale],
+        policy: &GoldPolicy,
+    ) -> Result<Vec<FactSalesDaily>, RevenueOverflow> {
+        let mut daily = DailySales::default();
+        for batch in rows.chunks(2).flat_map(silver) {
+            daily.add(&batch, policy).unwrap();
+        }
+        daily.finish()
+    }
+
+    /// The sale ids of the fact per date (sorted), from silver in batches of three rows.
+    fn sale_ids(rows: &[SilverSale], policy: &GoldPolicy) -> BTreeMap<i32, Vec<String>> {
         let fact = schema_of(&crate::adapters::iceberg::tables::FACT_SALES);
-        let keys = Arc::new(SurrogateKeys::default());
-        let batches = rows.chunks(3).flat_map(silver).collect();
-        let mut out: Vec<(i32, Vec<String>)> = Vec::new();
-        for slice in SalesFacts::plan(batches, fact, policy, keys, 2).unwrap() {
-            let (day, batch) = slice.unwrap();
-            assert!(
-                batch.num_rows() <= 2,
-                "a slice holds at most slice_rows rows"
-            );
-            let ids = column::<StringArray>(&batch, "sale_id").unwrap();
-            let revenue = column::<Decimal128Array>(&batch, "revenue").unwrap();
-            for (i, id) in ids.iter().enumerate() {
-                let row = rows
-                    .iter()
-                    .find(|r| Some(r.event_id.as_str()) == id)
-                    .unwrap();
-                assert_eq!(
-                    revenue.value(i),
-                    i128::from(row.revenue.0),
-                    "{id:?}'s own row"
-                );
-            }
-            let keys = column::<Int64Array>(&batch, "store_key").unwrap();
-            assert_eq!(keys.null_count(), batch.num_rows(), "no dimension: no key");
-            let ids = ids.iter().flatten().map(str::to_string);
-            match out.last_mut() {
-                Some((last, sales)) if *last == day => sales.extend(ids),
-                _ => out.push((day, ids.collect())),
+        let keys = SurrogateKeys::default();
+        let mut out: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+        for batch in rows.chunks(3).flat_map(silver) {
+            let facts = sales_facts(&batch, &fact, policy, &keys).unwrap();
+            let days: Vec<i32> = facts.iter().map(|(day, _)| *day).collect();
+            assert!(days.is_sorted(), "dates ascending: {days:?}");
+            for (day, batch) in facts {
+                assert_eq!(batch.schema(), fact);
+                let ids = column::<StringArray>(&batch, "sale_id").unwrap();
+                let revenue = column::<Decimal128Array>(&batch, "revenue").unwrap();
+                let dates = column::<Date32Array>(&batch, "business_date").unwrap();
+                for (i, id) in ids.iter().enumerate() {
+                    let row = rows
+                        .iter()
+                        .find(|r| Some(r.event_id.as_str()) == id)
+                        .unwrap();
+                    assert_eq!(dates.value(i), day, "{id:?} in its date's batch");
+                    assert_eq!(
+                        revenue.value(i),
+                        i128::from(row.revenue.0),
+                        "{id:?}'s own row"
+                    );
+                }
+                let keys = column::<Int64Array>(&batch, "store_key").unwrap();
+                assert_eq!(keys.null_count(), batch.num_rows(), "no dimension: no key");
+                out.entry(day)
+                    .or_default()
+                    .extend(ids.iter().flatten().map(str::to_string));
             }
         }
+        out.values_mut().for_each(|ids| ids.sort());
         out
     }
 
@@ -493,9 +481,8 @@ mod tests {
             sale("e", 1, 1, Some("t9"), 5, 100, 100, true), // too late
             sale("f", 2, 1, Some("t1"), 1, 1, 100, false),
         ];
-        let daily = fact_sales_daily(&silver(&rows), &policy).unwrap();
         assert_eq!(
-            daily,
+            daily(&rows, &policy).unwrap(),
             vec![
                 FactSalesDaily {
                     business_date: 1,
@@ -517,19 +504,24 @@ mod tests {
                 },
             ]
         );
-        // One batch per date, sorted by sale id whatever the input order.
+        // The eligible sales of each date, whatever the input order; a batch of two dates (f,
+        // a and b once f comes first) is split.
         let mut shuffled = rows.clone();
-        shuffled.reverse();
+        shuffled.rotate_right(1);
         let by_day = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let want = vec![(1, by_day(&["a", "b", "c"])), (2, by_day(&["f"]))];
+        let want = BTreeMap::from([(1, by_day(&["a", "b", "c"])), (2, by_day(&["f"]))]);
         assert_eq!(sale_ids(&rows, &policy), want);
         assert_eq!(sale_ids(&shuffled, &policy), want);
+        assert_eq!(
+            daily(&shuffled, &policy).unwrap(),
+            daily(&rows, &policy).unwrap()
+        );
         let strict = GoldPolicy {
             min_quality_score: 100,
         };
         assert_eq!(
             sale_ids(&rows, &strict),
-            vec![(1, by_day(&["a", "c"])), (2, by_day(&["f"]))]
+            BTreeMap::from([(1, by_day(&["a", "c"])), (2, by_day(&["f"]))])
         );
     }
 
@@ -538,8 +530,15 @@ mod tests {
         let rows: Vec<_> = (0..101)
             .map(|i| sale(&i.to_string(), 1, 1, None, 100, 9_999_999_999, 100, false))
             .collect();
-        let error = fact_sales_daily(&silver(&rows), &GoldPolicy::default()).unwrap_err();
-        assert!(error.contains("store 1 product 1"), "{error}");
+        let error = daily(&rows, &GoldPolicy::default()).unwrap_err();
+        assert_eq!(
+            error,
+            RevenueOverflow {
+                business_date: 1,
+                store_id: 1,
+                product_id: 1
+            }
+        );
     }
 
     fn update(id: &str, event_time: i64, closing: i64, sold: i32, score: i32) -> SilverInventory {

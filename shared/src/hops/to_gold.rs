@@ -4,7 +4,7 @@
 //! backfill recomputes a range of dates too, and can take their too-late rows in for good.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use arrow_array::{Array, BooleanArray, Date32Array, RecordBatch};
 use arrow_schema::{ArrowError, SchemaRef};
@@ -18,10 +18,10 @@ use super::maintenance::surrogate_keys;
 use super::{Deps, PROP_TOO_LATE_TAKEN_IN, checkpoint, checkpoint_properties};
 use crate::adapters::events::changed_tables;
 use crate::adapters::iceberg::{
-    CommitOutcome, CommitPlan, DEFAULT_TARGET_FILE_SIZE, Lakehouse, LiveFile, Operation, TableDef,
+    CommitOutcome, CommitPlan, DEFAULT_TARGET_FILE_SIZE, Lakehouse, Operation, TableDef,
     arrow_schema, batch_to_rows, batches_by_day, partition_day, tables, write_produced,
 };
-use crate::domain::gold::{self, SalesFacts};
+use crate::domain::gold;
 use crate::domain::time::{date_from_days, days_from_date};
 use crate::error::{HandlerError, StorageError};
 
@@ -94,8 +94,8 @@ impl Backfill {
 }
 
 /// Brings `facts` up to date with their silver tables at once, each in its own commit; with
-/// a backfill, its dates are recomputed too. Facts of one silver table share one read of it.
-/// Every fact is tried; the outcomes are in `facts`' order.
+/// a backfill, its dates are recomputed too. Every fact is tried; the outcomes are in `facts`'
+/// order.
 ///
 /// # Errors
 /// The first fact's error: storage errors, or a daily revenue that overflows its column.
@@ -104,62 +104,8 @@ pub async fn catch_up(
     facts: &[&TableDef],
     also: Option<Backfill>,
 ) -> Result<Vec<Option<CommitOutcome>>, StorageError> {
-    let reads = SilverReads::default();
-    let runs = facts.iter().map(|fact| process(deps, fact, also, &reads));
+    let runs = facts.iter().map(|fact| process(deps, fact, also));
     futures::future::join_all(runs).await.into_iter().collect()
-}
-
-/// The silver reads of one run, one per silver table: a fact waits for a read of its silver
-/// table in progress and takes it if it is of the same files of the same snapshot, with the
-/// same columns (the two sales facts), so silver is read once.
-#[derive(Default)]
-struct SilverReads(Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<SilverRead>>>>>);
-
-struct SilverRead {
-    snapshot_id: i64,
-    files: Vec<String>,
-    columns: Option<Vec<String>>,
-    batches: Vec<RecordBatch>,
-}
-
-impl SilverReads {
-    /// The batches of `files` of `silver` at `snapshot_id`, with `columns`: read, or taken
-    /// from the run's last read of that table if it is the same.
-    async fn read(
-        &self,
-        lake: &Lakehouse,
-        silver: &Table,
-        snapshot_id: i64,
-        files: &[LiveFile],
-        columns: Option<&[&str]>,
-    ) -> Result<Vec<RecordBatch>, StorageError> {
-        let slot = self
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(silver.identifier().to_string())
-            .or_default()
-            .clone();
-        let mut last = slot.lock().await;
-        let names: Option<Vec<String>> = columns.map(|c| c.iter().map(|n| n.to_string()).collect());
-        let same = |read: &&SilverRead| {
-            read.snapshot_id == snapshot_id
-                && read.files.len() == files.len()
-                && read.files.iter().zip(files).all(|(r, f)| r == f.path())
-                && read.columns == names
-        };
-        if let Some(read) = last.as_ref().filter(same) {
-            return Ok(read.batches.clone());
-        }
-        let batches = lake.read_batches(silver, files, columns).await?;
-        *last = Some(SilverRead {
-            snapshot_id,
-            files: files.iter().map(|f| f.path().to_string()).collect(),
-            columns: names,
-            batches: batches.clone(),
-        });
-        Ok(batches)
-    }
 }
 
 /// Brings one fact table up to date with its silver table (see [`catch_up`]).
@@ -167,29 +113,32 @@ async fn process(
     deps: &Deps,
     fact: &TableDef,
     also: Option<Backfill>,
-    reads: &SilverReads,
 ) -> Result<Option<CommitOutcome>, StorageError> {
     let policy = deps.config.gold;
-    let string = |e: ArrowError| e.to_string();
+    let fail = |context: String| move |e: String| StorageError::data(context)(e);
+    let context = format!("aggregate {}", fact.qualified());
     match fact.name {
         "fact_sales" => {
-            let context = format!("aggregate {}", fact.qualified());
             let keys = Arc::new(surrogate_keys(&deps.lake).await?);
             recompute(
                 deps,
                 fact,
                 &tables::SILVER_SALES,
-                Some(&gold::SILVER_SALES_COLUMNS),
+                Some(&gold::FACT_SALES_SILVER_COLUMNS),
                 also,
-                reads,
                 move |silver, schema| {
-                    let facts =
-                        SalesFacts::plan(silver, schema.clone(), &policy, keys.clone(), SLICE_ROWS)
-                            .map_err(string)?;
-                    let context = context.clone();
-                    Ok(Box::new(facts.map(move |slice| {
-                        slice.map_err(|e| StorageError::data(context.clone())(e.to_string()))
-                    })) as FactBatches)
+                    let (schema, keys, context) = (schema.clone(), keys.clone(), context.clone());
+                    let facts = silver.flat_map(move |batch| {
+                        let facts = batch.and_then(|batch| {
+                            gold::sales_facts(&batch, &schema, &policy, &keys)
+                                .map_err(|e| fail(context.clone())(e.to_string()))
+                        });
+                        match facts {
+                            Ok(facts) => facts.into_iter().map(Ok).collect(),
+                            Err(e) => vec![Err(e)],
+                        }
+                    });
+                    Ok(Box::new(facts) as FactBatches)
                 },
             )
             .await
@@ -199,11 +148,18 @@ async fn process(
                 deps,
                 fact,
                 &tables::SILVER_SALES,
-                Some(&gold::SILVER_SALES_COLUMNS),
+                Some(&gold::DAILY_SALES_SILVER_COLUMNS),
                 also,
-                reads,
                 move |silver, schema| {
-                    let facts = gold::fact_sales_daily(&silver, &policy)?;
+                    let mut daily = gold::DailySales::default();
+                    for batch in silver {
+                        daily
+                            .add(&batch?, &policy)
+                            .map_err(|e| fail(context.clone())(e.to_string()))?;
+                    }
+                    let facts = daily
+                        .finish()
+                        .map_err(|e| fail(context.clone())(e.to_string()))?;
                     by_date(schema, &facts, |f| f.business_date)
                 },
             )
@@ -216,9 +172,8 @@ async fn process(
                 &tables::SILVER_INVENTORY,
                 None,
                 also,
-                reads,
                 move |silver, schema| {
-                    let facts = gold::fact_inventory(&rows_of(&silver)?, &policy);
+                    let facts = gold::fact_inventory(&rows_of(silver)?, &policy);
                     by_date(schema, &facts, |f| f.business_date)
                 },
             )
@@ -231,9 +186,8 @@ async fn process(
                 &tables::SILVER_EQUIPMENT_METRICS,
                 None,
                 also,
-                reads,
                 move |silver, schema| {
-                    let facts = gold::fact_equipment_performance(&rows_of(&silver)?, &policy);
+                    let facts = gold::fact_equipment_performance(&rows_of(silver)?, &policy);
                     by_date(schema, &facts, |f| f.business_date)
                 },
             )
@@ -243,22 +197,22 @@ async fn process(
     }
 }
 
-/// Rows of `fact_sales` gathered per batch: the write of one overlaps the gathering of the next.
-const SLICE_ROWS: usize = 65_536;
-
 /// Writers encoding a fact at once (`write_produced`): encoding is most of a recompute, and a
-/// function has two cores. A date of more than one slice is written as two files.
+/// function has two cores. A date of more than one batch is written as two files.
 const WRITE_LANES: usize = 2;
 
-/// The fact batches of one recomputation, as (business date, batch) with dates ascending,
-/// produced on a blocking thread while the writer encodes the previous one.
+/// The silver batches of one recomputation, as they are read (on a blocking thread).
+type SilverBatches = Box<dyn Iterator<Item = Result<RecordBatch, StorageError>> + Send>;
+
+/// The fact batches of one recomputation, as (business date, batch), produced on a blocking
+/// thread while the writers encode the previous ones.
 type FactBatches = Box<dyn Iterator<Item = Result<(i32, RecordBatch), StorageError>> + Send>;
 
 /// Silver batches as rows, for the facts computed on rows.
-fn rows_of<S: DeserializeOwned>(batches: &[RecordBatch]) -> Result<Vec<S>, String> {
+fn rows_of<S: DeserializeOwned>(batches: SilverBatches) -> Result<Vec<S>, StorageError> {
     let mut rows = Vec::new();
     for batch in batches {
-        rows.append(&mut batch_to_rows("silver batch", batch).map_err(|e| e.to_string())?);
+        rows.append(&mut batch_to_rows("silver batch", &batch?)?);
     }
     Ok(rows)
 }
@@ -268,8 +222,8 @@ fn by_date<F: Serialize>(
     schema: &SchemaRef,
     facts: &[F],
     date_of: impl Fn(&F) -> i32,
-) -> Result<FactBatches, String> {
-    let batches = batches_by_day("gold fact", schema, facts, date_of).map_err(|e| e.to_string())?;
+) -> Result<FactBatches, StorageError> {
+    let batches = batches_by_day("gold fact", schema, facts, date_of)?;
     Ok(Box::new(batches.into_iter().map(Ok)))
 }
 
@@ -306,8 +260,7 @@ async fn recompute(
     silver_def: &TableDef,
     columns: Option<&[&str]>,
     also: Option<Backfill>,
-    reads: &SilverReads,
-    aggregate: impl Fn(Vec<RecordBatch>, &SchemaRef) -> Result<FactBatches, String>
+    aggregate: impl Fn(SilverBatches, &SchemaRef) -> Result<FactBatches, StorageError>
     + Send
     + Sync
     + 'static,
@@ -350,26 +303,24 @@ async fn recompute(
         if let Some(b) = also.filter(|b| b.too_late) {
             taken_in.extend(dates.iter().filter(|d| b.contains(**d)));
         }
-        let context = || StorageError::data(format!("aggregate {}", fact_def.qualified()));
-        let batches = reads
-            .read(lake, &silver, head.snapshot_id(), &touched, columns)
-            .await?;
-        let schema = arrow_schema(&gold_table)?;
-        // On a blocking thread: the other facts of the run go on meanwhile.
+        let context = format!("aggregate {}", fact_def.qualified());
         let dates_taken_in = taken_in.clone();
+        let take_in_context = context.clone();
+        let silver: SilverBatches = Box::new(lake.read_ahead(&silver, touched, columns)?.map(
+            move |batch| {
+                batch.and_then(|batch| {
+                    take_in(batch, &dates_taken_in)
+                        .map_err(|e| StorageError::data(take_in_context.clone())(e.to_string()))
+                })
+            },
+        ));
+        let schema = arrow_schema(&gold_table)?;
+        // On a blocking thread (it waits for silver): the other facts of the run go on
+        // meanwhile. A fact made batch by batch is made as it is written.
         let aggregate = Arc::clone(aggregate);
-        let facts = tokio::task::spawn_blocking(move || {
-            let batches = batches
-                .into_iter()
-                .map(|b| take_in(b, &dates_taken_in))
-                .collect::<Result<_, _>>()
-                .map_err(|e| e.to_string())?;
-            aggregate(batches, &schema)
-        })
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|facts| facts)
-        .map_err(context())?;
+        let facts = tokio::task::spawn_blocking(move || aggregate(silver, &schema))
+            .await
+            .map_err(|e| StorageError::data(context)(e.to_string()))??;
         let mut properties = checkpoint_properties(head);
         if taken_in.len() > before {
             properties.extend(taken_in_property(&taken_in));

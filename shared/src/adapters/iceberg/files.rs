@@ -485,6 +485,84 @@ impl BatchStream {
     }
 }
 
+/// Batches a read holds ahead of its consumer ([`Lakehouse::read_ahead`]).
+const READ_AHEAD: usize = 2;
+
+/// The batches of [`Lakehouse::read_ahead`], in file order. A reader that stops before the
+/// end (it panicked) is an error, never a short read.
+pub struct ReadAhead {
+    table: String,
+    receiver: tokio::sync::mpsc::Receiver<Result<Option<RecordBatch>, StorageError>>,
+    ended: bool,
+}
+
+impl Iterator for ReadAhead {
+    type Item = Result<RecordBatch, StorageError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.ended {
+            return None;
+        }
+        let item = match self.receiver.blocking_recv() {
+            Some(Ok(Some(batch))) => return Some(Ok(batch)),
+            Some(Ok(None)) => None,
+            Some(Err(e)) => Some(Err(e)),
+            None => Some(Err(StorageError::Data {
+                context: format!("read {}", self.table),
+                message: "the reader stopped before the last batch".to_string(),
+            })),
+        };
+        self.ended = true;
+        item
+    }
+}
+
+/// The table's current Arrow schema, with only `columns` (in the table's order) if given.
+fn projected_schema(
+    table: &Table,
+    columns: Option<&[&str]>,
+) -> Result<Arc<arrow_schema::Schema>, StorageError> {
+    let schema = arrow_schema(table)?;
+    let Some(columns) = columns else {
+        return Ok(schema);
+    };
+    let fields: Vec<_> = schema
+        .fields()
+        .iter()
+        .filter(|f| columns.contains(&f.name().as_str()))
+        .cloned()
+        .collect();
+    Ok(Arc::new(arrow_schema::Schema::new_with_metadata(
+        fields,
+        schema.metadata().clone(),
+    )))
+}
+
+/// A batch as read, in `target`: files written under an older schema are cast to the current
+/// types, with nulls for columns they lack.
+fn conform(
+    table: &Table,
+    target: &Arc<arrow_schema::Schema>,
+    batch: &RecordBatch,
+) -> Result<RecordBatch, StorageError> {
+    target
+        .fields()
+        .iter()
+        .map(|field| match batch.column_by_name(field.name()) {
+            Some(column) => arrow_cast::cast(column, field.data_type()),
+            None => Ok(arrow_array::new_null_array(
+                field.data_type(),
+                batch.num_rows(),
+            )),
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .and_then(|columns| RecordBatch::try_new(target.clone(), columns))
+        .map_err(|e| StorageError::Data {
+            context: format!("read {}", table.identifier()),
+            message: e.to_string(),
+        })
+}
+
 impl Lakehouse {
     /// The rows of `files`, batch by batch, decoding only `columns`.
     pub fn stream_batches(
@@ -630,19 +708,7 @@ impl Lakehouse {
         files: &[LiveFile],
         columns: Option<&[&str]>,
     ) -> Result<Vec<RecordBatch>, StorageError> {
-        let mut target = arrow_schema(table)?;
-        if let Some(columns) = columns {
-            let fields: Vec<_> = target
-                .fields()
-                .iter()
-                .filter(|f| columns.contains(&f.name().as_str()))
-                .cloned()
-                .collect();
-            target = Arc::new(arrow_schema::Schema::new_with_metadata(
-                fields,
-                target.metadata().clone(),
-            ));
-        }
+        let target = projected_schema(table, columns)?;
         let wanted = columns.map_or(Columns::All, Columns::only);
         // Decoding is most of a read: each task decodes its share of every file's row groups.
         let shares: Vec<_> = (0..READ_SHARES)
@@ -667,29 +733,46 @@ impl Lakehouse {
         }
         // File order; within a file the first share's row groups come first (a stable sort).
         batches.sort_by_key(|(file, _)| *file);
-        let mut out = Vec::with_capacity(batches.len());
-        for (_, batch) in batches {
-            // Files written under an older schema: cast to the current types, nulls for columns
-            // they lack.
-            let conformed = target
-                .fields()
-                .iter()
-                .map(|field| match batch.column_by_name(field.name()) {
-                    Some(column) => arrow_cast::cast(column, field.data_type()),
-                    None => Ok(arrow_array::new_null_array(
-                        field.data_type(),
-                        batch.num_rows(),
-                    )),
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .and_then(|columns| RecordBatch::try_new(target.clone(), columns))
-                .map_err(|e| StorageError::Data {
-                    context: format!("read {}", table.identifier()),
-                    message: e.to_string(),
-                })?;
-            out.push(conformed);
-        }
-        Ok(out)
+        batches
+            .into_iter()
+            .map(|(_, batch)| conform(table, &target, &batch))
+            .collect()
+    }
+
+    /// [`Lakehouse::read_batches`] as they are decoded, for a blocking thread: a task reads
+    /// ahead of the consumer by a few batches, so a hop holds a few batches, not the files.
+    /// Must be called within the runtime; the iterator must be used off it (`spawn_blocking`).
+    ///
+    /// # Errors
+    /// The table's schema cannot be converted; read errors come through the iterator.
+    pub fn read_ahead(
+        &self,
+        table: &Table,
+        files: Vec<LiveFile>,
+        columns: Option<&[&str]>,
+    ) -> Result<ReadAhead, StorageError> {
+        let target = projected_schema(table, columns)?;
+        let mut stream =
+            self.stream_batches(table, files, columns.map_or(Columns::All, Columns::only));
+        let (sender, receiver) = tokio::sync::mpsc::channel(READ_AHEAD);
+        let read = table.clone();
+        tokio::spawn(async move {
+            loop {
+                let item = match stream.next().await {
+                    Ok(Some(batch)) => conform(&read, &target, &batch).map(Some),
+                    other => other,
+                };
+                let last = !matches!(item, Ok(Some(_)));
+                if sender.send(item).await.is_err() || last {
+                    break; // the consumer stopped, or this was the end
+                }
+            }
+        });
+        Ok(ReadAhead {
+            table: table.identifier().to_string(),
+            receiver,
+            ended: false,
+        })
     }
 
     /// Hands each value of one string column of the given files (e.g. the natural ids) to
