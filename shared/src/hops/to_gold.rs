@@ -115,8 +115,7 @@ async fn process(
     also: Option<Backfill>,
 ) -> Result<Option<CommitOutcome>, StorageError> {
     let policy = deps.config.gold;
-    let fail = |context: String| move |e: String| StorageError::data(context)(e);
-    let context = format!("aggregate {}", fact.qualified());
+    let name = fact.qualified();
     match fact.name {
         "fact_sales" => {
             let keys = Arc::new(surrogate_keys(&deps.lake).await?);
@@ -127,11 +126,11 @@ async fn process(
                 Some(&gold::FACT_SALES_SILVER_COLUMNS),
                 also,
                 move |silver, schema| {
-                    let (schema, keys, context) = (schema.clone(), keys.clone(), context.clone());
+                    let (schema, keys, name) = (schema.clone(), keys.clone(), name.clone());
                     let facts = silver.flat_map(move |batch| {
                         let facts = batch.and_then(|batch| {
                             gold::sales_facts(&batch, &schema, &policy, &keys)
-                                .map_err(|e| fail(context.clone())(e.to_string()))
+                                .map_err(|e| failed(&name, e))
                         });
                         match facts {
                             Ok(facts) => facts.into_iter().map(Ok).collect(),
@@ -153,13 +152,9 @@ async fn process(
                 move |silver, schema| {
                     let mut daily = gold::DailySales::default();
                     for batch in silver {
-                        daily
-                            .add(&batch?, &policy)
-                            .map_err(|e| fail(context.clone())(e.to_string()))?;
+                        daily.add(&batch?, &policy).map_err(|e| failed(&name, e))?;
                     }
-                    let facts = daily
-                        .finish()
-                        .map_err(|e| fail(context.clone())(e.to_string()))?;
+                    let facts = daily.finish().map_err(|e| failed(&name, e))?;
                     by_date(schema, &facts, |f| f.business_date)
                 },
             )
@@ -207,6 +202,11 @@ type SilverBatches = Box<dyn Iterator<Item = Result<RecordBatch, StorageError>> 
 /// The fact batches of one recomputation, as (business date, batch), produced on a blocking
 /// thread while the writers encode the previous ones.
 type FactBatches = Box<dyn Iterator<Item = Result<(i32, RecordBatch), StorageError>> + Send>;
+
+/// An error computing `fact` (its qualified name).
+fn failed(fact: &str, e: impl std::fmt::Display) -> StorageError {
+    StorageError::data(format!("aggregate {fact}"))(e.to_string())
+}
 
 /// Silver batches as rows, for the facts computed on rows.
 fn rows_of<S: DeserializeOwned>(batches: SilverBatches) -> Result<Vec<S>, StorageError> {
@@ -303,15 +303,12 @@ async fn recompute(
         if let Some(b) = also.filter(|b| b.too_late) {
             taken_in.extend(dates.iter().filter(|d| b.contains(**d)));
         }
-        let context = format!("aggregate {}", fact_def.qualified());
+        let name = fact_def.qualified();
         let dates_taken_in = taken_in.clone();
-        let take_in_context = context.clone();
         let silver: SilverBatches = Box::new(lake.read_ahead(&silver, touched, columns)?.map(
             move |batch| {
-                batch.and_then(|batch| {
-                    take_in(batch, &dates_taken_in)
-                        .map_err(|e| StorageError::data(take_in_context.clone())(e.to_string()))
-                })
+                batch
+                    .and_then(|batch| take_in(batch, &dates_taken_in).map_err(|e| failed(&name, e)))
             },
         ));
         let schema = arrow_schema(&gold_table)?;
@@ -320,7 +317,7 @@ async fn recompute(
         let aggregate = Arc::clone(aggregate);
         let facts = tokio::task::spawn_blocking(move || aggregate(silver, &schema))
             .await
-            .map_err(|e| StorageError::data(context)(e.to_string()))??;
+            .map_err(|e| failed(&fact_def.qualified(), e))??;
         let mut properties = checkpoint_properties(head);
         if taken_in.len() > before {
             properties.extend(taken_in_property(&taken_in));
