@@ -225,6 +225,28 @@ async fn eight_concurrent_writers_all_land_on_postgres() {
     database.drop().await;
 }
 
+/// Processes opening a new PostgreSQL catalog at once all open it: they race to create its
+/// tables, and the losers find them on their next try.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_processes_open_a_new_postgres_catalog_at_once() {
+    let Some(database) = support::TempDatabase::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("postgres.url"), &database.url).unwrap();
+    let opening: Vec<_> = (0..8)
+        .map(|_| {
+            let config = config(dir.path(), "30");
+            tokio::spawn(async move { Lakehouse::open(&config).await.map(|_| ()) })
+        })
+        .collect();
+    for open in opening {
+        let opened = open.await.unwrap();
+        assert!(opened.is_ok(), "{opened:?}");
+    }
+    database.drop().await;
+}
+
 async fn concurrent_writers(dir: &std::path::Path) {
     lake(dir).await;
     // Eight writers with their own connection pools, in parallel tasks.

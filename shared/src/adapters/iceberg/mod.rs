@@ -212,6 +212,16 @@ impl Lakehouse {
     }
 }
 
+/// Times a catalog's tables are created again after losing a race to create them.
+const CATALOG_CREATION_TRIES: u64 = 5;
+
+/// Whether opening a SQL catalog failed because another process created its tables at the
+/// same time.
+fn lost_creation_race(e: &iceberg::Error) -> bool {
+    let message = e.to_string();
+    message.contains("already exists") || message.contains("pg_type_typname_nsp_index")
+}
+
 /// Opens an SQL catalog (SQLite in WAL mode, or PostgreSQL) and its pointer table.
 async fn open_sql(
     catalog: &CatalogUri,
@@ -219,7 +229,7 @@ async fn open_sql(
     mut props: HashMap<String, String>,
 ) -> Result<(SqlCatalog, CatalogPointer), StorageError> {
     sqlx::any::install_default_drivers();
-    let (bind_style, dialect) = match catalog {
+    let dialect = match catalog {
         CatalogUri::Sqlite(path) => {
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir).map_err(|e| StorageError::Object {
@@ -227,9 +237,9 @@ async fn open_sql(
                     message: e.to_string(),
                 })?;
             }
-            (SqlBindStyle::QMark, Dialect::Sqlite)
+            Dialect::Sqlite
         }
-        _ => (SqlBindStyle::DollarNumeric, Dialect::Postgres),
+        _ => Dialect::Postgres,
     };
     let url = catalog.connect_url();
     let pool: AnyPool = AnyPoolOptions::new()
@@ -244,12 +254,27 @@ async fn open_sql(
     }
     props.insert("uri".to_string(), url);
     props.insert("pool.max-connections".to_string(), "4".to_string());
-    let catalog = SqlCatalogBuilder::default()
-        .sql_bind_style(bind_style)
-        .with_storage_factory(factory)
-        .load(CATALOG_NAME, props)
-        .await
-        .map_err(StorageError::iceberg("open the catalog"))?;
+    // Processes opening a new PostgreSQL catalog at once race to create its tables, and
+    // `CREATE TABLE IF NOT EXISTS` fails for the losers ("type … already exists", a unique
+    // violation in pg_type): the tables are there when they try again.
+    let mut tries = 0;
+    let catalog = loop {
+        let opened = SqlCatalogBuilder::default()
+            .sql_bind_style(match dialect {
+                Dialect::Sqlite => SqlBindStyle::QMark,
+                Dialect::Postgres => SqlBindStyle::DollarNumeric,
+            })
+            .with_storage_factory(factory.clone())
+            .load(CATALOG_NAME, props.clone())
+            .await;
+        match opened {
+            Err(e) if tries < CATALOG_CREATION_TRIES && lost_creation_race(&e) => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(20 * tries)).await;
+            }
+            opened => break opened.map_err(StorageError::iceberg("open the catalog"))?,
+        }
+    };
     let pointer = CatalogPointer::Sql {
         pool,
         dialect,
