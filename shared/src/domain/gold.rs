@@ -71,8 +71,7 @@ pub const FACT_SALES_SILVER_COLUMNS: [&str; 13] = [
 ];
 
 /// The silver sales columns `fact_sales_daily` reads.
-pub const DAILY_SALES_SILVER_COLUMNS: [&str; 9] = [
-    "event_id",
+pub const DAILY_SALES_SILVER_COLUMNS: [&str; 8] = [
     "transaction_id",
     "business_date",
     "store_id",
@@ -185,25 +184,28 @@ struct DailySum {
     quantity: i64,
     revenue: i128,
     line_items: i64,
-    /// Each line item's transaction id (its event id where absent), end to end: sorted and
-    /// counted once at the end, cheaper than hashing a million ids as they come.
+    /// Line items without a transaction id: each is a transaction of its own (its event id,
+    /// unique in silver, stands for it).
+    alone: i64,
+    /// The other line items' transaction ids, end to end: sorted and counted once at the end,
+    /// cheaper than hashing a million ids as they come.
     ids: Vec<u8>,
-    /// Where each id ends in `ids`.
-    ends: Vec<usize>,
+    /// Where each id ends in `ids` (a group's ids fit 4 GiB: a function's memory is smaller).
+    ends: Vec<u32>,
 }
 
 impl DailySum {
-    /// The number of distinct ids.
-    fn distinct_ids(&self) -> i64 {
+    /// The number of distinct transactions.
+    fn transactions(&self) -> i64 {
         let mut ids: Vec<&[u8]> = Vec::with_capacity(self.ends.len());
         let mut start = 0;
         for &end in &self.ends {
-            ids.push(&self.ids[start..end]);
-            start = end;
+            ids.push(&self.ids[start..end as usize]);
+            start = end as usize;
         }
         ids.sort_unstable();
         ids.dedup();
-        ids.len() as i64
+        ids.len() as i64 + self.alone
     }
 }
 
@@ -220,7 +222,6 @@ impl DailySales {
         let quantity = column::<Int32Array>(batch, "quantity")?;
         let revenue = column::<Decimal128Array>(batch, "revenue")?;
         let transaction = column::<StringArray>(batch, "transaction_id")?;
-        let event = column::<StringArray>(batch, "event_id")?;
         for i in (0..batch.num_rows()).filter(|i| eligible.value(*i)) {
             let key = (date.value(i), store.value(i), product.value(i));
             let next = u32::try_from(self.sums.len())
@@ -233,13 +234,14 @@ impl DailySales {
             sum.quantity += i64::from(quantity.value(i));
             sum.revenue += revenue.value(i);
             sum.line_items += 1;
-            let id = if transaction.is_valid(i) {
-                transaction.value(i)
-            } else {
-                event.value(i)
-            };
-            sum.ids.extend_from_slice(id.as_bytes());
-            sum.ends.push(sum.ids.len());
+            if transaction.is_null(i) {
+                sum.alone += 1;
+                continue;
+            }
+            sum.ids.extend_from_slice(transaction.value(i).as_bytes());
+            let end = u32::try_from(sum.ids.len())
+                .map_err(|_| ArrowError::ComputeError("a group's ids exceed 4 GiB".to_string()))?;
+            sum.ends.push(end);
         }
         Ok(())
     }
@@ -271,7 +273,7 @@ impl DailySales {
                     quantity: sum.quantity,
                     revenue,
                     line_items: sum.line_items,
-                    transactions: sum.distinct_ids(),
+                    transactions: sum.transactions(),
                 })
             })
             .collect()
@@ -480,6 +482,7 @@ mod tests {
             sale("d", 1, 1, None, 5, 100, 49, false), // below the minimum score
             sale("e", 1, 1, Some("t9"), 5, 100, 100, true), // too late
             sale("f", 2, 1, Some("t1"), 1, 1, 100, false),
+            sale("g", 2, 1, None, 1, 1, 100, false), // a transaction of its own
         ];
         assert_eq!(
             daily(&rows, &policy).unwrap(),
@@ -497,10 +500,10 @@ mod tests {
                     business_date: 2,
                     store_id: 1,
                     product_id: 1,
-                    quantity: 1,
-                    revenue: Money(1),
-                    line_items: 1,
-                    transactions: 1
+                    quantity: 2,
+                    revenue: Money(2),
+                    line_items: 2,
+                    transactions: 2
                 },
             ]
         );
@@ -509,7 +512,7 @@ mod tests {
         let mut shuffled = rows.clone();
         shuffled.rotate_right(1);
         let by_day = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let want = BTreeMap::from([(1, by_day(&["a", "b", "c"])), (2, by_day(&["f"]))]);
+        let want = BTreeMap::from([(1, by_day(&["a", "b", "c"])), (2, by_day(&["f", "g"]))]);
         assert_eq!(sale_ids(&rows, &policy), want);
         assert_eq!(sale_ids(&shuffled, &policy), want);
         assert_eq!(
@@ -521,7 +524,7 @@ mod tests {
         };
         assert_eq!(
             sale_ids(&rows, &strict),
-            BTreeMap::from([(1, by_day(&["a", "c"])), (2, by_day(&["f"]))])
+            BTreeMap::from([(1, by_day(&["a", "c"])), (2, by_day(&["f", "g"]))])
         );
     }
 
