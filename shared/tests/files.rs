@@ -126,6 +126,19 @@ async fn lanes_and_shares_keep_every_row_in_file_order() {
         expected.extend(file_tags);
     }
     assert_eq!(read, expected);
+    // Read ahead of a blocking consumer (silver → gold): the same rows in the same order.
+    let ahead = lake.read_ahead(&table, live.clone(), None).unwrap();
+    let streamed = tokio::task::spawn_blocking(move || {
+        let mut streamed = Vec::new();
+        for batch in ahead {
+            let rows = batch_to_rows::<QuarantineRow>("test", &batch.unwrap()).unwrap();
+            streamed.extend(tags(&rows));
+        }
+        streamed
+    })
+    .await
+    .unwrap();
+    assert_eq!(streamed, read);
     let mut all = read;
     all.sort();
     let mut written = written;
