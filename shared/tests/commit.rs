@@ -28,6 +28,15 @@ fn config(dir: &std::path::Path, attempts: &str) -> Config {
     .unwrap()
 }
 
+/// A folder whose lakes (see [`config`]) use a fresh database on the PostgreSQL server `make
+/// test` starts; `None` (the test skips) when the server is not configured, outside CI.
+async fn postgres_dir() -> Option<(support::TempDatabase, tempfile::TempDir)> {
+    let database = support::TempDatabase::create().await?;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("postgres.url"), &database.url).unwrap();
+    Some((database, dir))
+}
+
 async fn lake(dir: &std::path::Path) -> Lakehouse {
     let lake = Lakehouse::open(&config(dir, "30")).await.unwrap();
     lake.create_tables().await.unwrap();
@@ -216,11 +225,9 @@ async fn eight_concurrent_writers_all_land() {
 /// is the server's URL); each run gets a fresh database.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_concurrent_writers_all_land_on_postgres() {
-    let Some(database) = support::TempDatabase::create().await else {
+    let Some((database, dir)) = postgres_dir().await else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("postgres.url"), &database.url).unwrap();
     concurrent_writers(dir.path()).await;
     database.drop().await;
 }
@@ -229,11 +236,9 @@ async fn eight_concurrent_writers_all_land_on_postgres() {
 /// tables, and the losers find them on their next try.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_processes_open_a_new_postgres_catalog_at_once() {
-    let Some(database) = support::TempDatabase::create().await else {
+    let Some((database, dir)) = postgres_dir().await else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("postgres.url"), &database.url).unwrap();
     let opening: Vec<_> = (0..8)
         .map(|_| {
             let config = config(dir.path(), "30");
