@@ -71,7 +71,9 @@ def dataset(name, n, invalid=0.0):
 
 
 def measured(argv, env=None):
-    """Runs a whole process and returns (seconds, peak RSS MB, stdout) via wait4."""
+    """Runs a whole process and returns (seconds, peak RSS MB, stdout) via wait4. The page
+    cache is flushed first, so no process pays for writing back what the one before wrote."""
+    os.sync()
     with tempfile.TemporaryFile() as errors:
         start = time.perf_counter()
         child = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=errors)

@@ -2,12 +2,14 @@
 //! test event, schedule), the raw records of a Kafka batch, the objects of an S3 notification
 //! (keys URL-decoded), and the tables whose metadata a notification announces.
 
-use aws_lambda_events::event::kafka::KafkaEvent;
+use std::borrow::Cow;
+use std::collections::HashMap;
+
 use aws_lambda_events::event::s3::S3Event;
 use base64::Engine;
 use percent_encoding::percent_decode_str;
-use serde::Deserialize;
-use serde::de::IgnoredAny;
+use serde::de::{IgnoredAny, Visitor};
+use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
 use crate::domain::time::{format_timestamp, now_micros};
@@ -17,14 +19,16 @@ use crate::domain::validate::{Decoded, RawRecord, RejectCode, Rejection};
 /// An invocation document of the ingest function.
 #[derive(Debug)]
 pub enum IngestEvent {
-    Kafka(KafkaEvent),
+    /// A Kafka batch: its records, values decoded, in (topic, partition, offset) order.
+    Kafka(Vec<KafkaMessage>),
     S3(S3Event),
     /// `s3:TestEvent`, sent when a notification is configured: ignored.
     S3Test,
 }
 
 /// Tells a Kafka batch from an S3 notification, reading the document's text straight into its
-/// event type (a 6 MB Kafka batch never becomes a `serde_json::Value` tree first).
+/// event type (a 6 MB Kafka batch never becomes a `serde_json::Value` tree first, and its
+/// values are decoded from the text, never copied as base64 strings).
 ///
 /// # Errors
 /// A message naming what the document is missing, or why it does not parse.
@@ -48,8 +52,8 @@ pub fn parse_ingest_event(json: &str) -> Result<IngestEvent, String> {
             .map_err(|e| format!("invalid S3 event: {e}"));
     }
     if shape.records.is_some() {
-        return serde_json::from_str(json)
-            .map(IngestEvent::Kafka)
+        return serde_json::from_str::<KafkaBatch>(json)
+            .map(|batch| IngestEvent::Kafka(batch.messages()))
             .map_err(|e| format!("invalid Kafka event: {e}"));
     }
     Err(
@@ -80,51 +84,98 @@ pub struct KafkaMessage {
     pub record: RawRecord,
 }
 
-/// The records of a Kafka batch, values base64-decoded as Lambda delivers them. A value that
-/// is missing or not base64 becomes a record already rejected with `bad_encoding`.
-pub fn kafka_messages(event: &KafkaEvent) -> Vec<KafkaMessage> {
-    let mut out = Vec::new();
-    for (key, records) in &event.records {
-        for r in records {
-            let topic = r.topic.clone().unwrap_or_else(|| {
-                key.rsplit_once('-')
-                    .map_or(key.as_str(), |(topic, _)| topic)
-                    .to_string()
-            });
-            let source_ref = format!("{topic}/{}/{}", r.partition, r.offset);
-            let (bytes, decoded) = match r.value.as_deref() {
-                None => (
-                    Vec::new(),
-                    Decoded::Rejected(Rejection::new(
-                        RejectCode::BadEncoding,
-                        "record has no value",
-                    )),
-                ),
-                Some(b64) => match base64::engine::general_purpose::STANDARD.decode(b64.trim()) {
-                    Ok(bytes) => (bytes, Decoded::Json),
-                    Err(e) => (
-                        b64.as_bytes().to_vec(),
+/// A Kafka batch as Lambda delivers it (`aws_lambda_events`' `KafkaEvent`): the fields ingest
+/// reads — timestamps, keys and headers are not — with each value borrowed from the
+/// document's text until it is decoded.
+#[derive(Deserialize)]
+struct KafkaBatch<'a> {
+    #[serde(borrow)]
+    records: Option<HashMap<String, Vec<KafkaRecord<'a>>>>,
+}
+
+#[derive(Deserialize)]
+struct KafkaRecord<'a> {
+    #[serde(default)]
+    topic: Option<String>,
+    partition: i64,
+    offset: i64,
+    #[serde(borrow)]
+    value: Option<Text<'a>>,
+}
+
+/// A JSON string, borrowed from the document unless it has escapes.
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+        impl<'de> Visitor<'de> for TextVisitor {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v.to_string())))
+            }
+        }
+        deserializer.deserialize_str(TextVisitor)
+    }
+}
+
+impl KafkaBatch<'_> {
+    /// The records, values base64-decoded. A value that is missing or not base64 becomes a
+    /// record already rejected with `bad_encoding`.
+    fn messages(self) -> Vec<KafkaMessage> {
+        let mut out = Vec::new();
+        for (key, records) in self.records.unwrap_or_default() {
+            for r in records {
+                let topic = r.topic.unwrap_or_else(|| {
+                    key.rsplit_once('-')
+                        .map_or(key.as_str(), |(topic, _)| topic)
+                        .to_string()
+                });
+                let source_ref = format!("{topic}/{}/{}", r.partition, r.offset);
+                let (bytes, decoded) = match r.value {
+                    None => (
+                        Vec::new(),
                         Decoded::Rejected(Rejection::new(
                             RejectCode::BadEncoding,
-                            format!("value is not base64: {e}"),
+                            "record has no value",
                         )),
                     ),
-                },
-            };
-            out.push(KafkaMessage {
-                topic,
-                partition: r.partition,
-                offset: r.offset,
-                record: RawRecord {
-                    source_ref,
-                    bytes: bytes.into(),
-                    decoded,
-                },
-            });
+                    Some(Text(b64)) => {
+                        match base64::engine::general_purpose::STANDARD.decode(b64.trim()) {
+                            Ok(bytes) => (bytes, Decoded::Json),
+                            Err(e) => (
+                                b64.into_owned().into_bytes(),
+                                Decoded::Rejected(Rejection::new(
+                                    RejectCode::BadEncoding,
+                                    format!("value is not base64: {e}"),
+                                )),
+                            ),
+                        }
+                    }
+                };
+                out.push(KafkaMessage {
+                    topic,
+                    partition: r.partition,
+                    offset: r.offset,
+                    record: RawRecord {
+                        source_ref,
+                        bytes: bytes.into(),
+                        decoded,
+                    },
+                });
+            }
         }
+        out.sort_by(|a, b| {
+            (&a.topic, a.partition, a.offset).cmp(&(&b.topic, b.partition, b.offset))
+        });
+        out
     }
-    out.sort_by(|a, b| (&a.topic, a.partition, a.offset).cmp(&(&b.topic, b.partition, b.offset)));
-    out
 }
 
 /// An object named by an S3 notification.
@@ -237,6 +288,53 @@ pub fn changed_tables(event: &S3Event) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_kafka_batch_is_read_into_decoded_messages_in_offset_order() {
+        // "{}" is e30=; {"q":"???"} is eyJxIjoiPz8/In0=, sent with its slash escaped (a value
+        // that cannot be borrowed from the text); a missing value and one not base64 are
+        // rejected.
+        let document = r#"{"eventSource": "SelfManagedKafka", "records": {
+            "sales-events-1": [
+                {"partition": 1, "offset": 9, "timestamp": 0, "value": "e30="},
+                {"partition": 1, "offset": 7, "timestamp": 0, "value": "!!"}
+            ],
+            "stores-0": [
+                {"topic": "stores", "partition": 0, "offset": 3, "headers": [],
+                 "value": "eyJxIjoiPz8\/In0="},
+                {"topic": "stores", "partition": 0, "offset": 4, "value": null}
+            ]}}"#;
+        let Ok(IngestEvent::Kafka(messages)) = parse_ingest_event(document) else {
+            panic!("not read as a Kafka batch");
+        };
+        let seen: Vec<(&str, &[u8], Option<RejectCode>)> = messages
+            .iter()
+            .map(|m| {
+                let code = match &m.record.decoded {
+                    Decoded::Rejected(r) => Some(r.code),
+                    _ => None,
+                };
+                (m.record.source_ref.as_str(), &m.record.bytes[..], code)
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                (
+                    "sales-events/1/7",
+                    &b"!!"[..],
+                    Some(RejectCode::BadEncoding)
+                ),
+                ("sales-events/1/9", &b"{}"[..], None),
+                ("stores/0/3", &br#"{"q":"???"}"#[..], None),
+                ("stores/0/4", &b""[..], Some(RejectCode::BadEncoding)),
+            ]
+        );
+        let empty = parse_ingest_event(r#"{"records": {}}"#);
+        assert!(matches!(empty, Ok(IngestEvent::Kafka(m)) if m.is_empty()));
+        let missing_offset = r#"{"records": {"t-0": [{"partition": 0, "value": "e30="}]}}"#;
+        assert!(parse_ingest_event(missing_offset).is_err_and(|e| e.contains("offset")));
+    }
 
     #[test]
     fn notification_keys_round_trip_through_encoding() {

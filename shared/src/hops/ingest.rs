@@ -16,7 +16,7 @@ use tracing::{debug, info, instrument};
 use super::{
     Deps, PROP_INGESTED_OBJECTS, PROP_KAFKA_OFFSETS, PROP_REFERENCE_OBJECT, PROP_REFERENCE_TIME,
 };
-use crate::adapters::events::{IngestEvent, KafkaMessage, kafka_messages, s3_objects};
+use crate::adapters::events::{IngestEvent, KafkaMessage, s3_objects};
 use crate::adapters::iceberg::{
     CommitOutcome, CommitPlan, DEFAULT_TARGET_FILE_SIZE, Lakehouse, TableDef, TableWriter,
     rows_to_batch, tables,
@@ -66,11 +66,7 @@ pub struct ObjectInput {
 pub async fn handle(deps: &Deps, event: IngestEvent) -> Result<IngestSummary, HandlerError> {
     let summary = match event {
         IngestEvent::S3Test => IngestSummary::default(),
-        IngestEvent::Kafka(event) => {
-            let messages = kafka_messages(&event);
-            drop(event); // the base64 values, decoded into `messages`
-            ingest_kafka(deps, &messages).await?
-        }
+        IngestEvent::Kafka(messages) => ingest_kafka(deps, messages).await?,
         IngestEvent::S3(event) => {
             let mut summary = IngestSummary::default();
             for object in s3_objects(&event) {
@@ -359,15 +355,17 @@ async fn commit_kafka_rows<T: Serialize + Ingested + Sync>(
     Ok(())
 }
 
-/// Ingests one Kafka batch (records of any topics).
+/// Ingests one Kafka batch (records of any topics). Each message is dropped once staged, so
+/// its memory serves the staged rows.
 ///
 /// # Errors
 /// Storage errors only.
 pub async fn ingest_kafka(
     deps: &Deps,
-    messages: &[KafkaMessage],
+    messages: Vec<KafkaMessage>,
 ) -> Result<IngestSummary, HandlerError> {
     let ingestion_time = now_micros();
+    let records = messages.len();
     let mut staging = Staging::default();
     let mut offsets = BTreeMap::new();
     for m in messages {
@@ -392,7 +390,7 @@ pub async fn ingest_kafka(
         );
     }
     let mut summary = IngestSummary {
-        records: messages.len(),
+        records,
         quarantined: staging.quarantined_by_code(),
         ..Default::default()
     };
