@@ -93,9 +93,9 @@ struct KafkaBatch<'a> {
     records: Option<HashMap<String, Vec<KafkaRecord<'a>>>>,
 }
 
+/// One record of a [`KafkaBatch`].
 #[derive(Deserialize)]
 struct KafkaRecord<'a> {
-    #[serde(default)]
     topic: Option<String>,
     partition: i64,
     offset: i64,
