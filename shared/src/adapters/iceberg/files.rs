@@ -375,6 +375,32 @@ where
     Ok((files, produce))
 }
 
+/// Writes one partition's batches, made as they are taken, into data files of `table` that
+/// roll over past `target_file_size`; no file when no batch has a row.
+///
+/// # Errors
+/// A batch is an error, or opening, encoding or writing fails.
+async fn write_partition(
+    table: &Table,
+    day: Option<i32>,
+    target_file_size: usize,
+    mut batches: impl Iterator<Item = Result<RecordBatch, StorageError>>,
+) -> Result<Vec<DataFile>, StorageError> {
+    let first = loop {
+        match batches.next() {
+            None => return Ok(Vec::new()),
+            Some(Ok(batch)) if batch.num_rows() == 0 => continue,
+            Some(batch) => break batch?,
+        }
+    };
+    let mut writer = TableWriter::open(table, day, target_file_size).await?;
+    writer.write(first).await?;
+    for batch in batches {
+        writer.write(batch?).await?;
+    }
+    writer.close().await
+}
+
 /// Tasks decoding one `read_batches` at once (a function has two cores).
 const READ_SHARES: usize = 2;
 
@@ -679,16 +705,11 @@ impl Lakehouse {
             };
         let mut data_files = Vec::new();
         for (day, group) in partitions {
-            if group.is_empty() {
-                continue;
-            }
-            let mut writer = TableWriter::open(table, day, DEFAULT_TARGET_FILE_SIZE).await?;
-            for chunk in group.chunks(ROWS_PER_BATCH) {
-                writer
-                    .write(rows_to_batch(&name, &arrow_schema, chunk)?)
-                    .await?;
-            }
-            data_files.extend(writer.close().await?);
+            let batches = group
+                .chunks(ROWS_PER_BATCH)
+                .map(|chunk| rows_to_batch(&name, &arrow_schema, chunk));
+            data_files
+                .extend(write_partition(table, day, DEFAULT_TARGET_FILE_SIZE, batches).await?);
         }
         Ok(data_files)
     }
@@ -707,14 +728,8 @@ impl Lakehouse {
     ) -> Result<Vec<DataFile>, StorageError> {
         let mut data_files = Vec::new();
         for (day, batches) in partitions {
-            if batches.iter().all(|b| b.num_rows() == 0) {
-                continue;
-            }
-            let mut writer = TableWriter::open(table, day, target_file_size).await?;
-            for batch in batches {
-                writer.write(batch).await?;
-            }
-            data_files.extend(writer.close().await?);
+            let batches = batches.into_iter().map(Ok);
+            data_files.extend(write_partition(table, day, target_file_size, batches).await?);
         }
         Ok(data_files)
     }
