@@ -352,7 +352,7 @@ def main():
             lake6 = fresh("ours-kafka-lambda")
             measured([BIN, "init"], ours_env(lake6))
             before = files_and_commits(lake6)
-            seconds, rss, out = lambda_invocation(runtime, "ingest", lake6, event)
+            seconds, rss, _ = lambda_invocation(runtime, "ingest", lake6, event)
             runs.append((rss, seconds, delta(lake6, before)))
         runtime.close()
         runs.sort()
