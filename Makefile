@@ -65,10 +65,10 @@ interop: postgres chromium $(VENV_READY)
 
 ## Benchmarks (docs/performance.md): Bakehouse against the floor and the Python peer, as whole
 ## processes on generated inputs (BENCH_EVENTS, default 1,000,000); prints the table.
-bench: $(VENV_READY)
+bench: $(VENV_READY) postgres
 	$(CARGO) build --profile local -j2 -p bakehouse-cli -p bench-floor
 	BAKEHOUSE_BIN=$(BIN) BENCH_FLOOR=$(CARGO_TARGET_DIR)/local/bench-floor \
-		BENCH_PYTHON=$(VENV)/bin/python python3 bench/run.py
+		BENCH_PYTHON=$(VENV)/bin/python BENCH_POSTGRES=$(PG_URL) python3 bench/run.py
 
 lint: lint-template
 	$(CARGO) fmt --all -- --check

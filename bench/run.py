@@ -3,7 +3,8 @@ decoding and Parquet encoding only) and the Python peer (bench/peer/peer.py), ea
 process, in one run on this machine. Prints a table with the ratios.
 
 Environment: BAKEHOUSE_BIN, BENCH_FLOOR (binaries), BENCH_PYTHON (a Python with pyarrow and
-PyIceberg), BENCH_EVENTS (default 1000000), BENCH_DIR (default ~/.cache/bakehouse-bench).
+PyIceberg), BENCH_POSTGRES (the PostgreSQL server of the lakes the Lambda bootstraps run on),
+BENCH_EVENTS (default 1000000), BENCH_DIR (default ~/.cache/bakehouse-bench).
 """
 
 import base64
@@ -96,19 +97,30 @@ def files_and_commits(lake):
 
 
 def ours_env(lake):
+    catalog = lake / "catalog.url"
     env = dict(os.environ)
     env.update(
         BAKEHOUSE_WAREHOUSE=f"file://{lake}/warehouse",
-        BAKEHOUSE_CATALOG=f"sqlite://{lake}/catalog.db",
+        BAKEHOUSE_CATALOG=catalog.read_text() if catalog.exists() else f"sqlite://{lake}/catalog.db",
         BAKEHOUSE_LOG="error",
     )
     return env
 
 
-def fresh(name):
+def fresh(name, postgres=False):
+    """An empty lake: a local warehouse with an SQLite catalog beside it, or with `postgres`
+    (the lakes the bootstraps run on: the Lambda build has no SQLite catalog) a fresh database
+    on BENCH_POSTGRES, named in `catalog.url`."""
     lake = WORK / "lakes" / name
     shutil.rmtree(lake, ignore_errors=True)
     lake.mkdir(parents=True)
+    if postgres:
+        server = os.environ["BENCH_POSTGRES"]
+        database = "bench_" + name.replace("-", "_")
+        for sql in (f"DROP DATABASE IF EXISTS {database} WITH (FORCE)", f"CREATE DATABASE {database}"):
+            subprocess.run(["psql", "-q", "-X", server, "-c", sql], check=True, stdout=subprocess.DEVNULL,
+                           env={**os.environ, "PGOPTIONS": "--client-min-messages=warning"})
+        (lake / "catalog.url").write_text(f"{server.rsplit('/', 1)[0]}/{database}")
     return lake
 
 
@@ -176,7 +188,7 @@ def hop_bootstrap(case, function, fixture, n, lake, runtime):
 
 def ingested(name, path):
     """A fresh lake holding `path` in bronze (for the bootstraps' hops; not a measured case)."""
-    lake = fresh(name)
+    lake = fresh(name, postgres=True)
     env = ours_env(lake)
     measured([BIN, "init"], env)
     measured([BIN, "ingest", "--dataset", "sales-events", str(path)], env)
@@ -301,13 +313,13 @@ def lambda_figures():
     if not LAMBDA_DIR.exists():
         print("(no target/lambda: run `make build-lambda` for binary sizes and initialisation)")
         return
-    lake = fresh("init")
+    lake = fresh("init", postgres=True)
     measured([BIN, "init"], ours_env(lake))
     runtime = StandInRuntime()
-    print(f"{'function':<18} {'bootstrap MB':>12} {'init ms':>8}")
+    print(f"{'function':<18} {'bootstrap MiB':>13} {'(10^6 B)':>9} {'init ms':>8}")
     for function in ("ingest", "bronze-to-silver", "silver-to-gold", "maintenance"):
-        size = (LAMBDA_DIR / function / "bootstrap").stat().st_size / 2**20
-        print(f"{function:<18} {size:>12.1f} {handler_init_ms(runtime, function, lake):>8.1f}")
+        size = (LAMBDA_DIR / function / "bootstrap").stat().st_size
+        print(f"{function:<18} {size / 2**20:>13.1f} {size / 1e6:>9.1f} {handler_init_ms(runtime, function, lake):>8.1f}")
     runtime.close()
 
 
@@ -349,7 +361,7 @@ def main():
         # runs: the row is the run of median peak, and all five are printed.
         runtime, runs = StandInRuntime(), []
         for _ in range(5):
-            lake6 = fresh("ours-kafka-lambda")
+            lake6 = fresh("ours-kafka-lambda", postgres=True)
             measured([BIN, "init"], ours_env(lake6))
             before = files_and_commits(lake6)
             seconds, rss, _ = lambda_invocation(runtime, "ingest", lake6, event)

@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -14,6 +16,7 @@ use bakehouse::config::{Config, Overrides};
 use bakehouse::domain::records::{BronzeSale, FactSale, SilverSale};
 use bakehouse::domain::time::{MICROS_PER_HOUR, format_timestamp, now_micros};
 use serde::de::DeserializeOwned;
+use support::TempDatabase;
 
 const WRITERS: usize = 8;
 const COMMITS: usize = 50;
@@ -110,26 +113,10 @@ async fn eight_writer_processes_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_writer_processes_on_postgres() {
-    let Ok(server) = std::env::var("BAKEHOUSE_TEST_POSTGRES") else {
-        eprintln!("BAKEHOUSE_TEST_POSTGRES is not set: `make test` starts PostgreSQL and sets it");
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI must run the PostgreSQL tests"
-        );
+    let Some(database) = TempDatabase::create().await else {
         return;
     };
-    sqlx::any::install_default_drivers();
-    let database = format!("bakehouse_{}", uuid::Uuid::new_v4().simple());
-    let admin = sqlx::AnyPool::connect(&server).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE {database}"))
-        .execute(&admin)
-        .await
-        .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let catalog = format!("{}/{database}", server.rsplit_once('/').unwrap().0);
-    race(dir.path(), catalog).await;
-    sqlx::query(&format!("DROP DATABASE {database} WITH (FORCE)"))
-        .execute(&admin)
-        .await
-        .unwrap();
+    race(dir.path(), database.url.clone()).await;
+    database.drop().await;
 }

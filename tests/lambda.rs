@@ -1,9 +1,12 @@
 //! The built Lambda bootstraps (`make build-lambda`), each run as its own process against cargo
 //! lambda's runtime API emulator (`cargo lambda watch --only-lambda-apis`) and invoked with the
-//! functions' fixture events through `cargo lambda invoke`, on a local warehouse: every
-//! function answers, and its tables change as the fixtures say.
+//! functions' fixture events through `cargo lambda invoke`, on a local warehouse and a
+//! PostgreSQL catalog (the Lambda build has no SQLite): every function answers, and its tables
+//! change as the fixtures say.
 
 #![allow(clippy::unwrap_used)]
+
+mod support;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -14,6 +17,7 @@ use bakehouse::adapters::iceberg::{Lakehouse, TableDef, tables};
 use bakehouse::config::{Config, Overrides};
 use bakehouse::domain::time::{MICROS_PER_HOUR, format_timestamp, now_micros};
 use serde_json::Value;
+use support::TempDatabase;
 
 /// A process killed when the test ends, passed or not.
 struct Running(Child);
@@ -37,17 +41,15 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// The lakehouse's settings for the functions and for this test's own reads.
-fn lake_env(home: &Path) -> Vec<(String, String)> {
+/// The lakehouse's settings for the functions and for this test's own reads: a local
+/// warehouse and a PostgreSQL catalog (the Lambda build has no SQLite catalog).
+fn lake_env(home: &Path, catalog: &str) -> Vec<(String, String)> {
     vec![
         (
             "BAKEHOUSE_WAREHOUSE".into(),
             format!("file://{}/warehouse", home.display()),
         ),
-        (
-            "BAKEHOUSE_CATALOG".into(),
-            format!("sqlite://{}/catalog.db", home.display()),
-        ),
+        ("BAKEHOUSE_CATALOG".into(), catalog.to_string()),
         // The S3 objects of the fixtures' notifications, read from the local disk.
         (
             "BAKEHOUSE_OBJECT_ROOT".into(),
@@ -63,6 +65,7 @@ fn start(
     lambda_dir: &Path,
     function: &str,
     home: &Path,
+    catalog: &str,
 ) -> (u16, [Running; 2]) {
     let port = free_port();
     let emulator = Command::new(cargo_lambda)
@@ -87,7 +90,7 @@ fn start(
         std::thread::sleep(Duration::from_millis(100));
     }
     let bootstrap = Command::new(lambda_dir.join(function).join("bootstrap"))
-        .envs(lake_env(home))
+        .envs(lake_env(home, catalog))
         .env("AWS_LAMBDA_FUNCTION_NAME", "_")
         .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
@@ -165,9 +168,12 @@ async fn each_bootstrap_answers_its_fixture_through_the_runtime_api() {
         assert!(std::env::var("CI").is_err(), "CI must run the bootstraps");
         return;
     };
+    let Some(database) = TempDatabase::create().await else {
+        return;
+    };
     let lambda_dir = PathBuf::from(lambda_dir);
     let home = tempfile::tempdir().unwrap();
-    let env = lake_env(home.path());
+    let env = lake_env(home.path(), &database.url);
     let lookup = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     let config = Config::from_lookup(&Overrides::default(), lookup).unwrap();
     let deps = bakehouse::hops::Deps::open(config).await.unwrap();
@@ -192,7 +198,15 @@ async fn each_bootstrap_answers_its_fixture_through_the_runtime_api() {
     std::fs::write(&landed, lines.join("\n")).unwrap();
 
     let fixtures = repo().join("functions");
-    let run = |function: &str| start(&cargo_lambda, &lambda_dir, function, home.path());
+    let run = |function: &str| {
+        start(
+            &cargo_lambda,
+            &lambda_dir,
+            function,
+            home.path(),
+            &database.url,
+        )
+    };
 
     // ingest: the Kafka batch (7 records: 4 sales, 1 reading, 2 broken) and the landed file.
     {
@@ -272,4 +286,34 @@ async fn each_bootstrap_answers_its_fixture_through_the_runtime_api() {
     }
     assert_eq!(count(lake, &tables::DIM_STORE).await, 5);
     assert_eq!(count(lake, &tables::DIM_PRODUCT).await, 10);
+    drop(deps);
+    database.drop().await;
+}
+
+#[test]
+fn a_bootstrap_refuses_an_sqlite_catalog_naming_the_accepted_ones() {
+    let Ok(lambda_dir) = std::env::var("BAKEHOUSE_LAMBDA_DIR") else {
+        eprintln!("BAKEHOUSE_LAMBDA_DIR is not set: `make test` builds the bootstraps");
+        assert!(std::env::var("CI").is_err(), "CI must run the bootstraps");
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let catalog = format!("sqlite://{}/catalog.db", home.path().display());
+    let out = Command::new(Path::new(&lambda_dir).join("ingest/bootstrap"))
+        .env("BAKEHOUSE_CATALOG", &catalog)
+        .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
+        .output()
+        .unwrap();
+    let errors = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{errors}");
+    for part in [
+        "BAKEHOUSE_CATALOG",
+        &catalog,
+        "postgres://",
+        "glue",
+        "no SQLite",
+    ] {
+        assert!(errors.contains(part), "{part} not in {errors}");
+    }
+    assert!(!home.path().join("catalog.db").exists());
 }
