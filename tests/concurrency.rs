@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+// The shared crate's test helpers (a fresh PostgreSQL database per test among them).
+#[path = "../shared/tests/support/mod.rs"]
 mod support;
 
 use std::collections::BTreeSet;
