@@ -136,12 +136,14 @@ def record(case, who, n, size, seconds, rss, lake_delta):
 
 def median_of(times, run):
     """Runs a short case `times` times (each on a fresh lake) and keeps the median run: a
-    sub-second whole process varies by tens of milliseconds from run to run."""
+    sub-second whole process varies by tens of milliseconds from run to run. Prints them all."""
     start = len(ROWS)
     for _ in range(times):
         run()
     runs = sorted(ROWS[start:], key=lambda row: row["seconds"])
     ROWS[start:] = [runs[len(runs) // 2]]
+    seconds = ", ".join(f"{r['seconds']:.2f}" for r in runs)
+    print(f"{runs[0]['case']}, {runs[0]['who']}, seconds of {times} runs: {seconds}", flush=True)
 
 
 def median_from_same_lake(times, lake, run):
