@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use aws_lambda_events::event::s3::S3Event;
 use base64::Engine;
 use percent_encoding::percent_decode_str;
-use serde::de::{IgnoredAny, Visitor};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
 use serde_json::{Value, json};
 
 use crate::domain::time::{format_timestamp, now_micros};
@@ -103,27 +103,10 @@ struct KafkaRecord<'a> {
     value: Option<Text<'a>>,
 }
 
-/// A JSON string, borrowed from the document unless it has escapes.
-struct Text<'a>(Cow<'a, str>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct TextVisitor;
-        impl<'de> Visitor<'de> for TextVisitor {
-            type Value = Text<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Text(Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Text(Cow::Owned(v.to_string())))
-            }
-        }
-        deserializer.deserialize_str(TextVisitor)
-    }
-}
+/// A JSON string, borrowed from the document unless it has escapes. (A newtype: serde's
+/// `borrow` does not reach a `Cow` inside an `Option`, serde-rs/serde#2016.)
+#[derive(Deserialize)]
+struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
 
 impl KafkaBatch<'_> {
     /// The records, values base64-decoded. A value that is missing or not base64 becomes a
@@ -334,6 +317,27 @@ mod tests {
         assert!(matches!(empty, Ok(IngestEvent::Kafka(m)) if m.is_empty()));
         let missing_offset = r#"{"records": {"t-0": [{"partition": 0, "value": "e30="}]}}"#;
         assert!(parse_ingest_event(missing_offset).is_err_and(|e| e.contains("offset")));
+    }
+
+    #[test]
+    fn a_kafka_value_is_borrowed_from_the_text_unless_escaped() {
+        let document = r#"{"records": {"t-0": [
+            {"partition": 0, "offset": 1, "value": "e30="},
+            {"partition": 0, "offset": 2, "value": "eyJxIjoiPz8\/In0="}]}}"#;
+        let Ok(KafkaBatch {
+            records: Some(mut records),
+        }) = serde_json::from_str(document)
+        else {
+            panic!("not read as a Kafka batch");
+        };
+        let Some(values) = records.remove("t-0") else {
+            panic!("no records under t-0");
+        };
+        assert!(matches!(
+            &values[0].value,
+            Some(Text(Cow::Borrowed("e30=")))
+        ));
+        assert!(matches!(&values[1].value, Some(Text(Cow::Owned(v))) if v == "eyJxIjoiPz8/In0="));
     }
 
     #[test]
