@@ -88,9 +88,12 @@ lint-template: $(LAMBDA_VENV)/.ready
 
 ## The four functions for provided.al2023 (release profile: LTO, one codegen unit, stripped),
 ## into target/lambda/<function>/bootstrap, the template's CodeUri. ARCH=arm64 cross-compiles
-## (the tests run the bootstraps, so they need this machine's x86-64).
+## (the tests run the bootstraps, so they need this machine's x86-64). Linked without unwind
+## tables (functions/no-unwind-tables.ld, relative: rustc links in the workspace root; RUSTFLAGS
+## reach only the target's crates, not build scripts, as cargo-lambda passes --target).
 build-lambda: $(LAMBDA_VENV)/.ready
-	PATH="$(LAMBDA_VENV)/bin:$$PATH" $(CARGO) lambda build --release --$(ARCH) -j2 \
+	PATH="$(LAMBDA_VENV)/bin:$$PATH" RUSTFLAGS="-C link-arg=-Wl,-T,functions/no-unwind-tables.ld" \
+		$(CARGO) lambda build --release --$(ARCH) -j2 \
 		$(addprefix -p ,$(FUNCTIONS)) --lambda-dir $(LAMBDA_DIR)
 	@# Every CodeUri of the template must now hold an executable bootstrap.
 	@for dir in $$(sed -n 's/^ *CodeUri: *//p' template.yaml); do \

@@ -235,18 +235,25 @@ def kafka_batch(limit_bytes=6_000_000):
 
 class StandInRuntime:
     """The Lambda runtime API on 127.0.0.1, as a function's bootstrap sees it: each poll for the
-    next invocation gets the next queued event, or 503 when none is left."""
+    next invocation gets the next queued event; when none is left the poll waits, as Lambda's
+    does, so the process is still there to be measured (then 503, once the next start or
+    `close` releases it)."""
 
     def __init__(self):
         self.events, self.polls, self.responses = [], [], []
+        self.idle = threading.Event()
         runtime = self
 
         class Api(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
                 runtime.polls.append(time.perf_counter())
                 if not runtime.events:
-                    self.send_response(503)
-                    self.end_headers()
+                    runtime.idle.wait(60)
+                    try:
+                        self.send_response(503)
+                        self.end_headers()
+                    except OSError:  # the process was killed meanwhile
+                        pass
                     return
                 body = runtime.events.pop(0)
                 self.send_response(200)
@@ -271,6 +278,8 @@ class StandInRuntime:
 
     def start(self, function, lake, events=()):
         """Starts `function`'s bootstrap with `events` queued; returns (process, start time)."""
+        self.idle.set()
+        self.idle = threading.Event()
         self.events, self.polls, self.responses = list(events), [], []
         env = ours_env(lake)
         env.update(
@@ -290,6 +299,7 @@ class StandInRuntime:
         return len(self.polls) >= count
 
     def close(self):
+        self.idle.set()
         self.server.shutdown()
 
 
