@@ -100,7 +100,7 @@ build-lambda: $(LAMBDA_VENV)/.ready
 		test -x "$$dir/bootstrap" || { echo "template.yaml: no $$dir/bootstrap" >&2; exit 1; }; \
 	done
 	@for f in $(FUNCTIONS); do \
-		stat -c '%s' $(LAMBDA_DIR)/$$f/bootstrap | awk -v f=$$f '{printf "%-17s bootstrap %5.1f MB\n", f, $$1/1048576}'; \
+		stat -c '%s' $(LAMBDA_DIR)/$$f/bootstrap | awk -v f=$$f '{printf "%-17s bootstrap %5.1f MiB (%4.1f MB)\n", f, $$1/1048576, $$1/1e6}'; \
 	done
 
 build:
