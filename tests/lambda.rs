@@ -319,3 +319,56 @@ fn a_bootstrap_refuses_an_sqlite_catalog_naming_the_accepted_ones() {
     }
     assert!(!home.path().join("catalog.db").exists());
 }
+
+/// A panic in a bootstrap (built to abort, without unwind tables) still says what and where,
+/// and ends the process, so Lambda reports the invocation failed. The panic is
+/// `lambda_runtime`'s own: a next-invocation answer without a request id (which Lambda's
+/// runtime API always sends) is one it does not handle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_bootstrap_logs_the_panic_and_aborts() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::os::unix::process::ExitStatusExt;
+
+    let Ok(lambda_dir) = std::env::var("BAKEHOUSE_LAMBDA_DIR") else {
+        eprintln!("BAKEHOUSE_LAMBDA_DIR is not set: `make test` builds the bootstraps");
+        assert!(std::env::var("CI").is_err(), "CI must run the bootstraps");
+        return;
+    };
+    let Some(database) = TempDatabase::create().await else {
+        return;
+    };
+    // A runtime API that answers the first poll with an event but no request id.
+    let api = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = api.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let (stream, _) = api.accept().unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut line = String::new();
+        while reader.read_line(&mut line).unwrap() > 0 && line != "\r\n" {
+            line.clear();
+        }
+        let mut stream = stream;
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+            .unwrap();
+    });
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(Path::new(&lambda_dir).join("ingest/bootstrap"))
+        .envs(lake_env(home.path(), &database.url))
+        .env("AWS_LAMBDA_FUNCTION_NAME", "_")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
+        .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{port}"))
+        .output()
+        .unwrap();
+    let errors = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.signal(), Some(6), "not aborted: {errors}");
+    for part in [
+        "panicked at",
+        "lambda_runtime",
+        "missing lambda-runtime-aws-request-id header",
+    ] {
+        assert!(errors.contains(part), "{part} not in {errors}");
+    }
+    database.drop().await;
+}
