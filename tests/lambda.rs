@@ -39,6 +39,17 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A variable `make test` sets for these tests (the built bootstraps, cargo-lambda); without
+/// it a test is skipped, except under CI, which must run them.
+fn from_make(name: &str) -> Option<PathBuf> {
+    let value = std::env::var_os(name);
+    if value.is_none() {
+        eprintln!("{name} is not set: `make test` builds the bootstraps and sets it");
+        assert!(std::env::var("CI").is_err(), "CI must run the bootstraps");
+    }
+    value.map(PathBuf::from)
+}
+
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -63,7 +74,7 @@ fn lake_env(home: &Path, catalog: &str) -> Vec<(String, String)> {
 /// Starts `function`'s bootstrap behind its own runtime API emulator; returns the port to
 /// invoke and the two processes.
 fn start(
-    cargo_lambda: &str,
+    cargo_lambda: &Path,
     lambda_dir: &Path,
     function: &str,
     home: &Path,
@@ -91,21 +102,32 @@ fn start(
         assert!(Instant::now() < deadline, "the emulator did not listen");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let bootstrap = Command::new(lambda_dir.join(function).join("bootstrap"))
+    let bootstrap = bootstrap(
+        lambda_dir,
+        function,
+        home,
+        catalog,
+        &format!("http://127.0.0.1:{port}/.rt"),
+    )
+    .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
+    .stdout(std::fs::File::create(log_of(home, function)).unwrap())
+    .stderr(Stdio::inherit())
+    .spawn()
+    .unwrap();
+    (port, [emulator, Running(bootstrap)])
+}
+
+/// `function`'s bootstrap as Lambda starts it: the lake's settings, the function's identity and
+/// the runtime API at `api`.
+fn bootstrap(lambda_dir: &Path, function: &str, home: &Path, catalog: &str, api: &str) -> Command {
+    let mut command = Command::new(lambda_dir.join(function).join("bootstrap"));
+    command
         .envs(lake_env(home, catalog))
         .env("AWS_LAMBDA_FUNCTION_NAME", "_")
         .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
-        .env(
-            "AWS_LAMBDA_RUNTIME_API",
-            format!("http://127.0.0.1:{port}/.rt"),
-        )
-        .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
-        .stdout(std::fs::File::create(log_of(home, function)).unwrap())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    (port, [emulator, Running(bootstrap)])
+        .env("AWS_LAMBDA_RUNTIME_API", api);
+    command
 }
 
 /// Where a bootstrap's stdout (its logs and EMF metric lines) goes.
@@ -131,7 +153,7 @@ fn total(docs: &[Value], name: &str) -> f64 {
 }
 
 /// `cargo lambda invoke` with a fixture; returns the function's answer.
-fn invoke(cargo_lambda: &str, port: u16, fixture: &Path) -> Value {
+fn invoke(cargo_lambda: &Path, port: u16, fixture: &Path) -> Value {
     let output = Command::new(cargo_lambda)
         .args(["lambda", "invoke", "-A", "127.0.0.1", "-P"])
         .arg(port.to_string())
@@ -162,18 +184,14 @@ async fn count(lake: &Lakehouse, def: &TableDef) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_bootstrap_answers_its_fixture_through_the_runtime_api() {
-    let (Ok(lambda_dir), Ok(cargo_lambda)) = (
-        std::env::var("BAKEHOUSE_LAMBDA_DIR"),
-        std::env::var("CARGO_LAMBDA"),
-    ) else {
-        eprintln!("BAKEHOUSE_LAMBDA_DIR / CARGO_LAMBDA are not set: `make test` builds them");
-        assert!(std::env::var("CI").is_err(), "CI must run the bootstraps");
+    let (Some(lambda_dir), Some(cargo_lambda)) =
+        (from_make("BAKEHOUSE_LAMBDA_DIR"), from_make("CARGO_LAMBDA"))
+    else {
         return;
     };
     let Some(database) = TempDatabase::create().await else {
         return;
     };
-    let lambda_dir = PathBuf::from(lambda_dir);
     let home = tempfile::tempdir().unwrap();
     let env = lake_env(home.path(), &database.url);
     let lookup = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
@@ -294,14 +312,12 @@ async fn each_bootstrap_answers_its_fixture_through_the_runtime_api() {
 
 #[test]
 fn a_bootstrap_refuses_an_sqlite_catalog_naming_the_accepted_ones() {
-    let Ok(lambda_dir) = std::env::var("BAKEHOUSE_LAMBDA_DIR") else {
-        eprintln!("BAKEHOUSE_LAMBDA_DIR is not set: `make test` builds the bootstraps");
-        assert!(std::env::var("CI").is_err(), "CI must run the bootstraps");
+    let Some(lambda_dir) = from_make("BAKEHOUSE_LAMBDA_DIR") else {
         return;
     };
     let home = tempfile::tempdir().unwrap();
     let catalog = format!("sqlite://{}/catalog.db", home.path().display());
-    let out = Command::new(Path::new(&lambda_dir).join("ingest/bootstrap"))
+    let out = Command::new(lambda_dir.join("ingest/bootstrap"))
         .env("BAKEHOUSE_CATALOG", &catalog)
         .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
         .output()
@@ -329,9 +345,7 @@ async fn a_panicking_bootstrap_logs_the_panic_and_aborts() {
     use std::io::{BufRead, BufReader, Write};
     use std::os::unix::process::ExitStatusExt;
 
-    let Ok(lambda_dir) = std::env::var("BAKEHOUSE_LAMBDA_DIR") else {
-        eprintln!("BAKEHOUSE_LAMBDA_DIR is not set: `make test` builds the bootstraps");
-        assert!(std::env::var("CI").is_err(), "CI must run the bootstraps");
+    let Some(lambda_dir) = from_make("BAKEHOUSE_LAMBDA_DIR") else {
         return;
     };
     let Some(database) = TempDatabase::create().await else {
@@ -353,12 +367,8 @@ async fn a_panicking_bootstrap_logs_the_panic_and_aborts() {
             .unwrap();
     });
     let home = tempfile::tempdir().unwrap();
-    let out = Command::new(Path::new(&lambda_dir).join("ingest/bootstrap"))
-        .envs(lake_env(home.path(), &database.url))
-        .env("AWS_LAMBDA_FUNCTION_NAME", "_")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
-        .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{port}"))
+    let api = format!("127.0.0.1:{port}");
+    let out = bootstrap(&lambda_dir, "ingest", home.path(), &database.url, &api)
         .output()
         .unwrap();
     let errors = String::from_utf8_lossy(&out.stderr);
