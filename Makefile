@@ -3,7 +3,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/bakehouse-target
 VENV ?= $(HOME)/.cache/bakehouse-venv
 PYICEBERG ?= pyiceberg[sql-sqlite,sql-postgres,pyarrow,pyiceberg-core]==0.12.0
 # The venv's marker names its contents: a change of packages makes a new one.
-VENV_READY := $(VENV)/.ready-pyiceberg-core-pillow
+VENV_READY := $(VENV)/.ready-pyiceberg-core-pillow-msgspec
 CARGO ?= cargo
 BIN := $(CARGO_TARGET_DIR)/local/bakehouse
 LAMBDA_VENV ?= $(HOME)/.cache/bakehouse-lambda-venv
@@ -48,7 +48,7 @@ unit: postgres build-lambda
 
 $(VENV_READY):
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install -q --disable-pip-version-check "$(PYICEBERG)" pytest pillow==13.0.0
+	$(VENV)/bin/pip install -q --disable-pip-version-check "$(PYICEBERG)" pytest pillow==13.0.0 msgspec==0.23.0
 	touch $@
 
 ## Headless Chromium (Debian's package, installed when missing) renders `bakehouse report`.
