@@ -444,3 +444,43 @@ async fn produced_events_all_land_in_bronze_or_quarantine() {
     assert_eq!(total, 500);
     setup.drop_database().await;
 }
+
+/// A commit made by `local` wakes the next hop at once: with the catalog polled only once a
+/// minute, events sent after the start still reach gold within seconds (ingest wakes
+/// bronze-to-silver, whose commit wakes silver-to-gold).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_wakes_the_next_hop_without_waiting_for_the_poll() {
+    let Some(mut setup) = Setup::new().await else {
+        return;
+    };
+    assert!(setup.command(&["init"]).status().unwrap().success());
+    let mut child = setup.local(&["--poll-ms", "60000", "--duration", "120"]);
+    // The hops' first look at the catalog is at the start: send after it.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let messages: Vec<(&str, Option<String>, String)> = (0..40)
+        .map(|i| {
+            let (key, line) = sale(&format!("w{i}"), i, 1);
+            ("sales-events", Some(key), line)
+        })
+        .collect();
+    let sent = Instant::now();
+    setup.send(&messages).await;
+    let mut facts = 0;
+    while facts < 40 && sent.elapsed() < Duration::from_secs(45) {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        facts = setup
+            .rows_so_far::<bakehouse::domain::records::FactSale>(&tables::FACT_SALES)
+            .await;
+    }
+    let waited = sent.elapsed();
+    child.kill().unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(
+        facts,
+        40,
+        "after {waited:?}:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    setup.drop_database().await;
+}

@@ -6,7 +6,10 @@
 //!   retried with backoff, never skipped);
 //! - object-created wake-ups: new objects under `landing/` (found by listing) invoke `ingest`;
 //!   a new metadata file of a bronze or silver table (found through the catalog pointer, the
-//!   object an S3 notification would announce) invokes `bronze-to-silver` or `silver-to-gold`;
+//!   object an S3 notification would announce) invokes `bronze-to-silver` or `silver-to-gold`.
+//!   A commit made in this process wakes the next hop at once (ingest wakes bronze-to-silver,
+//!   which wakes silver-to-gold), as S3 would notify it; the catalog pointers are also polled
+//!   every `--poll-ms` for commits made by other processes;
 //! - the maintenance schedule;
 //! - a status line per interval, and a graceful stop on Ctrl-C / SIGTERM after the current batch.
 //!
@@ -34,7 +37,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::{Value, json};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tracing::{error, warn};
 
 /// How the emulator runs.
@@ -96,6 +99,8 @@ struct Stats {
     /// Consecutive idle passes of each poller (reset by any work).
     kafka_idle: AtomicUsize,
     objects_idle: AtomicUsize,
+    /// Consecutive passes of each hop that found no new source commit (reset by a wake-up).
+    hop_idle: [AtomicUsize; 2],
     kafka_ready: AtomicBool,
 }
 
@@ -123,6 +128,65 @@ impl Stats {
             "{} failures ({retryable} retryable, {permanent} permanent)",
             retryable + permanent
         )
+    }
+}
+
+/// The hops `local` wakes, in pipeline order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Hop {
+    BronzeToSilver,
+    SilverToGold,
+}
+
+impl Hop {
+    const ALL: [Hop; 2] = [Hop::BronzeToSilver, Hop::SilverToGold];
+
+    fn name(self) -> &'static str {
+        match self {
+            Hop::BronzeToSilver => "bronze-to-silver",
+            Hop::SilverToGold => "silver-to-gold",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The hop whose sources this hop's commits write.
+    fn next(self) -> Option<Hop> {
+        match self {
+            Hop::BronzeToSilver => Some(Hop::SilverToGold),
+            Hop::SilverToGold => None,
+        }
+    }
+
+    /// The tables whose commits wake the hop: its sources, as the hop itself declares them.
+    fn sources(self) -> Vec<TableDef> {
+        let pairs: &[(TableDef, TableDef)] = match self {
+            Hop::BronzeToSilver => &to_silver::SILVER,
+            Hop::SilverToGold => &to_gold::FACTS,
+        };
+        let mut sources: Vec<TableDef> = pairs.iter().map(|(_, source)| *source).collect();
+        sources.dedup();
+        sources
+    }
+}
+
+/// In-process wake-ups of the hops: a commit made here wakes the hop that reads the committed
+/// table at once, instead of at its next poll. A wake-up carries no data: the woken hop reads
+/// its sources' catalog pointers, as after a poll, and wake-ups that arrive while it runs make
+/// one more pass (a `Notify` keeps one permit), so none is lost and none is run twice.
+#[derive(Default)]
+struct Wakeups {
+    hops: [Notify; 2],
+}
+
+impl Wakeups {
+    fn wake(&self, hop: Hop, stats: &Stats) {
+        // Not idle from the commit on, before the hop even looks: `--until-idle` must not
+        // stop between a commit and the run it wakes.
+        stats.hop_idle[hop.index()].store(0, Ordering::Relaxed);
+        self.hops[hop.index()].notify_one();
     }
 }
 
@@ -185,6 +249,7 @@ pub async fn run(deps: Deps, args: LocalArgs) -> Result<()> {
         }
     );
 
+    let wakeups = Arc::new(Wakeups::default());
     let mut tasks = Vec::new();
     if !args.no_kafka {
         let consumer = kafka_consumer(&args)?;
@@ -193,6 +258,7 @@ pub async fn run(deps: Deps, args: LocalArgs) -> Result<()> {
             consumer,
             args.clone(),
             stats.clone(),
+            wakeups.clone(),
             stop.clone(),
         )));
     } else {
@@ -204,8 +270,19 @@ pub async fn run(deps: Deps, args: LocalArgs) -> Result<()> {
         landing,
         args.clone(),
         stats.clone(),
+        wakeups.clone(),
         stop.clone(),
     )));
+    for hop in Hop::ALL {
+        tasks.push(tokio::spawn(hop_runner(
+            hop,
+            deps.clone(),
+            args.clone(),
+            stats.clone(),
+            wakeups.clone(),
+            stop.clone(),
+        )));
+    }
 
     let started = Instant::now();
     let mut status = tokio::time::interval(Duration::from_secs(args.status_every.max(1)));
@@ -239,6 +316,7 @@ pub async fn run(deps: Deps, args: LocalArgs) -> Result<()> {
                     && stats.kafka_ready.load(Ordering::Relaxed)
                     && stats.kafka_idle.load(Ordering::Relaxed) >= 2
                     && stats.objects_idle.load(Ordering::Relaxed) >= 2
+                    && stats.hop_idle.iter().all(|idle| idle.load(Ordering::Relaxed) >= 2)
                 {
                     break "caught up";
                 }
@@ -332,6 +410,7 @@ async fn kafka_poller(
     consumer: StreamConsumer,
     args: LocalArgs,
     stats: Arc<Stats>,
+    wakeups: Arc<Wakeups>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<()> {
     let window = Duration::from_millis(args.batch_window_ms);
@@ -410,6 +489,7 @@ async fn kafka_poller(
         if !succeeded {
             break;
         }
+        wakeups.wake(Hop::BronzeToSilver, &stats);
         let mut offsets = TopicPartitionList::new();
         for ((topic, partition), next) in &next_offsets {
             offsets
@@ -470,28 +550,19 @@ fn consumer_lag(consumer: &StreamConsumer) -> Option<u64> {
     Some(lag)
 }
 
-/// The tables whose commits wake a hop: its sources, as the hop itself declares them.
-fn sources_of(hop: &str) -> Vec<TableDef> {
-    let pairs: &[(TableDef, TableDef)] = match hop {
-        "bronze-to-silver" => &to_silver::SILVER,
-        _ => &to_gold::FACTS,
-    };
-    let mut sources: Vec<TableDef> = pairs.iter().map(|(_, source)| *source).collect();
-    sources.dedup();
-    sources
-}
-
+/// Lists `landing/` every `--poll-ms` and ingests each new object; runs the maintenance schedule.
 async fn object_poller(
     deps: Arc<Deps>,
     landing: String,
     args: LocalArgs,
     stats: Arc<Stats>,
+    wakeups: Arc<Wakeups>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<()> {
     let mut seen_objects: HashSet<(String, u64)> = HashSet::new();
-    let mut seen_metadata: HashMap<String, String> = HashMap::new();
     let mut last_maintenance = Instant::now();
     let mut interval = tokio::time::interval(Duration::from_millis(args.poll_ms.max(50)));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = stop.changed() => return Ok(()),
@@ -514,6 +585,7 @@ async fn object_poller(
                             seen_objects.insert(id);
                             stats.objects.fetch_add(1, Ordering::Relaxed);
                             stats.committed();
+                            wakeups.wake(Hop::BronzeToSilver, &stats);
                         }
                         Err(e) => stats.failed(
                             &format!("Ingest of the landed object {} failed", object.location),
@@ -526,55 +598,6 @@ async fn object_poller(
                 stats.objects_idle.store(0, Ordering::Relaxed);
                 stats.failed("Cannot list the landing location", &e.into());
                 continue;
-            }
-        }
-
-        // New metadata files of bronze and silver tables: wake the next hop.
-        for hop in ["bronze-to-silver", "silver-to-gold"] {
-            let mut announced = Vec::new();
-            for def in &sources_of(hop) {
-                let table = match deps.lake.load(def).await {
-                    Ok(table) => table,
-                    Err(e) => {
-                        worked = true;
-                        stats.failed(&format!("Cannot load {}", def.qualified()), &e.into());
-                        continue;
-                    }
-                };
-                let Some(location) = table.metadata_location().map(str::to_string) else {
-                    continue;
-                };
-                if seen_metadata.get(&def.qualified()) != Some(&location) {
-                    announced.push((def.qualified(), location));
-                }
-            }
-            if announced.is_empty() {
-                continue;
-            }
-            worked = true;
-            let locations: Vec<String> = announced.iter().map(|(_, l)| l.clone()).collect();
-            let invocation =
-                LambdaEvent::new(object_created_event(&locations), LambdaContext::default());
-            let result = match hop {
-                "bronze-to-silver" => bronze_to_silver::handler(&deps, invocation)
-                    .await
-                    .map(|o| o.len()),
-                _ => silver_to_gold::handler(&deps, invocation)
-                    .await
-                    .map(|o| o.len()),
-            };
-            match result {
-                Ok(commits) => {
-                    stats.hop_runs.fetch_add(1, Ordering::Relaxed);
-                    if commits > 0 {
-                        stats.committed();
-                    }
-                    seen_metadata.extend(announced);
-                }
-                Err(e) => {
-                    worked = true;
-                    stats.failed(&format!("{hop} failed (woken again next pass)"), &e.into());
-                }
             }
         }
 
@@ -594,6 +617,12 @@ async fn object_poller(
                         report.duration_ms
                     );
                     last_maintenance = Instant::now();
+                    if report.commits > 0 {
+                        // Its commits rewrite the hops' sources: let each hop look now.
+                        for hop in Hop::ALL {
+                            wakeups.wake(hop, &stats);
+                        }
+                    }
                 }
                 Err(e) => {
                     worked = true;
@@ -606,6 +635,85 @@ async fn object_poller(
             stats.objects_idle.store(0, Ordering::Relaxed);
         } else {
             stats.objects_idle.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Runs one hop whenever a source table has a new metadata file: woken by a commit of this
+/// process at once, and every `--poll-ms` for commits of other processes. A failed run is
+/// tried again at the next poll, with the same sources announced.
+async fn hop_runner(
+    hop: Hop,
+    deps: Arc<Deps>,
+    args: LocalArgs,
+    stats: Arc<Stats>,
+    wakeups: Arc<Wakeups>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<()> {
+    let sources = hop.sources();
+    let idle = &stats.hop_idle[hop.index()];
+    let mut seen_metadata: HashMap<String, String> = HashMap::new();
+    let mut interval = tokio::time::interval(Duration::from_millis(args.poll_ms.max(50)));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return Ok(()),
+            _ = interval.tick() => {}
+            _ = wakeups.hops[hop.index()].notified() => {}
+        }
+        let mut announced = Vec::new();
+        let mut failed = false;
+        for def in &sources {
+            let table = match deps.lake.load(def).await {
+                Ok(table) => table,
+                Err(e) => {
+                    failed = true;
+                    stats.failed(&format!("Cannot load {}", def.qualified()), &e.into());
+                    continue;
+                }
+            };
+            let Some(location) = table.metadata_location().map(str::to_string) else {
+                continue;
+            };
+            if seen_metadata.get(&def.qualified()) != Some(&location) {
+                announced.push((def.qualified(), location));
+            }
+        }
+        if announced.is_empty() {
+            if failed {
+                idle.store(0, Ordering::Relaxed);
+            } else {
+                idle.fetch_add(1, Ordering::Relaxed);
+            }
+            continue;
+        }
+        idle.store(0, Ordering::Relaxed);
+        let locations: Vec<String> = announced.iter().map(|(_, l)| l.clone()).collect();
+        let invocation =
+            LambdaEvent::new(object_created_event(&locations), LambdaContext::default());
+        let result = match hop {
+            Hop::BronzeToSilver => bronze_to_silver::handler(&deps, invocation)
+                .await
+                .map(|o| o.len()),
+            Hop::SilverToGold => silver_to_gold::handler(&deps, invocation)
+                .await
+                .map(|o| o.len()),
+        };
+        match result {
+            Ok(commits) => {
+                stats.hop_runs.fetch_add(1, Ordering::Relaxed);
+                if commits > 0 {
+                    stats.committed();
+                    if let Some(next) = hop.next() {
+                        wakeups.wake(next, &stats);
+                    }
+                }
+                seen_metadata.extend(announced);
+            }
+            Err(e) => stats.failed(
+                &format!("{} failed (woken again next pass)", hop.name()),
+                &e.into(),
+            ),
         }
     }
 }
