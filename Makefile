@@ -64,10 +64,13 @@ interop: postgres chromium $(VENV_READY)
 	BAKEHOUSE_BIN=$(BIN) $(VENV)/bin/python -m pytest -q tests/interop
 
 ## Benchmarks (docs/performance.md): Bakehouse against the floor and the Python peer, as whole
-## processes on generated inputs (BENCH_EVENTS, default 1,000,000); prints the table.
+## processes on generated inputs (BENCH_EVENTS, default 1,000,000); a 10k batch on lakes of
+## millions of rows (built once, cached); the event→gold latency through `bakehouse local` on
+## the local servers (skipped unless `make up` installed them). BENCH_CASES=scale,latency picks.
 bench: $(VENV_READY) postgres
-	$(CARGO) build --profile local -j2 -p bakehouse-cli -p bench-floor
+	$(CARGO) build --profile local -j2 -p bakehouse-cli -p bench-floor -p bench-probe
 	BAKEHOUSE_BIN=$(BIN) BENCH_FLOOR=$(CARGO_TARGET_DIR)/local/bench-floor \
+		BENCH_PROBE=$(CARGO_TARGET_DIR)/local/bench-probe \
 		BENCH_PYTHON=$(VENV)/bin/python BENCH_POSTGRES=$(PG_URL) python3 bench/run.py
 
 lint: lint-template

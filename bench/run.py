@@ -1,24 +1,35 @@
 """`make bench`: generates the inputs and measures Bakehouse against the floor (bench-floor: JSON
 decoding and Parquet encoding only) and the Python peer (bench/peer/peer.py), each as a whole
-process, in one run on this machine. Prints a table with the ratios.
+process, in one run on this machine. Prints a table with the ratios. Then the scale case (a 10k
+batch on lakes holding millions of silver rows, against the empty lake) and the event→gold
+latency through `bakehouse local` on the local servers, each with its targets.
 
-Environment: BAKEHOUSE_BIN, BENCH_FLOOR (binaries), BENCH_PYTHON (a Python with pyarrow and
-PyIceberg), BENCH_POSTGRES (the PostgreSQL server of the lakes the Lambda bootstraps run on),
-BENCH_EVENTS (default 1000000), BENCH_DIR (default ~/.cache/bakehouse-bench).
+Environment: BAKEHOUSE_BIN, BENCH_FLOOR, BENCH_PROBE (binaries), BENCH_PYTHON (a Python with
+pyarrow and PyIceberg), BENCH_POSTGRES (the PostgreSQL server of the lakes the Lambda bootstraps
+and the latency case run on), BENCH_EVENTS (default 1000000), BENCH_DIR (default
+~/.cache/bakehouse-bench), BENCH_CASES (comma-separated, default all: throughput, scale,
+latency), BENCH_SCALE (factor on the scale case's lake sizes, default 1: 3 M and 30 M rows of
+history, 2 M today), BENCH_REBUILD=1 (build the scale case's cached lakes again),
+BENCH_PROBE_RATE and BENCH_PROBE_SECONDS (the latency probes: default 10 per second for 30 s).
 """
 
 import base64
+import concurrent.futures
 import http.server
 import json
+import math
+import multiprocessing
 import os
 import pathlib
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import uuid
 
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -28,6 +39,8 @@ PYTHON = os.environ.get("BENCH_PYTHON", sys.executable)
 EVENTS = int(os.environ.get("BENCH_EVENTS", "1000000"))
 LAMBDA_DIR = ROOT / "target/lambda"
 WORK = pathlib.Path(os.environ.get("BENCH_DIR", pathlib.Path.home() / ".cache/bakehouse-bench"))
+CASES = set((os.environ.get("BENCH_CASES") or "throughput,scale,latency").split(","))
+SCALE = float(os.environ.get("BENCH_SCALE", "1"))
 
 
 def sales_lines(n, seed, invalid=0.0):
@@ -356,6 +369,18 @@ def lambda_figures():
 
 def main():
     WORK.mkdir(parents=True, exist_ok=True)
+    unknown = CASES - {"throughput", "scale", "latency"}
+    if unknown:
+        raise SystemExit(f"BENCH_CASES: unknown {', '.join(sorted(unknown))} (accepted: throughput, scale, latency)")
+    if "throughput" in CASES:
+        throughput()
+    if "scale" in CASES:
+        scale()
+    if "latency" in CASES:
+        latency()
+
+
+def throughput():
     batch = dataset("batch", 10_000)
     clean = dataset("clean", EVENTS)
     dirty = dataset("dirty", EVENTS, invalid=0.01)
@@ -444,6 +469,239 @@ def print_table():
     out = WORK / "results.json"
     out.write_text(json.dumps(ROWS, indent=1))
     print(f"figures: {out}")
+
+
+# The scale case: a 10k batch of today's sales (`ingest`, then `process`) on lakes already holding
+# millions of silver rows, against the same batch on the empty lake. Each lake is built once
+# through the CLI in chunks of at most 1 M rows (ingest, then process) and cached under
+# BENCH_DIR/scale; every measured run starts from a copy of it (hard links for the warehouse's
+# write-once files, a real copy of the SQLite catalog), so every run sees the same lake.
+
+CHUNK = 1_000_000
+DAY = 86_400
+PRICES = (2.5, 3.25, 4.0, 4.75, 6.5, 12.0, 18.99)
+
+
+def sales_between(path, n, tag, start, end):
+    """Writes n valid sales events with event times spread evenly over [start, end) (unix
+    seconds), ids `<tag>-<i>`: the fields as `sales_lines` makes them, formatted directly."""
+    rng = random.Random(tag)
+    r = rng.random
+    days = {}
+    span = end - start
+    with open(path, "w") as f:
+        for i in range(n):
+            at = start + int(span * (i + r()) / n)
+            day, second = divmod(at, DAY)
+            date = days.get(day) or days.setdefault(day, time.strftime("%Y-%m-%d", time.gmtime(day * DAY)))
+            hour, second = divmod(second, 3600)
+            minute, second = divmod(second, 60)
+            customer = f'"C{int(r() * 2000) + 1:04d}"' if r() < 0.7 else "null"
+            promotion = '"P10"' if r() < 0.1 else "null"
+            f.write(
+                f'{{"event_id":"{tag}-{i:09d}","transaction_id":"{tag}-t{i // 3:09d}",'
+                f'"event_time":"{date}T{hour:02d}:{minute:02d}:{second:02d}.{int(r() * 1000):03d}Z",'
+                f'"store_id":{int(r() * 5) + 1},"product_id":{int(r() * 10) + 1},"customer_id":{customer},'
+                f'"quantity":{int(r() * 6) + 1},"unit_price":{PRICES[int(r() * len(PRICES))]},"promotion_id":{promotion}}}\n'
+            )
+    return path
+
+
+def millions(rows):
+    return f"{rows / 1e6:g} M"
+
+
+def link_copy(source, target):
+    """A copy of a lake at `target`: the warehouse's files (never written twice) as hard links,
+    the files beside it (the SQLite catalog, written in place) as real copies."""
+    shutil.rmtree(target, ignore_errors=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["cp", "-al", str(source), str(target)], check=True)
+    for item in target.iterdir():
+        if item.is_file():
+            item.unlink()
+            shutil.copy2(source / item.name, item)
+
+
+def scale_lake(name, rows, start, end, shape):
+    """The cached lake `name`: `rows` sales with event times over [start, end), ingested and
+    processed in chunks of at most 1 M rows in time order (as history arrives). Built when the
+    cache holds no lake of this `shape`; returns the cached copy."""
+    cache = WORK / "scale" / name
+    marker = cache / "lake.json"
+    shape = {**shape, "rows": rows, "chunk": CHUNK}
+    if os.environ.get("BENCH_REBUILD") != "1" and marker.exists():
+        built = json.loads(marker.read_text())
+        if built["shape"] == shape:
+            print(f"scale: {name} from the cache ({cache}, built {built['built']} at {built['commit']})", flush=True)
+            return cache
+    began = time.perf_counter()
+    lake = fresh(f"scale-{name}")
+    env = ours_env(lake)
+    measured([BIN, "init"], env)
+    chunks = math.ceil(rows / CHUNK)
+    bounds = [start + (end - start) * k // chunks for k in range(chunks + 1)]
+    sizes = [rows * (k + 1) // chunks - rows * k // chunks for k in range(chunks)]
+
+    def make(k):
+        path = WORK / "data" / f"scale-chunk-{k % 2}.jsonl"
+        return pool.submit(sales_between, path, sizes[k], f"{name}-{k}", bounds[k], bounds[k + 1])
+
+    # The next chunk is written by a second process while the CLI takes this one.
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
+        pending = make(0)
+        for k in range(chunks):
+            path = pending.result()
+            if k + 1 < chunks:
+                pending = make(k + 1)
+            measured([BIN, "ingest", "--dataset", "sales-events", str(path)], env)
+            measured([BIN, "process"], env)
+            print(f"scale: {name}: {sum(sizes[:k + 1]):,} rows in {time.perf_counter() - began:.0f} s", flush=True)
+    for k in range(min(chunks, 2)):
+        (WORK / "data" / f"scale-chunk-{k}.jsonl").unlink(missing_ok=True)
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    link_copy(lake, cache)
+    marker.write_text(json.dumps({"shape": shape, "built": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": commit or "?"}))
+    print(f"scale: {name} built in {time.perf_counter() - began:.0f} s", flush=True)
+    return cache
+
+
+def scale(runs=5):
+    now = int(time.time())
+    today = now - now % DAY
+    # The batch: on time, all in today's partitions (from six hours ago, or midnight, to a
+    # minute ago). The history: the 365 days before today, too late for gold but in silver.
+    batch = sales_between(WORK / "data" / "scale-batch.jsonl", 10_000, "batch", max(today, now - 6 * 3600), now - 60)
+    history = [round(3_000_000 * SCALE), round(30_000_000 * SCALE)]
+    in_today = round(2_000_000 * SCALE)
+    lakes = [("empty", None)]
+    for rows in history:
+        lakes.append((f"{millions(rows)} rows over 365 dates", scale_lake(f"history-{rows}", rows, today - 365 * DAY, today, {"days": 365})))
+    lakes.append((f"{millions(in_today)} rows in today's partitions", scale_lake(f"today-{in_today}", in_today, today, now - 120, {"date": time.strftime("%Y-%m-%d", time.gmtime(today))})))
+    results = []
+    for label, cache in lakes:
+        lake = WORK / "lakes" / ("scale-empty" if cache is None else f"scale-{cache.name}")
+        measurements = []
+        for _ in range(runs):
+            if cache is None:
+                lake = fresh("scale-empty")
+                measured([BIN, "init"], ours_env(lake))
+            else:
+                link_copy(cache, lake)
+            env = ours_env(lake)
+            ingest = measured([BIN, "ingest", "--dataset", "sales-events", str(batch)], env)
+            process = measured([BIN, "process"], env)
+            measurements.append((process[0], process[1], ingest[0], ingest[1]))
+        print(f"scale: {label}: process seconds of {runs} runs: {', '.join(f'{m[0]:.2f}' for m in sorted(measurements))}"
+              f"; ingest: {', '.join(f'{m[2]:.2f}' for m in sorted(measurements, key=lambda m: m[2]))}", flush=True)
+        median = lambda i: sorted(m[i] for m in measurements)[len(measurements) // 2]
+        results.append(dict(lake=label, process=median(0), ingest=median(2),
+                            process_rss=max(m[1] for m in measurements), ingest_rss=max(m[3] for m in measurements)))
+    empty = results[0]["process"]
+    targets = {1: None, 2: 1.5, 3: 2.0}
+    print(f"\nscale: a 10k batch of today's sales, `ingest` then `process` (median of {runs} runs from the same lake; peak: the highest)")
+    header = f"{'silver before the batch':<32} {'ingest s':>8} {'process s':>9} {'vs empty':>8} {'peak MB':>8} {'(ingest)':>8}  target"
+    print(header)
+    print("-" * (len(header) + 30))
+    for i, r in enumerate(results):
+        r["ratio"] = r["process"] / empty
+        limit = targets.get(i)
+        checks = [r["process_rss"] <= 128 and r["ingest_rss"] <= 128]
+        target = "peak ≤ 128 MB"
+        if limit:
+            checks.append(r["ratio"] <= limit)
+            target = f"process ≤ {limit:g}× empty, {target}"
+        r["met"] = all(checks)
+        ratio = "" if i == 0 else f"{r['ratio']:.2f}×"
+        print(f"{r['lake']:<32} {r['ingest']:>8.2f} {r['process']:>9.2f} {ratio:>8} {r['process_rss']:>8.0f} {r['ingest_rss']:>8.0f}  "
+              f"{target}: {'met' if r['met'] else 'NOT MET'}")
+    if SCALE != 1:
+        print(f"(BENCH_SCALE={SCALE:g}: not the sizes of the targets)")
+    (WORK / "results-scale.json").write_text(json.dumps(results, indent=1))
+
+
+# The event→gold latency: probes sent to Kafka at a steady pace while `bakehouse local` runs on
+# the local servers (PostgreSQL catalog, the S3 server, the Kafka broker), and the moment each is
+# first visible in gold.fact_sales (the catalog pointer, read every 20 ms by bench/visible.py).
+
+
+def local_servers():
+    """The S3 server's settings and the broker's address, the servers started (as `make up`
+    does) when installed; None when they are not installed."""
+    home_bin = pathlib.Path.home() / ".cargo/bin"
+    if not all(shutil.which(tool) or (home_bin / tool).exists() for tool in ("s3s-fs", "tansu")):
+        return None
+    s3 = subprocess.run([str(ROOT / "dev/s3.sh"), "start"], check=True, capture_output=True, text=True).stdout.split()
+    kafka = subprocess.run([str(ROOT / "dev/kafka.sh"), "start"], check=True, capture_output=True, text=True).stdout
+    return dict(pair.split("=", 1) for pair in s3), kafka.strip().split("=", 1)[1]
+
+
+def percentile(values, p):
+    """Nearest rank: the smallest value with at least p % of the values at or below it."""
+    return values[max(0, math.ceil(p / 100 * len(values)) - 1)]
+
+
+def latency():
+    probe = os.environ.get("BENCH_PROBE")
+    servers = local_servers() if probe and "BENCH_POSTGRES" in os.environ else None
+    if not servers:
+        print("event→gold latency: skipped (needs the local servers: `make up` installs and starts them, "
+              "and BENCH_PROBE and BENCH_POSTGRES, which `make bench` sets)")
+        return
+    s3, kafka = servers
+    rate = float(os.environ.get("BENCH_PROBE_RATE", "10"))
+    count = round(rate * float(os.environ.get("BENCH_PROBE_SECONDS", "30")))
+    run = uuid.uuid4().hex[:10]
+    prefix = f"bench{run}."
+    lake = fresh("latency", postgres=True)
+    catalog = (lake / "catalog.url").read_text()
+    env = ours_env(lake)
+    env.update(s3, KAFKA_BOOTSTRAP_SERVERS=kafka, BAKEHOUSE_LOG="warn",
+               BAKEHOUSE_WAREHOUSE=f"s3://lake/bench-{run}/warehouse", BAKEHOUSE_LANDING=f"s3://lake/bench-{run}/landing")
+    subprocess.run([str(ROOT / "dev/kafka.sh"), "topics", prefix], check=True, stdout=subprocess.DEVNULL)
+    measured([BIN, "init"], env)
+    topic = f"{prefix}sales-events"
+
+    def pointer():
+        sql = "SELECT metadata_location FROM iceberg_tables WHERE table_namespace = 'gold' AND table_name = 'fact_sales'"
+        return subprocess.run(["psql", "-X", "-A", "-t", catalog, "-c", sql], check=True, capture_output=True, text=True).stdout
+
+    log = lake / "visible.log"
+    with open(lake / "local.log", "w") as out:
+        # `local` as a user starts it: Lambda's batch size and window, the default poll.
+        local = subprocess.Popen([BIN, "local", "--topic-prefix", prefix, "--group", f"{prefix}ingest",
+                                  "--maintenance-every", "0", "--status-every", "3600"], env=env, stdout=out, stderr=out)
+        try:
+            # Warm-up: the consumer group has joined and the pipeline has run once.
+            before = pointer()
+            subprocess.run([probe, kafka, topic, f"warm{run}", "5", "10"], check=True, stdout=subprocess.DEVNULL)
+            began = time.perf_counter()
+            while pointer() == before:
+                if time.perf_counter() - began > 120 or local.poll() is not None:
+                    raise SystemExit(f"event→gold latency: the warm-up events did not reach gold (see {lake / 'local.log'})")
+                time.sleep(0.2)
+            watcher = subprocess.Popen([PYTHON, str(HERE / "visible.py"), "watch", catalog, str(log)])
+            time.sleep(1)
+            subprocess.run([probe, kafka, topic, f"probe{run}", str(count), str(rate)], check=True, stdout=subprocess.DEVNULL)
+            # The last probes' time to arrive, and more: a probe not seen by then counts as never.
+            time.sleep(15)
+            watcher.terminate()
+            watcher.wait()
+        finally:
+            local.send_signal(signal.SIGTERM)
+            try:
+                local.wait(60)
+            except subprocess.TimeoutExpired:
+                local.kill()
+                local.wait()
+    seen = json.loads(subprocess.run([PYTHON, str(HERE / "visible.py"), "probes", str(log), f"probe{run}"],
+                                     env=env, check=True, capture_output=True, text=True).stdout)
+    seconds = sorted(at_seen - at_sent for at_sent, at_seen in seen.values()) + [math.inf] * (count - len(seen))
+    p50, p95 = percentile(seconds, 50), percentile(seconds, 95)
+    print(f"\nevent→gold latency: {count} probes at {rate:g}/s through `bakehouse local` (batch window 500 ms, poll 1 s) "
+          f"on PostgreSQL, s3s-fs and tansu; {len(seen)} visible in gold.fact_sales within 15 s of the last")
+    print(f"  p50 {p50:.2f} s, p95 {p95:.2f} s, max {seconds[-1]:.2f} s; target p95 ≤ 5 s: {'met' if p95 <= 5 else 'NOT MET'}")
+    (WORK / "results-latency.json").write_text(json.dumps(dict(probes=count, visible=len(seen), p50=p50, p95=p95, seconds=seconds)))
 
 
 if __name__ == "__main__":
