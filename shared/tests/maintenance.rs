@@ -85,7 +85,7 @@ async fn compaction_races_a_writer(dir: &std::path::Path, catalog: Option<&str>)
             written
         };
         let policy = policy();
-        let (compacted, written) = tokio::join!(lake.compact(&QUARANTINE, &policy), writing);
+        let (compacted, written) = tokio::join!(lake.compact(&QUARANTINE, &policy, None), writing);
         let compacted = compacted
             .unwrap()
             .expect("there were small files to compact");
@@ -95,14 +95,14 @@ async fn compaction_races_a_writer(dir: &std::path::Path, catalog: Option<&str>)
         assert_eq!(tags(&lake).await, expected, "round {round}");
     }
     eprintln!("compaction re-planned {replans} times over 15 rounds");
-    lake.compact(&QUARANTINE, &policy()).await.unwrap();
+    lake.compact(&QUARANTINE, &policy(), None).await.unwrap();
     assert_eq!(tags(&lake).await, expected);
     let per_day = files_per_day(&lake).await;
     assert_eq!(per_day.len(), 3);
     assert!(per_day.values().all(|n| *n == 1), "{per_day:?}");
     // Nothing left to compact: no commit.
     assert!(
-        lake.compact(&QUARANTINE, &policy())
+        lake.compact(&QUARANTINE, &policy(), None)
             .await
             .unwrap()
             .is_none()
@@ -138,7 +138,11 @@ async fn compacted_files_keep_the_data_sequence_numbers_of_their_rows() {
     let table = lake.load(&QUARANTINE).await.unwrap();
     let before = lake.live_files(&table).await.unwrap();
     let newest = before.iter().map(|f| f.sequence_number).max().unwrap();
-    let outcome = lake.compact(&QUARANTINE, &policy()).await.unwrap().unwrap();
+    let outcome = lake
+        .compact(&QUARANTINE, &policy(), None)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((outcome.removed_files, outcome.added_files), (4, 1));
     let table = lake.load(&QUARANTINE).await.unwrap();
     let after = lake.live_files(&table).await.unwrap();
@@ -173,7 +177,10 @@ async fn expiry_and_orphan_removal_keep_every_live_snapshot_readable() {
             .await
             .unwrap();
     }
-    lake.compact(&QUARANTINE, &policy()).await.unwrap().unwrap();
+    lake.compact(&QUARANTINE, &policy(), None)
+        .await
+        .unwrap()
+        .unwrap();
     support::append(&lake, &["after"], 1).await.unwrap();
     let data_dir = dir.path().join("warehouse/bronze/quarantine/data");
     let stray = data_dir.join("stray-never-committed.parquet");

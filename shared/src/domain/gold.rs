@@ -16,6 +16,7 @@ use arrow_select::filter::filter_record_batch;
 use super::money::Money;
 use super::records::*;
 use super::scd2::{KeyIndex, SurrogateKeys};
+use super::silver::IdSet;
 
 /// Default minimum quality score for gold (SPEC §4).
 pub const DEFAULT_MIN_QUALITY_SCORE: i32 = 50;
@@ -192,10 +193,12 @@ struct DailySum {
     ids: Vec<u8>,
     /// Where each id ends in `ids` (a group's ids fit 4 GiB: a function's memory is smaller).
     ends: Vec<u32>,
+    /// Ids among `ids` that the group's gold row counts already (from earlier silver rows).
+    counted: hashbrown::HashSet<Box<[u8]>, foldhash::fast::RandomState>,
 }
 
 impl DailySum {
-    /// The number of distinct transactions.
+    /// The number of distinct transactions not counted already.
     fn transactions(&self) -> i64 {
         let mut ids: Vec<&[u8]> = Vec::with_capacity(self.ends.len());
         let mut start = 0;
@@ -205,7 +208,15 @@ impl DailySum {
         }
         ids.sort_unstable();
         ids.dedup();
-        ids.len() as i64 + self.alone
+        let counted = ids.iter().filter(|id| self.counted.contains(**id)).count();
+        (ids.len() - counted) as i64 + self.alone
+    }
+
+    fn ids(&self) -> impl Iterator<Item = &[u8]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().map(|e| *e as usize));
+        starts
+            .zip(&self.ends)
+            .map(|(start, end)| &self.ids[start..*end as usize])
     }
 }
 
@@ -246,6 +257,49 @@ impl DailySales {
         Ok(())
     }
 
+    /// The transaction ids of the summed rows, by business date: what an incremental update
+    /// looks up among the rows summed before ([`DailySales::mark_counted`]).
+    pub fn transactions_by_date(&self) -> BTreeMap<i32, IdSet> {
+        let mut by_date: BTreeMap<i32, IdSet> = BTreeMap::new();
+        for ((date, _, _), group) in &self.groups {
+            let ids = by_date.entry(*date).or_default();
+            for id in self.sums[*group as usize].ids() {
+                // Ids come from a UTF-8 column; anything else is skipped, never matched.
+                if let Ok(id) = std::str::from_utf8(id) {
+                    ids.insert(id);
+                }
+            }
+        }
+        by_date
+    }
+
+    /// Marks the transactions of `batch`'s eligible rows (silver rows summed into gold
+    /// before) as counted already in their groups: an incremental update then counts a
+    /// transaction only when it is new to its group.
+    ///
+    /// # Errors
+    /// A silver column is missing or mistyped.
+    pub fn mark_counted(
+        &mut self,
+        batch: &RecordBatch,
+        policy: &GoldPolicy,
+    ) -> Result<(), ArrowError> {
+        let eligible = eligible(batch, policy)?;
+        let date = column::<Date32Array>(batch, "business_date")?;
+        let store = column::<Int32Array>(batch, "store_id")?;
+        let product = column::<Int32Array>(batch, "product_id")?;
+        let transaction = column::<StringArray>(batch, "transaction_id")?;
+        for i in (0..batch.num_rows()).filter(|i| eligible.value(*i) && transaction.is_valid(*i)) {
+            let key = (date.value(i), store.value(i), product.value(i));
+            if let Some(group) = self.groups.get(&key) {
+                self.sums[*group as usize]
+                    .counted
+                    .insert(transaction.value(i).as_bytes().into());
+            }
+        }
+        Ok(())
+    }
+
     /// The fact rows, sorted by their grain.
     ///
     /// # Errors
@@ -278,6 +332,44 @@ impl DailySales {
             })
             .collect()
     }
+}
+
+/// The daily rows of some dates with the sums of newer silver rows added: `delta` (from
+/// [`DailySales::finish`] after [`DailySales::mark_counted`]) counts only transactions new to
+/// their group, so each sum is exact. Sorted by the grain.
+///
+/// # Errors
+/// A group's revenue no longer fits `decimal(14,2)`.
+pub fn add_daily(
+    existing: Vec<FactSalesDaily>,
+    delta: Vec<FactSalesDaily>,
+) -> Result<Vec<FactSalesDaily>, RevenueOverflow> {
+    let mut rows: BTreeMap<(i32, i32, i32), FactSalesDaily> = existing
+        .into_iter()
+        .map(|r| ((r.business_date, r.store_id, r.product_id), r))
+        .collect();
+    for d in delta {
+        let key = (d.business_date, d.store_id, d.product_id);
+        match rows.get_mut(&key) {
+            None => {
+                rows.insert(key, d);
+            }
+            Some(row) => {
+                let revenue = row.revenue.0.checked_add(d.revenue.0).map(Money);
+                row.revenue = revenue
+                    .filter(|m| m.fits_precision(14))
+                    .ok_or(RevenueOverflow {
+                        business_date: d.business_date,
+                        store_id: d.store_id,
+                        product_id: d.product_id,
+                    })?;
+                row.quantity += d.quantity;
+                row.line_items += d.line_items;
+                row.transactions += d.transactions;
+            }
+        }
+    }
+    Ok(rows.into_values().collect())
 }
 
 /// `gold.fact_inventory`: per business_date × store × product, the latest eligible update by

@@ -114,6 +114,19 @@ impl IdSet {
         held.reserve(bytes);
     }
 
+    /// Whether `id` is in the set.
+    pub fn contains(&self, id: &[u8]) -> bool {
+        let hash = self.hasher.hash_one(id);
+        self.table
+            .find(hash, |&i| id_at(&self.bytes, &self.ends, i) == id)
+            .is_some()
+    }
+
+    /// The ids, in insertion order.
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        (0..self.ends.len()).map(|i| id_at(&self.bytes, &self.ends, i as u32))
+    }
+
     pub fn len(&self) -> usize {
         self.ends.len()
     }

@@ -10,9 +10,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::{info, instrument};
 
-use super::Deps;
 use super::to_gold;
 use super::to_silver::latest_snapshot;
+use super::{Deps, checkpoint, to_silver};
 use crate::adapters::iceberg::{
     ALL_TABLES, CommitOutcome, CommitPlan, FileStats, Lakehouse, Operation, TableDef,
     partition_day, tables,
@@ -123,7 +123,8 @@ pub async fn handle(deps: &Deps, now_micros: i64) -> Result<MaintenanceReport, H
     // 3. Compaction, expiry and orphan removal of every table.
     for def in &ALL_TABLES {
         let started = Instant::now();
-        let compacted = lake.compact(def, &policy).await?;
+        let processed = processed_by_readers(lake, def).await?;
+        let compacted = lake.compact(def, &policy, processed).await?;
         let (removed, added) = compacted
             .as_ref()
             .map_or((0, 0), |o| (o.removed_files, o.added_files));
@@ -166,6 +167,28 @@ pub async fn handle(deps: &Deps, now_micros: i64) -> Result<MaintenanceReport, H
         "Maintenance done."
     );
     Ok(report)
+}
+
+/// The source sequence number every hop reading `def` incrementally has processed (the
+/// lowest of their checkpoints), or `None` when no hop reads it so. Compaction rewrites only
+/// files below it: a rewritten file keeps its inputs' highest sequence number, and a reader
+/// must not take rows it has processed for new ones.
+async fn processed_by_readers(
+    lake: &Lakehouse,
+    def: &TableDef,
+) -> Result<Option<i64>, StorageError> {
+    let readers: Vec<TableDef> = to_silver::SILVER
+        .iter()
+        .chain(&to_gold::FACTS)
+        .filter(|(_, source)| source == def)
+        .map(|(reader, _)| *reader)
+        .collect();
+    let mut processed = None;
+    for reader in &readers {
+        let done = checkpoint(&lake.load(reader).await?);
+        processed = Some(processed.map_or(done, |p: i64| p.min(done)));
+    }
+    Ok(processed)
 }
 
 /// Adds a step's time to its table's report, and counts its commit if it made one (then

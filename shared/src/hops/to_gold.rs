@@ -1,7 +1,8 @@
-//! The silver → gold hop: finds the business dates that silver rows committed since the
-//! checkpoint touch, recomputes those dates' facts from every silver row of the date, and
-//! replaces the dates' gold partitions — facts and checkpoint in one overwrite commit. A
-//! backfill recomputes a range of dates too, and can take their too-late rows in for good.
+//! The silver → gold hop: brings each fact up to date with the silver rows committed since
+//! the checkpoint — appended line items, daily sums added to the groups they touch, the
+//! other facts recomputed for the dates they touch — facts and checkpoint in one commit, so
+//! the work follows the batch, not the history. A backfill recomputes a range of dates, and
+//! can take their too-late rows in for good. Either way gold equals a recompute of silver.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use super::maintenance::surrogate_keys;
 use super::{Deps, PROP_TOO_LATE_TAKEN_IN, checkpoint, checkpoint_properties};
 use crate::adapters::events::changed_tables;
 use crate::adapters::iceberg::{
-    CommitOutcome, CommitPlan, DEFAULT_TARGET_FILE_SIZE, Lakehouse, Operation, TableDef,
+    CommitOutcome, CommitPlan, DEFAULT_TARGET_FILE_SIZE, KeyProbe, Lakehouse, LiveFile, TableDef,
     arrow_schema, batch_to_rows, batches_by_day, partition_day, tables, write_produced,
 };
 use crate::domain::gold;
@@ -108,7 +109,11 @@ pub async fn catch_up(
     futures::future::join_all(runs).await.into_iter().collect()
 }
 
-/// Brings one fact table up to date with its silver table (see [`catch_up`]).
+/// Brings one fact table up to date with its silver table (see [`catch_up`]). Without a
+/// backfill the work follows the new silver rows: `fact_sales` appends their facts (a fact
+/// row depends on its silver row alone), `fact_sales_daily` adds their sums to the groups
+/// they touch, and the other two facts recompute the dates the new rows touch. A backfill
+/// recomputes every date it names and every date with new rows.
 async fn process(
     deps: &Deps,
     fact: &TableDef,
@@ -116,57 +121,51 @@ async fn process(
 ) -> Result<Option<CommitOutcome>, StorageError> {
     let policy = deps.config.gold;
     let name = fact.qualified();
+    let scope = match also {
+        Some(_) => Scope::Dates(also),
+        None => Scope::NewRows,
+    };
     match fact.name {
         "fact_sales" => {
             let keys = Arc::new(surrogate_keys(&deps.lake).await?);
-            recompute(
-                deps,
-                fact,
-                &tables::SILVER_SALES,
-                Some(&gold::FACT_SALES_SILVER_COLUMNS),
-                also,
-                move |silver, schema| {
-                    let (schema, keys, name) = (schema.clone(), keys.clone(), name.clone());
-                    let facts = silver.flat_map(move |batch| {
-                        let facts = batch.and_then(|batch| {
-                            gold::sales_facts(&batch, &schema, &policy, &keys)
-                                .map_err(|e| failed(&name, e))
-                        });
-                        match facts {
-                            Ok(facts) => facts.into_iter().map(Ok).collect(),
-                            Err(e) => vec![Err(e)],
-                        }
+            let columns = Some(&gold::FACT_SALES_SILVER_COLUMNS[..]);
+            let silver = &tables::SILVER_SALES;
+            refresh(deps, fact, silver, columns, scope, move |silver, schema| {
+                let (schema, keys, name) = (schema.clone(), keys.clone(), name.clone());
+                let facts = silver.flat_map(move |batch| {
+                    let facts = batch.and_then(|batch| {
+                        gold::sales_facts(&batch, &schema, &policy, &keys)
+                            .map_err(|e| failed(&name, e))
                     });
-                    Ok(Box::new(facts) as FactBatches)
-                },
-            )
+                    match facts {
+                        Ok(facts) => facts.into_iter().map(Ok).collect(),
+                        Err(e) => vec![Err(e)],
+                    }
+                });
+                Ok(Box::new(facts) as FactBatches)
+            })
             .await
         }
+        "fact_sales_daily" if also.is_none() => add_daily_sales(deps, fact).await,
         "fact_sales_daily" => {
-            recompute(
-                deps,
-                fact,
-                &tables::SILVER_SALES,
-                Some(&gold::DAILY_SALES_SILVER_COLUMNS),
-                also,
-                move |silver, schema| {
-                    let mut daily = gold::DailySales::default();
-                    for batch in silver {
-                        daily.add(&batch?, &policy).map_err(|e| failed(&name, e))?;
-                    }
-                    let facts = daily.finish().map_err(|e| failed(&name, e))?;
-                    by_date(schema, &facts, |f| f.business_date)
-                },
-            )
+            let columns = Some(&gold::DAILY_SALES_SILVER_COLUMNS[..]);
+            let silver = &tables::SILVER_SALES;
+            refresh(deps, fact, silver, columns, scope, move |silver, schema| {
+                let facts = daily_sales(silver, &policy, &name)?
+                    .finish()
+                    .map_err(|e| failed(&name, e))?;
+                by_date(schema, &facts, |f| f.business_date)
+            })
             .await
         }
         "fact_inventory" => {
-            recompute(
+            let scope = Scope::Dates(also);
+            refresh(
                 deps,
                 fact,
                 &tables::SILVER_INVENTORY,
                 None,
-                also,
+                scope,
                 move |silver, schema| {
                     let facts = gold::fact_inventory(&rows_of(silver)?, &policy);
                     by_date(schema, &facts, |f| f.business_date)
@@ -175,21 +174,39 @@ async fn process(
             .await
         }
         "fact_equipment_performance" => {
-            recompute(
-                deps,
-                fact,
-                &tables::SILVER_EQUIPMENT_METRICS,
-                None,
-                also,
-                move |silver, schema| {
-                    let facts = gold::fact_equipment_performance(&rows_of(silver)?, &policy);
-                    by_date(schema, &facts, |f| f.business_date)
-                },
-            )
+            let scope = Scope::Dates(also);
+            let silver = &tables::SILVER_EQUIPMENT_METRICS;
+            refresh(deps, fact, silver, None, scope, move |silver, schema| {
+                let facts = gold::fact_equipment_performance(&rows_of(silver)?, &policy);
+                by_date(schema, &facts, |f| f.business_date)
+            })
             .await
         }
         _ => Ok(None),
     }
+}
+
+/// Which silver rows a refresh reads and which gold files it replaces.
+#[derive(Clone, Copy, Debug)]
+enum Scope {
+    /// The silver rows committed since the checkpoint; their facts are appended.
+    NewRows,
+    /// Every silver row of the dates the new rows touch (and of a backfill's dates); those
+    /// dates' gold files are replaced.
+    Dates(Option<Backfill>),
+}
+
+/// The daily sums of silver batches.
+fn daily_sales(
+    silver: SilverBatches,
+    policy: &gold::GoldPolicy,
+    name: &str,
+) -> Result<gold::DailySales, StorageError> {
+    let mut daily = gold::DailySales::default();
+    for batch in silver {
+        daily.add(&batch?, policy).map_err(|e| failed(name, e))?;
+    }
+    Ok(daily)
 }
 
 /// Writers encoding a fact at once (`write_produced`): encoding is most of a recompute, and a
@@ -254,12 +271,15 @@ fn take_in(batch: RecordBatch, dates: &BTreeSet<i32>) -> Result<RecordBatch, Arr
     RecordBatch::try_new(batch.schema(), columns)
 }
 
-async fn recompute(
+/// Brings one fact up to date (see [`Scope`]): reads the silver rows in scope (too-late
+/// rows of the dates a backfill took in count as on time), makes the fact from them with
+/// `aggregate` on a blocking thread, and commits it with the checkpoint.
+async fn refresh(
     deps: &Deps,
     fact_def: &TableDef,
     silver_def: &TableDef,
     columns: Option<&[&str]>,
-    also: Option<Backfill>,
+    scope: Scope,
     aggregate: impl Fn(SilverBatches, &SchemaRef) -> Result<FactBatches, StorageError>
     + Send
     + Sync
@@ -273,71 +293,166 @@ async fn recompute(
         let Some(head) = silver.metadata().current_snapshot() else {
             return Ok(None);
         };
+        let also = match scope {
+            Scope::Dates(also) => also,
+            Scope::NewRows => None,
+        };
         if head.sequence_number() <= done && also.is_none() {
             return Ok(None);
         }
-        let silver_files = lake.live_files(&silver).await?;
-        let gold_files = lake.live_files(&gold_table).await?;
-        let dates: BTreeSet<i32> = silver_files
-            .iter()
-            .filter(|f| f.sequence_number > done)
-            .filter_map(|f| partition_day(&f.data_file))
-            .chain(
-                silver_files
+        let new = lake.files_since(&silver, done).await?;
+        let mut taken_in = taken_in_dates(&gold_table);
+        let (read, remove) = match scope {
+            Scope::NewRows => (new, Vec::new()),
+            Scope::Dates(also) => {
+                let mut dates: BTreeSet<i32> = new
                     .iter()
-                    .chain(&gold_files)
                     .filter_map(|f| partition_day(&f.data_file))
-                    .filter(|d| also.is_some_and(|b| b.contains(*d))),
-            )
-            .collect();
-        if dates.is_empty() {
-            // Only rewritten files (compaction) since the checkpoint: nothing to recompute.
+                    .collect();
+                if let Some(b) = also {
+                    // A backfill names dates, not files: every date either table holds.
+                    let all = lake.live_files(&silver).await?.into_iter();
+                    let all = all.chain(lake.live_files(&gold_table).await?);
+                    dates.extend(
+                        all.filter_map(|f| partition_day(&f.data_file))
+                            .filter(|d| b.contains(*d)),
+                    );
+                }
+                if let Some(b) = also.filter(|b| b.too_late) {
+                    taken_in.extend(dates.iter().filter(|d| b.contains(**d)));
+                }
+                (
+                    lake.files_of_days(&silver, &dates).await?,
+                    lake.files_of_days(&gold_table, &dates).await?,
+                )
+            }
+        };
+        if read.is_empty() && remove.is_empty() {
+            // Only rewritten files (compaction) since the checkpoint: nothing to do.
             return Ok(None);
         }
-        let touched: Vec<_> = silver_files
-            .into_iter()
-            .filter(|f| partition_day(&f.data_file).is_some_and(|d| dates.contains(&d)))
-            .collect();
-        let mut taken_in = taken_in_dates(&gold_table);
-        let before = taken_in.len();
-        if let Some(b) = also.filter(|b| b.too_late) {
-            taken_in.extend(dates.iter().filter(|d| b.contains(**d)));
-        }
         let name = fact_def.qualified();
-        let dates_taken_in = taken_in.clone();
-        let silver: SilverBatches = Box::new(lake.read_ahead(&silver, touched, columns)?.map(
-            move |batch| {
-                batch
-                    .and_then(|batch| take_in(batch, &dates_taken_in).map_err(|e| failed(&name, e)))
-            },
-        ));
+        let silver = silver_batches(lake, &silver, read, columns, taken_in.clone(), &name)?;
         let schema = arrow_schema(&gold_table)?;
         // On a blocking thread (it waits for silver): the other facts of the run go on
         // meanwhile. A fact made batch by batch is made as it is written.
         let aggregate = Arc::clone(aggregate);
         let facts = tokio::task::spawn_blocking(move || aggregate(silver, &schema))
             .await
-            .map_err(|e| failed(&fact_def.qualified(), e))??;
+            .map_err(|e| failed(&name, e))??;
         let mut properties = checkpoint_properties(head);
-        if taken_in.len() > before {
+        if taken_in != taken_in_dates(&gold_table) {
             properties.extend(taken_in_property(&taken_in));
         }
-        let remove: Vec<_> = gold_files
-            .into_iter()
-            .filter(|f| partition_day(&f.data_file).is_some_and(|d| dates.contains(&d)))
-            .collect();
         let (add, _) =
             write_produced(&gold_table, DEFAULT_TARGET_FILE_SIZE, WRITE_LANES, facts).await?;
-        Ok(Some(CommitPlan {
-            operation: Operation::Overwrite,
-            add,
-            add_rewritten: Vec::new(),
-            remove,
-            properties,
-            keep_added_on_conflict: false,
+        Ok(Some(match scope {
+            Scope::NewRows => CommitPlan::append(add, properties),
+            Scope::Dates(_) => CommitPlan::overwrite(add, remove, properties),
         }))
     })
     .await
+}
+
+/// `fact_sales_daily` brought up to date by adding the new silver rows' sums to the groups
+/// they touch: a transaction counts only when no silver row summed before holds it in that
+/// group (those rows are looked up by transaction id, in the touched dates only), and the
+/// touched dates' gold rows are rewritten with the sums. Equal to a recompute of the dates.
+async fn add_daily_sales(
+    deps: &Deps,
+    fact_def: &TableDef,
+) -> Result<Option<CommitOutcome>, StorageError> {
+    let (lake, policy) = (&deps.lake, deps.config.gold);
+    lake.commit_with(fact_def, move |gold_table| async move {
+        let done = checkpoint(&gold_table);
+        let silver = lake.load(&tables::SILVER_SALES).await?;
+        let Some(head) = silver.metadata().current_snapshot() else {
+            return Ok(None);
+        };
+        if head.sequence_number() <= done {
+            return Ok(None);
+        }
+        let new = lake.files_since(&silver, done).await?;
+        if new.is_empty() {
+            // Only rewritten files (compaction) since the checkpoint: nothing to do.
+            return Ok(None);
+        }
+        let name = fact_def.qualified();
+        let taken_in = taken_in_dates(&gold_table);
+        let columns = &gold::DAILY_SALES_SILVER_COLUMNS[..];
+        let batches = silver_batches(lake, &silver, new, Some(columns), taken_in.clone(), &name)?;
+        let sum_name = name.clone();
+        let mut delta =
+            tokio::task::spawn_blocking(move || daily_sales(batches, &policy, &sum_name))
+                .await
+                .map_err(|e| failed(&name, e))??;
+        let transactions = delta.transactions_by_date();
+        let dates: BTreeSet<i32> = transactions.keys().copied().collect();
+        let old = lake.files_of_days(&silver, &dates).await?;
+        for (day, keys) in transactions {
+            let summed: Vec<_> = old
+                .iter()
+                .filter(|f| f.sequence_number <= done && partition_day(&f.data_file) == Some(day))
+                .cloned()
+                .collect();
+            if summed.is_empty() || keys.is_empty() {
+                continue;
+            }
+            let probe = KeyProbe { keys, times: None };
+            let (found, _) = lake
+                .find_keys(
+                    &silver,
+                    &summed,
+                    "transaction_id",
+                    "event_time",
+                    &probe,
+                    columns,
+                )
+                .await?;
+            for batch in found {
+                let batch = take_in(batch, &taken_in).map_err(|e| failed(&name, e))?;
+                delta
+                    .mark_counted(&batch, &policy)
+                    .map_err(|e| failed(&name, e))?;
+            }
+        }
+        let delta = delta.finish().map_err(|e| failed(&name, e))?;
+        let remove = lake.files_of_days(&gold_table, &dates).await?;
+        let existing = lake.read_rows(&gold_table, &remove).await?;
+        let rows = gold::add_daily(existing, delta).map_err(|e| failed(&name, e))?;
+        let schema = arrow_schema(&gold_table)?;
+        let (add, _) = write_produced(
+            &gold_table,
+            DEFAULT_TARGET_FILE_SIZE,
+            1,
+            by_date(&schema, &rows, |f| f.business_date)?,
+        )
+        .await?;
+        Ok(Some(CommitPlan::overwrite(
+            add,
+            remove,
+            checkpoint_properties(head),
+        )))
+    })
+    .await
+}
+
+/// The rows of silver `files` as they are read, with the too-late rows of the dates
+/// `taken_in` cleared for gold (for a blocking thread).
+fn silver_batches(
+    lake: &Lakehouse,
+    silver: &Table,
+    files: Vec<LiveFile>,
+    columns: Option<&[&str]>,
+    taken_in: BTreeSet<i32>,
+    fact: &str,
+) -> Result<SilverBatches, StorageError> {
+    let name = fact.to_string();
+    Ok(Box::new(lake.read_ahead(silver, files, columns)?.map(
+        move |batch| {
+            batch.and_then(|batch| take_in(batch, &taken_in).map_err(|e| failed(&name, e)))
+        },
+    )))
 }
 
 /// The business dates whose too-late rows a backfill took into this fact table.

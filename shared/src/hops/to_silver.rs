@@ -1,22 +1,26 @@
 //! The bronze → silver hop: reads the bronze rows committed since the checkpoint kept in the
 //! silver table's snapshot summary, batch by batch, drops ids silver already holds (first
-//! ingested wins, across all time), scores and derives, and appends — checkpoint and rows in
-//! one commit.
+//! ingested wins, across all time; looked up in the partitions the rows touch only), scores
+//! and derives, and appends — checkpoint and rows in one commit.
 
+use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
 
 use arrow_array::RecordBatch;
-use arrow_schema::SchemaRef;
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int64Type;
+use arrow_schema::{DataType, SchemaRef};
 use aws_lambda_events::event::s3::S3Event;
+use iceberg::table::Table;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tracing::{info, instrument};
+use tracing::{debug, info, instrument};
 
 use super::{Deps, PROP_REFERENCE_OBJECT, PROP_REFERENCE_TIME, checkpoint, checkpoint_properties};
 use crate::adapters::events::changed_tables;
 use crate::adapters::iceberg::{
-    Columns, CommitOutcome, CommitPlan, DEFAULT_TARGET_FILE_SIZE, Lakehouse, TableDef,
-    arrow_schema, batches_by_day, partition_day, tables, write_produced,
+    Columns, CommitOutcome, CommitPlan, DEFAULT_TARGET_FILE_SIZE, KeyProbe, Lakehouse, LiveFile,
+    LookupStats, TableDef, arrow_schema, batches_by_day, partition_day, tables, write_produced,
 };
 use crate::domain::dataset::Dataset;
 use crate::domain::records::*;
@@ -159,32 +163,18 @@ where
             if head.sequence_number() <= done {
                 return Ok(None);
             }
-            let mut new_files: Vec<_> = lake
-                .live_files(&bronze)
-                .await?
-                .into_iter()
-                .filter(|f| f.sequence_number > done)
-                .collect();
-            // In commit order, whatever the manifests' order: "first ingested wins" across the
-            // bronze commits of one run too.
-            new_files.sort_by_key(|f| f.sequence_number);
+            // In commit order: "first ingested wins" across the bronze commits of one run too.
+            let new_files = lake.files_since(&bronze, done).await?;
             if new_files.is_empty() {
                 // Only rewritten files (compaction) since the checkpoint: nothing new.
                 return Ok(None);
             }
-            let silver_files = lake.live_files(&silver).await?;
-            let mut seen = IdSet::default();
-            // Room for every id up front: no rehashing of a million ids mid-run. (Ids are some
-            // 30 bytes; room reserved and not used is never touched, so costs no memory.)
-            let ids: u64 = (silver_files.iter().chain(&new_files))
-                .map(|f| f.data_file.record_count())
-                .sum();
+            let mut seen = held_already(lake, &bronze, &silver, &new_files, how.id_column).await?;
+            // Room for every new id up front: no rehashing of a million ids mid-run. (Ids are
+            // some 30 bytes; room reserved and not used is never touched, so costs no memory.)
+            let ids: u64 = new_files.iter().map(|f| f.data_file.record_count()).sum();
             let ids = usize::try_from(ids).unwrap_or(0);
             seen.reserve(ids, ids.saturating_mul(32));
-            lake.for_each_string(&silver, &silver_files, how.id_column, |id| {
-                seen.insert(id);
-            })
-            .await?;
             // Batch by batch, so a hop holds a few batches of rows, not the whole input: this
             // task reads and decodes bronze (without payload: silver keeps none, and it is the
             // bulk of a bronze file) and encodes silver; the refinery's thread does the rest.
@@ -227,6 +217,95 @@ where
         ..o
     }))
 }
+
+/// The ids of the new bronze rows that silver holds already: only the silver partitions the
+/// rows' event dates touch are looked in (a duplicate carries its original's event time, so
+/// it lands in the same partition), and in them only the files and row groups whose bounds,
+/// statistics and bloom filters admit one of the rows' ids and times. The cost follows the
+/// batch, not the history.
+async fn held_already(
+    lake: &Lakehouse,
+    bronze: &Table,
+    silver: &Table,
+    new_files: &[LiveFile],
+    id_column: &str,
+) -> Result<IdSet, StorageError> {
+    if silver.metadata().current_snapshot().is_none() {
+        return Ok(IdSet::default());
+    }
+    let mut probes: BTreeMap<i32, KeyProbe> = BTreeMap::new();
+    let mut rows = lake.stream_batches(
+        bronze,
+        new_files.to_vec(),
+        Columns::only(&[id_column, EVENT_TIME]),
+    );
+    let read =
+        |e: String| StorageError::data(format!("read {id_column} of {}", bronze.identifier()))(e);
+    while let Some(batch) = rows.next().await? {
+        let (Some(ids), Some(times)) = (
+            batch.column_by_name(id_column),
+            batch.column_by_name(EVENT_TIME),
+        ) else {
+            return Err(read("missing column".to_string()));
+        };
+        let ids = arrow_cast::cast(ids, &DataType::Utf8).map_err(|e| read(e.to_string()))?;
+        let times = arrow_cast::cast(times, &DataType::Int64).map_err(|e| read(e.to_string()))?;
+        let times = times.as_primitive::<Int64Type>();
+        for (id, time) in ids.as_string::<i32>().iter().zip(times.iter()) {
+            if let (Some(id), Some(time)) = (id, time) {
+                let probe = probes.entry(date_of(time)).or_default();
+                probe.keys.insert(id);
+                probe.times.get_or_insert_with(Vec::new).push(time);
+            }
+        }
+    }
+    let silver_files = lake
+        .files_of_days(silver, &probes.keys().copied().collect())
+        .await?;
+    let mut held = IdSet::default();
+    let mut stats = LookupStats::default();
+    for (day, mut probe) in probes {
+        let files: Vec<LiveFile> = silver_files
+            .iter()
+            .filter(|f| partition_day(&f.data_file) == Some(day))
+            .cloned()
+            .collect();
+        if files.is_empty() {
+            continue;
+        }
+        if let Some(times) = &mut probe.times {
+            times.sort_unstable();
+            times.dedup();
+        }
+        let (found, of_day) = lake
+            .find_keys(silver, &files, id_column, EVENT_TIME, &probe, &[id_column])
+            .await?;
+        stats += of_day;
+        for batch in found {
+            if let Some(ids) = batch
+                .column_by_name(id_column)
+                .and_then(|c| c.as_string_opt::<i32>())
+            {
+                ids.iter().flatten().for_each(|id| {
+                    held.insert(id);
+                });
+            }
+        }
+    }
+    debug!(
+        table = %silver.identifier(),
+        files = stats.files,
+        files_opened = stats.files_opened,
+        row_groups = stats.row_groups,
+        row_groups_read = stats.row_groups_read,
+        held = held.len(),
+        "Ids looked up."
+    );
+    Ok(held)
+}
+
+/// The event time column of every event dataset (bronze and silver).
+const EVENT_TIME: &str = "event_time";
 
 /// The CPU side of a refinement, on its own thread: batches of bronze rows in, in commit
 /// order; the fresh silver rows out as (business date, Arrow batch), counted as they pass.

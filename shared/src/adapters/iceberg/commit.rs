@@ -75,6 +75,20 @@ impl CommitPlan {
             keep_added_on_conflict: false,
         }
     }
+
+    /// An overwrite: `remove` (the gold files of some partitions) replaced by `add` (written by
+    /// this attempt), with the snapshot's checkpoint `properties`.
+    pub fn overwrite(
+        add: Vec<DataFile>,
+        remove: Vec<LiveFile>,
+        properties: HashMap<String, String>,
+    ) -> Self {
+        CommitPlan {
+            operation: Operation::Overwrite,
+            remove,
+            ..CommitPlan::append(add, properties)
+        }
+    }
 }
 
 /// What a committed plan did.
@@ -209,23 +223,15 @@ impl Lakehouse {
         let mut manifests: Vec<ManifestFile> = Vec::new();
         let mut rewritten: BTreeMap<i32, ManifestWriter> = BTreeMap::new();
         if let Some(current) = metadata.current_snapshot() {
-            let list = table
-                .manifest_list_reader(current)
-                .load()
-                .await
-                .map_err(ice("read manifest list"))?;
-            let manifest_files: Vec<ManifestFile> = list.consume_entries().into_iter().collect();
-            for manifest_file in manifest_files {
+            let list = self.cache.manifest_list(table, current).await?;
+            for manifest_file in list.iter().cloned() {
                 if manifest_file.content != ManifestContentType::Data
                     || (remove.is_empty() && !merge_all)
                 {
                     manifests.push(manifest_file);
                     continue;
                 }
-                let manifest = manifest_file
-                    .load_manifest(file_io)
-                    .await
-                    .map_err(ice("read manifest"))?;
+                let manifest = self.cache.manifest(table, &manifest_file).await?;
                 if !merge_all
                     && !manifest
                         .entries()

@@ -2,15 +2,16 @@
 //! batches as Parquet data files split by partition (all at once, or streamed through a
 //! [`TableWriter`]), and reading them back.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
-use arrow_array::cast::AsArray;
 use futures::StreamExt;
 use futures::future::try_join_all;
 use iceberg::arrow::{ArrowFileReader, schema_to_arrow_schema};
-use iceberg::spec::{DataFile, DataFileFormat, Literal, PartitionKey, PrimitiveLiteral, Struct};
+use iceberg::spec::{
+    DataFile, DataFileFormat, Literal, ManifestFile, PartitionKey, PrimitiveLiteral, Struct,
+};
 use iceberg::table::Table;
 use iceberg::writer::base_writer::data_file_writer::{DataFileWriter, DataFileWriterBuilder};
 use iceberg::writer::file_writer::ParquetWriterBuilder;
@@ -150,6 +151,39 @@ const UNIQUE_COLUMNS: [&str; 7] = [
     "event_time",
 ];
 
+/// Rows per row group of a file with bloom filters: a filter is sized for this many keys
+/// (then folded down to what its row group holds), so it must bound the group.
+const BLOOM_ROWS_PER_GROUP: usize = 128 * 1024;
+
+/// The columns a table's properties ask bloom filters for (Iceberg's
+/// `write.parquet.bloom-filter-enabled.column.<name>`), each with its false-positive
+/// probability (`write.parquet.bloom-filter-fpp.column.<name>`, default
+/// [`DEFAULT_BLOOM_FILTER_FPP`]).
+fn bloom_filter_columns(properties: &HashMap<String, String>) -> Vec<(&str, f64)> {
+    properties
+        .iter()
+        .filter(|(_, enabled)| enabled.as_str() == "true")
+        .filter_map(|(key, _)| key.strip_prefix(BLOOM_FILTER_ENABLED))
+        .map(|column| {
+            let fpp = properties
+                .get(&format!("{BLOOM_FILTER_FPP}{column}"))
+                .and_then(|v| v.parse().ok())
+                .filter(|p: &f64| *p > 0.0 && *p < 1.0)
+                .unwrap_or(DEFAULT_BLOOM_FILTER_FPP);
+            (column, fpp)
+        })
+        .collect()
+}
+
+/// Iceberg's table property prefix that enables a column's Parquet bloom filter.
+pub const BLOOM_FILTER_ENABLED: &str = "write.parquet.bloom-filter-enabled.column.";
+/// Iceberg's table property prefix of a column's bloom filter false-positive probability.
+pub const BLOOM_FILTER_FPP: &str = "write.parquet.bloom-filter-fpp.column.";
+/// The false-positive probability of our lookup columns' filters: a lookup probes a row group
+/// with each of a batch's keys (10,000 for a 10k batch), so one in 100,000 keeps nine in ten
+/// row groups without a match unread. About 30 bits a key, folded to what a group holds.
+pub const DEFAULT_BLOOM_FILTER_FPP: f64 = 0.00001;
+
 type DataWriter =
     DataFileWriter<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
 
@@ -192,6 +226,14 @@ impl TableWriter {
                 properties =
                     properties.set_column_dictionary_enabled(ColumnPath::from(column), false);
             }
+        }
+        let table_properties = metadata.properties();
+        for (column, fpp) in bloom_filter_columns(table_properties) {
+            properties = properties
+                .set_max_row_group_row_count(Some(BLOOM_ROWS_PER_GROUP))
+                .set_column_bloom_filter_enabled(ColumnPath::from(column), true)
+                .set_column_bloom_filter_fpp(ColumnPath::from(column), fpp)
+                .set_column_bloom_filter_ndv(ColumnPath::from(column), BLOOM_ROWS_PER_GROUP as u64);
         }
         let properties = properties.build();
         let location =
@@ -553,7 +595,7 @@ impl Iterator for ReadAhead {
 }
 
 /// The table's current Arrow schema, with only `columns` (in the table's order) if given.
-fn projected_schema(
+pub(super) fn projected_schema(
     table: &Table,
     columns: Option<&[&str]>,
 ) -> Result<Arc<arrow_schema::Schema>, StorageError> {
@@ -575,7 +617,7 @@ fn projected_schema(
 
 /// A batch as read, in `target`: files written under an older schema are cast to the current
 /// types, with nulls for columns they lack.
-fn conform(
+pub(super) fn conform(
     table: &Table,
     target: &Arc<arrow_schema::Schema>,
     batch: &RecordBatch,
@@ -640,6 +682,68 @@ impl Lakehouse {
         }
     }
 
+    /// The live data files added after sequence number `done` (what an incremental reader
+    /// has not read yet). Only manifests written since are read: a manifest's sequence
+    /// number is that of the commit that wrote it, and no entry in it is newer.
+    ///
+    /// # Errors
+    /// A manifest cannot be read.
+    pub async fn files_since(
+        &self,
+        table: &Table,
+        done: i64,
+    ) -> Result<Vec<LiveFile>, StorageError> {
+        let Some(snapshot) = table.metadata().current_snapshot() else {
+            return Ok(Vec::new());
+        };
+        self.files_matching(
+            table,
+            snapshot,
+            |m| m.sequence_number > done,
+            |f| f.sequence_number > done,
+        )
+        .await
+    }
+
+    /// The live data files of the date partitions `days` (of a table partitioned by one date
+    /// or `day()` field). Manifests whose partition range holds none of the days are not read.
+    ///
+    /// # Errors
+    /// A manifest cannot be read.
+    pub async fn files_of_days(
+        &self,
+        table: &Table,
+        days: &BTreeSet<i32>,
+    ) -> Result<Vec<LiveFile>, StorageError> {
+        let Some(snapshot) = table.metadata().current_snapshot() else {
+            return Ok(Vec::new());
+        };
+        if days.is_empty() {
+            return Ok(Vec::new());
+        }
+        let may_hold = |m: &ManifestFile| {
+            let Some(summary) = m.partitions.as_ref().and_then(|p| p.first()) else {
+                return true;
+            };
+            // A date's single-value binary form: 4 bytes, little-endian days.
+            let bound = |b: Option<&[u8]>| {
+                b.and_then(|b| <[u8; 4]>::try_from(b).ok())
+                    .map(i32::from_le_bytes)
+            };
+            let (low, high) = (
+                bound(summary.lower_bound.as_deref().map(|b| b.as_slice())),
+                bound(summary.upper_bound.as_deref().map(|b| b.as_slice())),
+            );
+            days.range(low.unwrap_or(i32::MIN)..=high.unwrap_or(i32::MAX))
+                .next()
+                .is_some()
+        };
+        self.files_matching(table, snapshot, may_hold, |f| {
+            partition_day(&f.data_file).is_some_and(|d| days.contains(&d))
+        })
+        .await
+    }
+
     /// Every data file a snapshot (current or older) reads.
     ///
     /// # Errors
@@ -649,32 +753,40 @@ impl Lakehouse {
         table: &Table,
         snapshot: &iceberg::spec::SnapshotRef,
     ) -> Result<Vec<LiveFile>, StorageError> {
-        let list = table
-            .manifest_list_reader(snapshot)
-            .load()
+        self.files_matching(table, snapshot, |_| true, |_| true)
             .await
-            .map_err(StorageError::iceberg("read manifest list"))?;
-        let file_io = table.file_io();
+    }
+
+    /// The live data files of `snapshot` in the data manifests `manifest` keeps that `file`
+    /// keeps, in commit order, then path: the order rows were ingested in.
+    async fn files_matching(
+        &self,
+        table: &Table,
+        snapshot: &iceberg::spec::SnapshotRef,
+        manifest: impl Fn(&ManifestFile) -> bool,
+        file: impl Fn(&LiveFile) -> bool,
+    ) -> Result<Vec<LiveFile>, StorageError> {
+        let list = self.cache.manifest_list(table, snapshot).await?;
         let manifests = try_join_all(
-            list.entries()
-                .iter()
-                .filter(|m| m.content == iceberg::spec::ManifestContentType::Data)
-                .map(|m| m.load_manifest(file_io)),
+            list.iter()
+                .filter(|m| m.content == iceberg::spec::ManifestContentType::Data && manifest(m))
+                .map(|m| self.cache.manifest(table, m)),
         )
-        .await
-        .map_err(StorageError::iceberg("read manifest"))?;
+        .await?;
         let mut files = Vec::new();
         for manifest in manifests {
             for entry in manifest.entries().iter().filter(|e| e.is_alive()) {
-                files.push(LiveFile {
+                let live = LiveFile {
                     data_file: entry.data_file().clone(),
                     snapshot_id: entry.snapshot_id().unwrap_or_default(),
                     sequence_number: entry.sequence_number().unwrap_or_default(),
                     file_sequence_number: entry.file_sequence_number,
-                });
+                };
+                if file(&live) {
+                    files.push(live);
+                }
             }
         }
-        // Commit order, then path: the order rows were ingested in.
         files.sort_by(|a, b| (a.sequence_number, a.path()).cmp(&(b.sequence_number, b.path())));
         Ok(files)
     }
@@ -811,38 +923,6 @@ impl Lakehouse {
             receiver,
             ended: false,
         })
-    }
-
-    /// Hands each value of one string column of the given files (e.g. the natural ids) to
-    /// `each`, in file order; nulls are skipped.
-    ///
-    /// # Errors
-    /// A file cannot be read or has no such column.
-    pub async fn for_each_string(
-        &self,
-        table: &Table,
-        files: &[LiveFile],
-        column: &str,
-        mut each: impl FnMut(&str),
-    ) -> Result<(), StorageError> {
-        let convert = |e: String| StorageError::Data {
-            context: format!("read {column} of {}", table.identifier()),
-            message: e,
-        };
-        let mut stream = self.stream_batches(table, files.to_vec(), Columns::only(&[column]));
-        while let Some(batch) = stream.next().await? {
-            let array = batch
-                .column_by_name(column)
-                .ok_or_else(|| convert(format!("no column {column}")))?;
-            let array = arrow_cast::cast(array, &arrow_schema::DataType::Utf8)
-                .map_err(|e| convert(e.to_string()))?;
-            array
-                .as_string::<i32>()
-                .iter()
-                .flatten()
-                .for_each(&mut each);
-        }
-        Ok(())
     }
 
     /// Reads every row of the given files, in file order.

@@ -47,7 +47,9 @@ impl Lakehouse {
     /// removes exactly the files read (a file a concurrent writer adds meanwhile makes the swap
     /// fail, and the plan is made again on the newer table). Each new file keeps the highest
     /// data sequence number of its inputs, so incremental readers do not take old rows for new
-    /// ones. `None` when no partition has two small files.
+    /// ones — which holds only if every reader has processed the inputs: with `processed`,
+    /// files of a higher data sequence number (not yet read by every incremental reader) are
+    /// left for a later run. `None` when no partition has two small files.
     ///
     /// # Errors
     /// Storage errors, or conflicts exhausted.
@@ -55,12 +57,15 @@ impl Lakehouse {
         &self,
         def: &TableDef,
         policy: &MaintenancePolicy,
+        processed: Option<i64>,
     ) -> Result<Option<CommitOutcome>, StorageError> {
         let (small, target) = (policy.small_file_bytes(), policy.target_file_bytes);
         self.commit_with(def, move |table| async move {
             let mut partitions: BTreeMap<Option<i32>, Vec<LiveFile>> = BTreeMap::new();
             for file in self.live_files(&table).await? {
-                if file.data_file.file_size_in_bytes() < small {
+                if file.data_file.file_size_in_bytes() < small
+                    && processed.is_none_or(|p| file.sequence_number <= p)
+                {
                     partitions
                         .entry(partition_day(&file.data_file))
                         .or_default()
@@ -212,7 +217,6 @@ impl Lakehouse {
     /// Every file the table's current metadata reaches, canonicalised.
     async fn referenced_files(&self, table: &Table) -> Result<HashSet<String>, StorageError> {
         let metadata = table.metadata();
-        let file_io = table.file_io();
         let mut out: HashSet<String> = HashSet::new();
         if let Some(current) = table.metadata_location() {
             out.insert(canonical(current));
@@ -226,20 +230,13 @@ impl Lakehouse {
         let mut manifests_seen: HashSet<String> = HashSet::new();
         for snapshot in metadata.snapshots() {
             out.insert(canonical(snapshot.manifest_list()));
-            let list = table
-                .manifest_list_reader(snapshot)
-                .load()
-                .await
-                .map_err(StorageError::iceberg("read manifest list"))?;
-            for manifest_file in list.entries() {
+            let list = self.cache.manifest_list(table, snapshot).await?;
+            for manifest_file in list.iter() {
                 if !manifests_seen.insert(manifest_file.manifest_path.clone()) {
                     continue;
                 }
                 out.insert(canonical(&manifest_file.manifest_path));
-                let manifest = manifest_file
-                    .load_manifest(file_io)
-                    .await
-                    .map_err(StorageError::iceberg("read manifest"))?;
+                let manifest = self.cache.manifest(table, manifest_file).await?;
                 out.extend(
                     manifest
                         .entries()

@@ -3,8 +3,10 @@
 //! maintenance (`maintain.rs`). The crate is 0.x; when its API changes, only this folder
 //! changes.
 
+mod cache;
 mod commit;
 mod files;
+mod lookup;
 mod maintain;
 mod pointer;
 pub mod tables;
@@ -25,9 +27,11 @@ use tracing::instrument;
 
 pub use commit::{CHECKPOINT_PREFIX, CommitOutcome, CommitPlan, Operation};
 pub use files::{
-    Columns, DEFAULT_TARGET_FILE_SIZE, LiveFile, TableWriter, arrow_schema, batch_to_rows,
-    batches_by_day, partition_day, rows_to_batch, write_produced,
+    BLOOM_FILTER_ENABLED, BLOOM_FILTER_FPP, Columns, DEFAULT_BLOOM_FILTER_FPP,
+    DEFAULT_TARGET_FILE_SIZE, LiveFile, TableWriter, arrow_schema, batch_to_rows, batches_by_day,
+    partition_day, rows_to_batch, write_produced,
 };
+pub use lookup::{KeyProbe, LookupStats};
 pub use maintain::{FileStats, OrphanStats};
 pub use tables::{ALL_TABLES, TableDef};
 
@@ -52,6 +56,7 @@ pub struct Lakehouse {
     storage: HashMap<String, String>,
     warehouse: String,
     commit_attempts: u32,
+    cache: cache::MetadataCache,
 }
 
 impl std::fmt::Debug for Lakehouse {
@@ -99,6 +104,7 @@ impl Lakehouse {
             storage: config.storage.clone(),
             warehouse: config.warehouse.clone(),
             commit_attempts: config.commit_attempts,
+            cache: cache::MetadataCache::default(),
         })
     }
 
@@ -153,6 +159,7 @@ impl Lakehouse {
                 .await
                 .map_err(StorageError::iceberg("check table"))?
             {
+                self.add_missing_properties(&def).await?;
                 continue;
             }
             // The same layout on every catalog: IAM policies and S3 triggers rely on it.
@@ -167,11 +174,7 @@ impl Lakehouse {
                     def.partition_spec()
                         .map_err(StorageError::iceberg(def.qualified()))?,
                 )
-                .properties(
-                    TABLE_PROPERTIES
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string())),
-                )
+                .properties(table_properties(&def))
                 .build();
             match self.catalog.create_table(ident.namespace(), creation).await {
                 Ok(_) => created.push(def.qualified()),
@@ -186,6 +189,36 @@ impl Lakehouse {
             }
         }
         Ok(created)
+    }
+
+    /// Gives a table created by an older release the properties it lacks (the lookup
+    /// columns' bloom filters), so the files written from now on carry them.
+    async fn add_missing_properties(&self, def: &TableDef) -> Result<(), StorageError> {
+        let wanted = table_properties(def);
+        self.update_metadata_with(def, |table| {
+            let metadata = table.metadata();
+            let missing: HashMap<String, String> = wanted
+                .iter()
+                .filter(|(k, _)| !metadata.properties().contains_key(*k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            if missing.is_empty() {
+                return Ok(None);
+            }
+            let location = table.metadata_location().map(str::to_string);
+            let updated = metadata
+                .clone()
+                .into_builder(location)
+                .set_properties(missing)
+                .and_then(|b| b.build())
+                .map_err(StorageError::iceberg(format!(
+                    "set properties of {}",
+                    def.qualified()
+                )))?;
+            Ok(Some((updated.metadata, ())))
+        })
+        .await?;
+        Ok(())
     }
 
     /// A summary property of the table's current snapshot (a checkpoint).
@@ -210,6 +243,27 @@ impl Lakehouse {
                 def.qualified()
             )))
     }
+}
+
+/// The properties a table is created with: [`TABLE_PROPERTIES`], and a bloom filter for
+/// each of its lookup columns.
+fn table_properties(def: &TableDef) -> HashMap<String, String> {
+    let common = TABLE_PROPERTIES
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+    let blooms = def.lookup_columns().into_iter().flat_map(|column| {
+        [
+            (
+                format!("{BLOOM_FILTER_ENABLED}{column}"),
+                "true".to_string(),
+            ),
+            (
+                format!("{BLOOM_FILTER_FPP}{column}"),
+                DEFAULT_BLOOM_FILTER_FPP.to_string(),
+            ),
+        ]
+    });
+    common.chain(blooms).collect()
 }
 
 /// Times a catalog's tables are created again after losing a race to create them.

@@ -459,6 +459,9 @@ pub const ALL_TABLES: [TableDef; 21] = [
     LATE_ARRIVALS_DAILY,
 ];
 
+/// Silver columns rows are looked up by ([`TableDef::lookup_columns`]).
+const LOOKUP_COLUMNS: [&str; 4] = ["event_id", "metric_id", "update_id", "transaction_id"];
+
 impl TableDef {
     /// `namespace.name`.
     pub fn qualified(&self) -> String {
@@ -471,6 +474,20 @@ impl TableDef {
             NamespaceIdent::new(self.namespace.to_string()),
             self.name.to_string(),
         )
+    }
+
+    /// The columns hops find rows by (silver's natural ids, which dedupe looks up, and
+    /// `transaction_id`, which the daily sales fact looks up to count transactions once):
+    /// their Parquet files carry bloom filters.
+    pub fn lookup_columns(&self) -> Vec<&'static str> {
+        if self.namespace != "silver" {
+            return Vec::new();
+        }
+        self.columns
+            .iter()
+            .map(|(name, _)| *name)
+            .filter(|name| LOOKUP_COLUMNS.contains(name))
+            .collect()
     }
 
     /// The Iceberg schema: every column optional, field ids 1..n in column order.
