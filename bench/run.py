@@ -39,7 +39,7 @@ PYTHON = os.environ.get("BENCH_PYTHON", sys.executable)
 EVENTS = int(os.environ.get("BENCH_EVENTS", "1000000"))
 LAMBDA_DIR = ROOT / "target/lambda"
 WORK = pathlib.Path(os.environ.get("BENCH_DIR", pathlib.Path.home() / ".cache/bakehouse-bench"))
-CASES = set((os.environ.get("BENCH_CASES") or "throughput,scale,latency").split(","))
+CASES = set((os.environ.get("BENCH_CASES") or "throughput,scale,latency,roundtrips").split(","))
 SCALE = float(os.environ.get("BENCH_SCALE", "1"))
 
 
@@ -369,15 +369,43 @@ def lambda_figures():
 
 def main():
     WORK.mkdir(parents=True, exist_ok=True)
-    unknown = CASES - {"throughput", "scale", "latency"}
+    accepted = {"throughput", "scale", "latency", "roundtrips"}
+    unknown = CASES - accepted
     if unknown:
-        raise SystemExit(f"BENCH_CASES: unknown {', '.join(sorted(unknown))} (accepted: throughput, scale, latency)")
+        raise SystemExit(f"BENCH_CASES: unknown {', '.join(sorted(unknown))} (accepted: {', '.join(sorted(accepted))})")
     if "throughput" in CASES:
         throughput()
     if "scale" in CASES:
         scale()
     if "latency" in CASES:
         latency()
+    if "roundtrips" in CASES:
+        roundtrips_case()
+
+
+def roundtrips_case():
+    """S3 requests (by kind) and catalog transactions of each hop on a 10k batch, and of runs
+    with nothing to do, on an S3 warehouse (the s3s-fs server, through a counting pass-through)
+    with a PostgreSQL catalog."""
+    import roundtrips
+
+    settings, postgres = os.environ.get("BENCH_S3"), os.environ.get("BENCH_POSTGRES")
+    if not settings or not postgres:
+        print("(round trips skipped: they need BENCH_S3 and BENCH_POSTGRES, which `make bench` sets)")
+        return
+    event = lambda function, name: str(ROOT / "functions" / function / "fixtures" / name)
+    maintenance = ["invoke", "maintenance", "--event", event("maintenance", "scheduled-event.json")]
+    steps = [
+        ("init", ["init"]),
+        ("ingest (10k batch file)", ["ingest", "--dataset", "sales-events", str(dataset("batch", 10_000))]),
+        ("bronze-to-silver", ["invoke", "bronze-to-silver", "--event", event("bronze-to-silver", "s3-bronze-commit.json")]),
+        ("silver-to-gold", ["invoke", "silver-to-gold", "--event", event("silver-to-gold", "s3-silver-commit.json")]),
+        ("maintenance", maintenance),
+        ("maintenance, nothing new", maintenance),
+        ("process, nothing new", ["process"]),
+    ]
+    print("\nround trips (S3 requests through a counting pass-through; catalog transactions):", flush=True)
+    roundtrips.print_figures(roundtrips.measure_steps(BIN, settings, postgres, steps))
 
 
 def throughput():
