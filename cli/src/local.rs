@@ -1,7 +1,7 @@
 //! `bakehouse local`: the local stand-in for Lambda's event sources, invoking the same
 //! handlers the functions run:
 //! - a Kafka poller (consumer group) building AWS-shaped `KafkaEvent` batches of at most
-//!   `--batch-size` records or `--batch-window-ms` (Lambda's defaults: 100 records, 500 ms),
+//!   `--batch-size` records or `--batch-window-ms` (the template's: 10,000 records, 1 s),
 //!   invoking `ingest`, and committing the offsets only after it succeeded (a failed batch is
 //!   retried with backoff, never skipped);
 //! - object-created wake-ups: new objects under `landing/` (found by listing) invoke `ingest`;
@@ -56,11 +56,11 @@ pub struct LocalArgs {
     /// Consumer group of the ingest poller
     #[arg(long, default_value = "bakehouse-ingest")]
     pub group: String,
-    /// Records per Kafka batch, at most (Lambda's default: 100)
-    #[arg(long, default_value_t = 100)]
+    /// Records per Kafka batch, at most (the template's `KafkaBatchSize`)
+    #[arg(long, default_value_t = 10_000)]
     pub batch_size: usize,
-    /// Batching window in milliseconds (Lambda's default for Kafka: 500)
-    #[arg(long, default_value_t = 500)]
+    /// Batching window in milliseconds (the template's `KafkaBatchWindowSeconds`)
+    #[arg(long, default_value_t = 1_000)]
     pub batch_window_ms: u64,
     /// Where files land: s3://bucket/landing or file:///path [default: `landing` next to the warehouse]
     #[arg(long, env = "BAKEHOUSE_LANDING")]

@@ -55,9 +55,14 @@ async fn a_lookup_reads_only_the_files_and_row_groups_that_can_hold_its_keys() {
             })
             .collect();
         let key = format!("landing/sales-events/batch-{b}.jsonl");
-        ingest::ingest_bytes(&deps, &key, Some(Dataset::SalesEvents), lines.join("\n").as_bytes())
-            .await
-            .unwrap();
+        ingest::ingest_bytes(
+            &deps,
+            &key,
+            Some(Dataset::SalesEvents),
+            lines.join("\n").as_bytes(),
+        )
+        .await
+        .unwrap();
         to_silver::handle(&deps, None).await.unwrap();
     }
     let lake = &deps.lake;
@@ -66,12 +71,25 @@ async fn a_lookup_reads_only_the_files_and_row_groups_that_can_hold_its_keys() {
     assert_eq!(files.len(), BATCHES as usize, "one silver file per batch");
     let find = async |probe: &KeyProbe| {
         let (found, stats) = lake
-            .find_keys(&silver, &files, "event_id", "event_time", probe, &["event_id"])
+            .find_keys(
+                &silver,
+                &files,
+                "event_id",
+                "event_time",
+                probe,
+                &["event_id"],
+            )
             .await
             .unwrap();
         let mut ids: Vec<String> = found
             .iter()
-            .flat_map(|b| b.column(0).as_string::<i32>().iter().flatten().map(str::to_string))
+            .flat_map(|b| {
+                b.column(0)
+                    .as_string::<i32>()
+                    .iter()
+                    .flatten()
+                    .map(str::to_string)
+            })
             .collect::<Vec<_>>();
         ids.sort();
         (ids, stats)
@@ -80,7 +98,13 @@ async fn a_lookup_reads_only_the_files_and_row_groups_that_can_hold_its_keys() {
     // The ids of one batch, with their times: one file opened, its row group read.
     let batch_two: Vec<_> = (0..ROWS).map(|i| sale(day_start, 2, i)).collect();
     let (ids, stats) = find(&probe(&batch_two, true)).await;
-    assert_eq!(ids, batch_two.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>());
+    assert_eq!(
+        ids,
+        batch_two
+            .iter()
+            .map(|(id, _)| id.clone())
+            .collect::<Vec<_>>()
+    );
     let want = LookupStats {
         files: 4,
         files_opened: 1,
