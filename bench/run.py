@@ -726,7 +726,7 @@ def latency():
                                      env=env, check=True, capture_output=True, text=True).stdout)
     seconds = sorted(at_seen - at_sent for at_sent, at_seen in seen.values()) + [math.inf] * (count - len(seen))
     p50, p95 = percentile(seconds, 50), percentile(seconds, 95)
-    print(f"\nevent→gold latency: {count} probes at {rate:g}/s through `bakehouse local` (batch window 500 ms, poll 1 s) "
+    print(f"\nevent→gold latency: {count} probes at {rate:g}/s through `bakehouse local` (its defaults: batch window 1 s, poll 1 s) "
           f"on PostgreSQL, s3s-fs and tansu; {len(seen)} visible in gold.fact_sales within 15 s of the last")
     print(f"  p50 {p50:.2f} s, p95 {p95:.2f} s, max {seconds[-1]:.2f} s; target p95 ≤ 5 s: {'met' if p95 <= 5 else 'NOT MET'}")
     (WORK / "results-latency.json").write_text(json.dumps(dict(probes=count, visible=len(seen), p50=p50, p95=p95, seconds=seconds)))
