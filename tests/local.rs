@@ -118,11 +118,12 @@ impl Setup {
             &group,
             "--maintenance-every",
             "0",
-            "--poll-ms",
-            "300",
             "--status-every",
             "5",
         ];
+        if !extra.contains(&"--poll-ms") {
+            args.extend_from_slice(&["--poll-ms", "300"]);
+        }
         args.extend_from_slice(extra);
         self.command(&args).spawn().unwrap()
     }

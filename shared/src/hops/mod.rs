@@ -9,7 +9,7 @@ pub mod to_silver;
 
 use std::collections::HashMap;
 
-use crate::adapters::iceberg::{Lakehouse, TableDef};
+use crate::adapters::iceberg::{Lakehouse, LiveFile, TableDef};
 use crate::config::Config;
 use crate::domain::dataset::Dataset;
 use crate::domain::reference::default_snapshot;
@@ -38,18 +38,41 @@ pub fn checkpoint(table: &iceberg::table::Table) -> i64 {
         .unwrap_or(0)
 }
 
-/// The checkpoint a downstream commit records: the source snapshot it has read up to.
-fn checkpoint_properties(source_head: &iceberg::spec::Snapshot) -> HashMap<String, String> {
+/// The checkpoint a downstream commit records: the source table's current snapshot, which it
+/// has read up to (none before the source's first commit).
+fn checkpoint_properties(source: &iceberg::table::Table) -> HashMap<String, String> {
+    let Some(head) = source.metadata().current_snapshot() else {
+        return HashMap::new();
+    };
     HashMap::from([
         (
             PROP_SOURCE_SEQUENCE.to_string(),
-            source_head.sequence_number().to_string(),
+            head.sequence_number().to_string(),
         ),
         (
             PROP_SOURCE_SNAPSHOT.to_string(),
-            source_head.snapshot_id().to_string(),
+            head.snapshot_id().to_string(),
         ),
     ])
+}
+
+/// The source table of a downstream hop and its data files added since the checkpoint `done`
+/// (in commit order), or `None` when there are none: nothing committed since, or only
+/// compaction's rewrites.
+async fn new_source_files(
+    lake: &Lakehouse,
+    source: &TableDef,
+    done: i64,
+) -> Result<Option<(iceberg::table::Table, Vec<LiveFile>)>, StorageError> {
+    let table = lake.load(source).await?;
+    let Some(head) = table.metadata().current_snapshot() else {
+        return Ok(None);
+    };
+    if head.sequence_number() <= done {
+        return Ok(None);
+    }
+    let files = lake.files_since(&table, done).await?;
+    Ok((!files.is_empty()).then_some((table, files)))
 }
 
 /// What every handler needs, built once per process (Lambda init or CLI start).

@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use tracing::{info, instrument};
 
 use super::maintenance::surrogate_keys;
-use super::{Deps, PROP_TOO_LATE_TAKEN_IN, checkpoint, checkpoint_properties};
+use super::{Deps, PROP_TOO_LATE_TAKEN_IN, checkpoint, checkpoint_properties, new_source_files};
 use crate::adapters::events::changed_tables;
 use crate::adapters::iceberg::{
     CommitOutcome, CommitPlan, DEFAULT_TARGET_FILE_SIZE, KeyProbe, Lakehouse, LiveFile, TableDef,
@@ -332,6 +332,7 @@ async fn refresh(
             return Ok(None);
         }
         let name = fact_def.qualified();
+        let mut properties = checkpoint_properties(&silver);
         let silver = silver_batches(lake, &silver, read, columns, taken_in.clone(), &name)?;
         let schema = arrow_schema(&gold_table)?;
         // On a blocking thread (it waits for silver): the other facts of the run go on
@@ -340,7 +341,6 @@ async fn refresh(
         let facts = tokio::task::spawn_blocking(move || aggregate(silver, &schema))
             .await
             .map_err(|e| failed(&name, e))??;
-        let mut properties = checkpoint_properties(head);
         if taken_in != taken_in_dates(&gold_table) {
             properties.extend(taken_in_property(&taken_in));
         }
@@ -365,18 +365,9 @@ async fn add_daily_sales(
     let (lake, policy) = (&deps.lake, deps.config.gold);
     lake.commit_with(fact_def, move |gold_table| async move {
         let done = checkpoint(&gold_table);
-        let silver = lake.load(&tables::SILVER_SALES).await?;
-        let Some(head) = silver.metadata().current_snapshot() else {
+        let Some((silver, new)) = new_source_files(lake, &tables::SILVER_SALES, done).await? else {
             return Ok(None);
         };
-        if head.sequence_number() <= done {
-            return Ok(None);
-        }
-        let new = lake.files_since(&silver, done).await?;
-        if new.is_empty() {
-            // Only rewritten files (compaction) since the checkpoint: nothing to do.
-            return Ok(None);
-        }
         let name = fact_def.qualified();
         let taken_in = taken_in_dates(&gold_table);
         let columns = &gold::DAILY_SALES_SILVER_COLUMNS[..];
@@ -431,7 +422,7 @@ async fn add_daily_sales(
         Ok(Some(CommitPlan::overwrite(
             add,
             remove,
-            checkpoint_properties(head),
+            checkpoint_properties(&silver),
         )))
     })
     .await

@@ -16,7 +16,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::{debug, info, instrument};
 
-use super::{Deps, PROP_REFERENCE_OBJECT, PROP_REFERENCE_TIME, checkpoint, checkpoint_properties};
+use super::{
+    Deps, PROP_REFERENCE_OBJECT, PROP_REFERENCE_TIME, checkpoint, checkpoint_properties,
+    new_source_files,
+};
 use crate::adapters::events::changed_tables;
 use crate::adapters::iceberg::{
     Columns, CommitOutcome, CommitPlan, DEFAULT_TARGET_FILE_SIZE, KeyProbe, Lakehouse, LiveFile,
@@ -155,20 +158,12 @@ where
     let figures = &Mutex::new(None);
     let outcome = lake
         .commit_with(silver_def, move |silver| async move {
-            let done = checkpoint(&silver);
-            let bronze = lake.load(bronze_def).await?;
-            let Some(head) = bronze.metadata().current_snapshot() else {
+            // In commit order: "first ingested wins" across the bronze commits of one run too.
+            let Some((bronze, new_files)) =
+                new_source_files(lake, bronze_def, checkpoint(&silver)).await?
+            else {
                 return Ok(None);
             };
-            if head.sequence_number() <= done {
-                return Ok(None);
-            }
-            // In commit order: "first ingested wins" across the bronze commits of one run too.
-            let new_files = lake.files_since(&bronze, done).await?;
-            if new_files.is_empty() {
-                // Only rewritten files (compaction) since the checkpoint: nothing new.
-                return Ok(None);
-            }
             let mut seen = held_already(lake, &bronze, &silver, &new_files, how.id_column).await?;
             // Room for every new id up front: no rehashing of a million ids mid-run. (Ids are
             // some 30 bytes; room reserved and not used is never touched, so costs no memory.)
@@ -206,7 +201,10 @@ where
             read?;
             let (add, refinery) = written?;
             *figures.lock().unwrap_or_else(PoisonError::into_inner) = Some(refinery.figures);
-            Ok(Some(CommitPlan::append(add, checkpoint_properties(head))))
+            Ok(Some(CommitPlan::append(
+                add,
+                checkpoint_properties(&bronze),
+            )))
         })
         .await?;
     Ok(outcome.map(|o| CommitOutcome {
