@@ -164,7 +164,9 @@ where
             else {
                 return Ok(None);
             };
-            let mut seen = held_already(lake, &bronze, &silver, &new_files, how.id_column).await?;
+            // Boxed: the lookup's futures nested in the hop's overflow the compiler's layout depth.
+            let held = held_already(lake, &bronze, &silver, &new_files, how.id_column);
+            let mut seen = Box::pin(held).await?;
             // Room for every new id up front: no rehashing of a million ids mid-run. (Ids are
             // some 30 bytes; room reserved and not used is never touched, so costs no memory.)
             let ids: u64 = new_files.iter().map(|f| f.data_file.record_count()).sum();

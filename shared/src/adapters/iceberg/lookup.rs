@@ -131,10 +131,11 @@ impl Lakehouse {
             ..LookupStats::default()
         };
         // The futures made up front, not by a closure of the stream: a stream holding such a
-        // closure across awaits makes the hop's future not `Send` for every lifetime.
+        // closure across awaits makes the hop's future not `Send` for every lifetime. Boxed:
+        // Parquet's reader futures nested in a hop's would overflow the compiler's layout depth.
         let reads: Vec<_> = candidates
             .into_iter()
-            .map(|file| self.find_in_file(table, file, key, time, probe, columns))
+            .map(|file| Box::pin(self.find_in_file(table, file, key, time, probe, columns)))
             .collect();
         let mut reads = futures::stream::iter(reads).buffer_unordered(OPEN_AT_ONCE);
         let mut found = Vec::new();
