@@ -7,11 +7,12 @@ VENV_READY := $(VENV)/.ready-pyiceberg-core-pillow-msgspec
 CARGO ?= cargo
 BIN := $(CARGO_TARGET_DIR)/local/bakehouse
 LAMBDA_VENV ?= $(HOME)/.cache/bakehouse-lambda-venv
+DEPLOY_VENV ?= $(HOME)/.cache/bakehouse-deploy-venv
 FUNCTIONS := ingest bronze-to-silver silver-to-gold maintenance
 LAMBDA_DIR := target/lambda
 ARCH ?= x86-64
 
-.PHONY: demo test unit interop postgres chromium up down lint lint-template fmt build build-lambda bench clean
+.PHONY: demo test unit interop postgres chromium up down lint lint-template package fmt build build-lambda bench clean
 
 ## Run the whole pipeline embedded on a generated day (release build).
 demo:
@@ -74,7 +75,8 @@ bench: $(VENV_READY) postgres
 		BENCH_PYTHON=$(VENV)/bin/python BENCH_POSTGRES=$(PG_URL) BENCH_S3="$$(dev/s3.sh start)" \
 		python3 bench/run.py
 
-lint: lint-template
+## Format, clippy, the template's linters and its packaging (below).
+lint: lint-template package
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy -j2 --workspace --all-targets -- -D warnings
 
@@ -87,11 +89,43 @@ $(LAMBDA_VENV)/.ready:
 	$(LAMBDA_VENV)/bin/pip install -q --disable-pip-version-check cargo-lambda==1.9.2 cfn-lint==1.51.0
 	touch $@
 
-lint-template: $(LAMBDA_VENV)/.ready
+## The deploy tools from PyPI, pinned, apart from cfn-lint 1.51 (SAM CLI needs a later one):
+## SAM CLI (>= 1.160 for the template's Fn::ForEach) and checkov.
+$(DEPLOY_VENV)/.ready:
+	python3 -m venv $(DEPLOY_VENV)
+	$(DEPLOY_VENV)/bin/pip install -q --disable-pip-version-check aws-sam-cli==1.170.0 checkov==3.2.459
+	touch $@
+
+SAM := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 $(DEPLOY_VENV)/bin/sam
+
+## cfn-lint, SAM's own validation and checkov: no finding (each skipped check is explained in
+## the template, next to its resource).
+lint-template: $(LAMBDA_VENV)/.ready $(DEPLOY_VENV)/.ready
 	$(LAMBDA_VENV)/bin/cfn-lint template.yaml
+	$(SAM) validate --lint
+	$(DEPLOY_VENV)/bin/checkov -f template.yaml --framework cloudformation --compact --quiet --skip-download
+
+## `sam build` and `sam package` of the real template, as docs/deploy.md has a user run them,
+## with the artifacts uploaded to the local S3 server (bucket `lake`) instead of an account.
+package: build-lambda $(DEPLOY_VENV)/.ready
+	$(SAM) build
+	env $$(dev/s3.sh start) $(SAM) package --s3-bucket lake --s3-prefix sam-artifacts \
+		--output-template-file .aws-sam/packaged.yaml
+	@test "$$(grep -c 'CodeUri: s3://lake/sam-artifacts/' .aws-sam/packaged.yaml)" = 4 || \
+		{ echo ".aws-sam/packaged.yaml: expected 4 functions' code in s3://lake/sam-artifacts/" >&2; exit 1; }
+
+## `sam build` runs these (the template's BuildMethod: makefile, in source): each copies the
+## bootstrap `make build-lambda` built.
+sam-artifact = test -x $(LAMBDA_DIR)/$(1)/bootstrap || \
+	{ echo "no $(LAMBDA_DIR)/$(1)/bootstrap: run make build-lambda first" >&2; exit 1; }; \
+	cp $(LAMBDA_DIR)/$(1)/bootstrap "$(ARTIFACTS_DIR)/"
+build-IngestFunction: ; @$(call sam-artifact,ingest)
+build-BronzeToSilverFunction: ; @$(call sam-artifact,bronze-to-silver)
+build-SilverToGoldFunction: ; @$(call sam-artifact,silver-to-gold)
+build-MaintenanceFunction: ; @$(call sam-artifact,maintenance)
 
 ## The four functions for provided.al2023 (release profile: LTO, one codegen unit, stripped),
-## into target/lambda/<function>/bootstrap, the template's CodeUri. ARCH=arm64 cross-compiles
+## into target/lambda/<function>/bootstrap, which `sam build` packages. ARCH=arm64 cross-compiles
 ## (the tests run the bootstraps, so they need this machine's x86-64). Linked without unwind
 ## tables (functions/no-unwind-tables.ld, relative: rustc links in the workspace root; RUSTFLAGS
 ## reach only the target's crates, not build scripts, as cargo-lambda passes --target).
@@ -99,10 +133,6 @@ build-lambda: $(LAMBDA_VENV)/.ready
 	PATH="$(LAMBDA_VENV)/bin:$$PATH" RUSTFLAGS="-C link-arg=-Wl,-T,functions/no-unwind-tables.ld" \
 		$(CARGO) lambda build --release --$(ARCH) -j2 \
 		$(addprefix -p ,$(FUNCTIONS)) --lambda-dir $(LAMBDA_DIR)
-	@# Every CodeUri of the template must now hold an executable bootstrap.
-	@for dir in $$(sed -n 's/^ *CodeUri: *//p' template.yaml); do \
-		test -x "$$dir/bootstrap" || { echo "template.yaml: no $$dir/bootstrap" >&2; exit 1; }; \
-	done
 	@for f in $(FUNCTIONS); do \
 		stat -c '%s' $(LAMBDA_DIR)/$$f/bootstrap | awk -v f=$$f '{printf "%-17s bootstrap %5.1f MiB (%4.1f MB)\n", f, $$1/1048576, $$1/1e6}'; \
 	done

@@ -42,8 +42,9 @@ struct Cli {
     /// Warehouse: file:///absolute/path or s3://bucket/prefix [default: ./.bakehouse/warehouse]
     #[arg(long, global = true, env = "BAKEHOUSE_WAREHOUSE")]
     warehouse: Option<String>,
-    /// Catalog: sqlite:///path or postgres://… [default: ./.bakehouse/catalog.db]
-    #[arg(long, global = true, env = "BAKEHOUSE_CATALOG")]
+    /// Catalog: sqlite:///path, postgres://… or glue [default: ./.bakehouse/catalog.db]
+    // Its value may hold a password: `--help` names the variable, never its value.
+    #[arg(long, global = true, env = "BAKEHOUSE_CATALOG", hide_env_values = true)]
     catalog: Option<String>,
     #[command(subcommand)]
     command: Command,
@@ -101,6 +102,9 @@ enum Command {
     Backfill(repair::BackfillArgs),
     /// Re-validate quarantined records and move those that pass into bronze, exactly once
     Replay(repair::ReplayArgs),
+    /// Re-ingest Kafka batches that failed every retry (the mappings' on-failure records in
+    /// S3), exactly once
+    Redrive(repair::RedriveArgs),
     /// A self-contained HTML page with the daily charts (revenue, products, quality, lateness,
     /// equipment)
     Report(report::ReportArgs),
@@ -171,6 +175,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Status(args) => status::run(&deps, &args).await?,
         Command::Backfill(args) => repair::backfill(&deps, &args).await?,
         Command::Replay(args) => repair::run_replay(&deps, &args).await?,
+        Command::Redrive(args) => repair::redrive(&deps, &args).await?,
         Command::Report(args) => report::run(&deps, &args).await?,
     }
     Ok(())

@@ -1,9 +1,13 @@
 //! The operator's repairs: `bakehouse backfill` (recompute gold for a range of business dates,
-//! optionally taking their too-late rows in) and `bakehouse replay` (move quarantined records
-//! that pass validation now into bronze, exactly once).
+//! optionally taking their too-late rows in), `bakehouse replay` (move quarantined records
+//! that pass validation now into bronze, exactly once) and `bakehouse redrive` (re-ingest the
+//! Kafka batches Lambda gave up on, exactly once).
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
+use bakehouse::adapters::events::parse_failed_batch;
+use bakehouse::adapters::objects::{ObjectReader, list_objects};
 use bakehouse::domain::time::days_from_date;
+use bakehouse::hops::ingest::redrive_kafka;
 use bakehouse::hops::replay::{ReplayFilter, event_dataset, replay};
 use bakehouse::hops::to_gold::{Backfill, FACTS, catch_up};
 use bakehouse::hops::{Deps, to_silver};
@@ -34,6 +38,40 @@ pub struct ReplayArgs {
     /// Then run bronze → silver → gold, so the moved records reach gold
     #[arg(long)]
     pub process: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RedriveArgs {
+    /// On-failure records of the Kafka mappings: s3://bucket/key, a prefix ending in `/`
+    /// (every record under it), or local files
+    #[arg(required = true)]
+    pub records: Vec<String>,
+}
+
+/// Re-ingests each failed Kafka batch named (a record at a time, in name order); a batch
+/// re-driven before, or partly committed by an earlier attempt, adds only what is missing.
+pub async fn redrive(deps: &Deps, args: &RedriveArgs) -> Result<()> {
+    let mut locations = Vec::new();
+    for record in &args.records {
+        if record.ends_with('/') {
+            let listed = list_objects(&deps.lake, record).await?;
+            if listed.is_empty() {
+                bail!("no failed-batch records under {record}");
+            }
+            locations.extend(listed.into_iter().map(|o| o.location));
+        } else {
+            locations.push(record.clone());
+        }
+    }
+    for location in &locations {
+        let mut reader = ObjectReader::open(&deps.lake, location).await?;
+        let text = String::from_utf8(reader.read_rest().await?)
+            .with_context(|| format!("{location} is not UTF-8 text"))?;
+        let batch = parse_failed_batch(&text).map_err(|e| anyhow::anyhow!("{location}: {e}"))?;
+        let summary = redrive_kafka(deps, batch).await?;
+        say!("{location}: {}", crate::describe(&summary));
+    }
+    Ok(())
 }
 
 /// Recomputes every fact table for the dates (after catching silver up).

@@ -109,3 +109,32 @@ fn the_embedded_path_ingests_once_processes_and_answers_sql() {
     );
     assert!(home.path().join(".bakehouse/catalog.db").exists());
 }
+
+#[test]
+fn a_catalog_password_is_never_printed() {
+    let home = tempfile::tempdir().unwrap();
+    let url = "postgres://bakehouse:hunter2-secret@127.0.0.1:9/postgres";
+    let help = Command::new(env!("CARGO_BIN_EXE_bakehouse"))
+        .arg("--help")
+        .env("BAKEHOUSE_CATALOG", url)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(text.contains("BAKEHOUSE_CATALOG"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+    // A mistyped scheme is refused, naming the value without its password.
+    let typo = bakehouse(
+        home.path(),
+        &[
+            "--catalog",
+            "postgress://bakehouse:hunter2-secret@h/db",
+            "status",
+        ],
+    );
+    let message = stderr(&typo);
+    assert!(
+        message.contains("postgress://bakehouse:***@h/db"),
+        "{message}"
+    );
+    assert!(!message.contains("hunter2"), "{message}");
+}

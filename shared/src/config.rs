@@ -20,6 +20,7 @@ pub const ENV_SNAPSHOTS_KEPT: &str = "BAKEHOUSE_SNAPSHOTS_KEPT";
 pub const ENV_ORPHAN_AGE_HOURS: &str = "BAKEHOUSE_ORPHAN_AGE_HOURS";
 pub const ENV_S3_PATH_STYLE: &str = "BAKEHOUSE_S3_PATH_STYLE";
 pub const ENV_OBJECT_ROOT: &str = "BAKEHOUSE_OBJECT_ROOT";
+pub const ENV_MAX_OBJECT_BYTES: &str = "BAKEHOUSE_MAX_OBJECT_BYTES";
 pub const ENV_AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
 pub const ENV_AWS_REGION: &str = "AWS_REGION";
 pub const ENV_AWS_ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
@@ -35,11 +36,13 @@ pub const DEFAULT_HOME: &str = ".bakehouse";
 pub const CATALOG_NAME: &str = "bakehouse";
 /// Default attempts of one commit under contention.
 pub const DEFAULT_COMMIT_ATTEMPTS: u32 = 30;
+/// Default size cap of an object read whole (a CSV file, or one quarantined as one record).
+pub const DEFAULT_MAX_OBJECT_BYTES: u64 = 64 * 1024 * 1024;
 /// Default allowed lateness in hours.
 pub const DEFAULT_ALLOWED_LATENESS_HOURS: i64 = 48;
 
-/// Where the catalog lives.
-#[derive(Clone, Debug, PartialEq)]
+/// Where the catalog lives. Its `Debug` hides a PostgreSQL URL's password.
+#[derive(Clone, PartialEq)]
 pub enum CatalogUri {
     /// SQLite database file (`sqlite:///path`).
     Sqlite(PathBuf),
@@ -66,7 +69,7 @@ impl CatalogUri {
     pub fn parse(value: &str) -> Result<Self, ConfigError> {
         let invalid = || ConfigError::Invalid {
             name: "--catalog / BAKEHOUSE_CATALOG",
-            value: value.to_string(),
+            value: redact_url(value),
             accepted: Self::ACCEPTED,
         };
         if let Some(path) = value.strip_prefix("sqlite://") {
@@ -94,6 +97,51 @@ impl CatalogUri {
     }
 }
 
+impl std::fmt::Debug for CatalogUri {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CatalogUri::Sqlite(path) => f.debug_tuple("Sqlite").field(path).finish(),
+            CatalogUri::Postgres(url) => f.debug_tuple("Postgres").field(&redact_url(url)).finish(),
+            CatalogUri::Glue => f.write_str("Glue"),
+        }
+    }
+}
+
+/// `url` with its password hidden (`***`), wherever a message or log line names a catalog URL:
+/// the password of `scheme://user:password@host…` and a `password=` query parameter. A value
+/// that is not a URL but holds an `@` has everything before the last `@` hidden.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return match url.rsplit_once('@') {
+            Some((_, host)) => format!("***@{host}"),
+            None => url.to_string(),
+        };
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => authority.to_string(),
+        },
+        None => authority.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                    _ => pair.to_string(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
 /// The settings every hop and command share.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -110,6 +158,9 @@ pub struct Config {
     /// Embedded stand-in for S3 buckets: when set (`file:///path`), the object
     /// `s3://bucket/key` of a notification is read from `path/bucket/key`.
     pub object_root: Option<String>,
+    /// Largest object ingest reads whole (CSV, or an object quarantined as one record); a
+    /// larger one is quarantined by key, unread. JSON lines are streamed, whatever their size.
+    pub max_object_bytes: u64,
 }
 
 /// What scheduled maintenance keeps and rewrites (SPEC §6).
@@ -230,6 +281,12 @@ impl Config {
                 "a whole number of hours from 0 to 87600",
             )? * MICROS_PER_HOUR,
         };
+        let max_object_bytes = number(
+            ENV_MAX_OBJECT_BYTES,
+            DEFAULT_MAX_OBJECT_BYTES as i64,
+            1..=1 << 40,
+            "a whole number of bytes from 1 to 1099511627776",
+        )? as u64;
         let mut storage = HashMap::new();
         let mut path_style_default = false;
         if let Some(endpoint) = get(ENV_AWS_ENDPOINT_URL) {
@@ -282,6 +339,7 @@ impl Config {
             gold: GoldPolicy { min_quality_score },
             commit_attempts,
             maintenance,
+            max_object_bytes,
         })
     }
 }
@@ -395,6 +453,42 @@ mod tests {
     }
 
     #[test]
+    fn catalog_passwords_never_reach_messages_or_debug_output() {
+        for (url, shown) in [
+            (
+                "postgres://bakehouse:s3cret@db.internal:5432/lake",
+                "postgres://bakehouse:***@db.internal:5432/lake",
+            ),
+            (
+                "postgresql://u:s3cret@h/db?sslmode=require&password=s3cret",
+                "postgresql://u:***@h/db?sslmode=require&password=***",
+            ),
+            (
+                "postgress://u:s3cret@h:5432/db",
+                "postgress://u:***@h:5432/db",
+            ),
+            ("u:s3cret@h:5432/db", "***@h:5432/db"),
+            ("postgres://u@h/db", "postgres://u@h/db"),
+        ] {
+            assert_eq!(redact_url(url), shown);
+        }
+        // A mistyped scheme is refused without echoing the password.
+        let err = CatalogUri::parse("postgress://u:s3cret@h:5432/db")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("postgress://u:***@h:5432/db"), "{err}");
+        assert!(!err.contains("s3cret"), "{err}");
+        let debug = format!(
+            "{:?}",
+            CatalogUri::parse("postgres://u:s3cret@h/db").unwrap()
+        );
+        assert!(
+            !debug.contains("s3cret") && debug.contains("u:***@h"),
+            "{debug}"
+        );
+    }
+
+    #[test]
     fn bad_values_name_the_setting_and_the_accepted_values() {
         for (name, value, accepted) in [
             (ENV_WAREHOUSE, "/tmp/x", "file:///absolute/path"),
@@ -402,6 +496,7 @@ mod tests {
             (ENV_MIN_QUALITY_SCORE, "101", "0 to 100"),
             (ENV_ALLOWED_LATENESS_HOURS, "-1", "hours"),
             (ENV_S3_PATH_STYLE, "maybe", "true or false"),
+            (ENV_MAX_OBJECT_BYTES, "64MB", "whole number of bytes"),
         ] {
             let err = Config::from_lookup(&Overrides::default(), lookup(&[(name, value)]))
                 .unwrap_err()

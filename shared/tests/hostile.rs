@@ -146,3 +146,68 @@ async fn every_hostile_record_lands_in_exactly_one_table_with_its_reason() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_over_the_size_cap_is_quarantined_by_key_unread() {
+    let home = tempfile::tempdir().unwrap();
+    // A 2 KiB cap: a CSV of 3 KiB and an unknown dataset's file of 3 KiB are over it; a CSV
+    // and a JSON-lines file under it, and a JSON-lines file over it (streamed), are read.
+    let cap = |name: &str| (name == "BAKEHOUSE_MAX_OBJECT_BYTES").then(|| "2048".to_string());
+    let deps = Deps::open(Config::embedded(home.path(), cap).unwrap())
+        .await
+        .unwrap();
+    bakehouse::hops::init(&deps).await.unwrap();
+    let at = "2026-12-01T10:00:00Z";
+    let csv_row = |i: usize| format!("e{i},{at},1,1,2,3.50\n");
+    let csv = |rows: usize| {
+        let mut text = "event_id,event_time,store_id,product_id,quantity,unit_price\n".to_string();
+        (0..rows).for_each(|i| text.push_str(&csv_row(i)));
+        text
+    };
+    let json_line = |i: usize| {
+        format!(
+            r#"{{"event_id":"j{i}","event_time":"{at}","store_id":1,"product_id":1,"quantity":2,"unit_price":3.50}}"#
+        ) + "\n"
+    };
+    let big_csv = csv(3 * 1024 / csv_row(0).len());
+    let big_jsonl: String = (0..3 * 1024 / json_line(0).len() + 1)
+        .map(json_line)
+        .collect();
+    assert!(big_csv.len() > 2048 && big_jsonl.len() > 2048);
+    let objects = [
+        ("landing/sales-events/big.csv", big_csv.clone()),
+        ("landing/not-a-dataset/big.jsonl", big_csv),
+        ("landing/sales-events/small.csv", csv(3)),
+        ("landing/sales-events/big.jsonl", big_jsonl.clone()),
+    ];
+    for (key, body) in &objects {
+        let path = home.path().join("objects/lake").join(key);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, body).unwrap();
+        let event = parse_ingest_event(&support::s3_event("lake", key).to_string()).unwrap();
+        ingest::handle(&deps, event).await.unwrap();
+    }
+    let quarantined = count::<QuarantineRow>(&deps, &tables::QUARANTINE).await;
+    let mut too_large: Vec<(&str, &str)> = quarantined
+        .iter()
+        .map(|q| (q.source_ref.as_str(), q.error_code.as_str()))
+        .collect();
+    too_large.sort();
+    assert_eq!(
+        too_large,
+        [
+            ("landing/not-a-dataset/big.jsonl:0", "too_large"),
+            ("landing/sales-events/big.csv:0", "too_large"),
+        ]
+    );
+    for q in &quarantined {
+        assert!(
+            q.error_message.contains("BAKEHOUSE_MAX_OBJECT_BYTES=2048"),
+            "{}",
+            q.error_message
+        );
+        assert!(q.raw.is_empty(), "an oversized object is not copied");
+    }
+    let lines = big_jsonl.lines().count() as u64;
+    assert_eq!(record_count(&deps, &tables::BRONZE_SALES).await, 3 + lines);
+}

@@ -1,6 +1,7 @@
 //! Redelivery: the same Kafka batch and the same S3 notification three times each, with the
 //! downstream wake-ups out of order, repeated or lost, change nothing after the first delivery
-//! — in every layer.
+//! — in every layer; and a Kafka batch Lambda gave up on, re-driven from its on-failure record
+//! after later batches landed, lands exactly once.
 
 #![allow(clippy::unwrap_used)]
 
@@ -8,7 +9,7 @@ mod support;
 
 use std::collections::BTreeSet;
 
-use bakehouse::adapters::events::parse_ingest_event;
+use bakehouse::adapters::events::{parse_failed_batch, parse_ingest_event};
 use bakehouse::adapters::iceberg::{TableDef, tables};
 use bakehouse::config::Config;
 use bakehouse::domain::records::*;
@@ -159,4 +160,114 @@ async fn across_bronze_commits_of_one_silver_run_the_earlier_copy_wins() {
         .map(|s| (s.event_id.as_str(), s.quantity))
         .collect();
     assert_eq!(got, [("same", 1)]);
+}
+
+/// A Kafka event of sales-events partition 0 at `offsets`: a sale `k<offset>` each, but every
+/// offset divisible by 5 holds a line that is not JSON.
+fn sales_event(offsets: std::ops::Range<i64>, at: &str) -> Value {
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let records: Vec<Value> = offsets
+        .map(|offset| {
+            let value = if offset % 5 == 0 {
+                "{\"event_id\": ".to_string()
+            } else {
+                format!(
+                    r#"{{"event_id":"k{offset}","event_time":"{at}","store_id":1,"product_id":1,"quantity":1,"unit_price":2.00}}"#
+                )
+            };
+            json!({"topic": "sales-events", "partition": 0, "offset": offset, "timestamp": 0,
+                   "timestampType": "CREATE_TIME", "headers": [], "value": b64(&value)})
+        })
+        .collect();
+    json!({"eventSource": "SelfManagedKafka", "records": {"sales-events-0": records}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_batch_redriven_after_later_batches_lands_exactly_once() {
+    let home = tempfile::tempdir().unwrap();
+    let deps = initialised_lake(home.path()).await;
+    let at = format_timestamp(now_micros() - MICROS_PER_HOUR);
+    let ingest = |event: Value| {
+        let deps = &deps;
+        async move {
+            let event = parse_ingest_event(&event.to_string()).unwrap();
+            ingest::handle(deps, event).await.unwrap()
+        }
+    };
+    // The batch of offsets 0..20 failed; a bisected half of it (0..10) landed before Lambda
+    // gave up, then the next batch (20..30) landed and moved every checkpoint past the batch.
+    ingest(sales_event(0..10, &at)).await;
+    ingest(sales_event(20..30, &at)).await;
+    // Lambda's on-failure record in S3: the whole batch as an escaped JSON string.
+    let record = json!({
+        "requestContext": {"requestId": "r-1", "condition": "RetryAttemptsExhausted",
+                           "approximateInvokeCount": 11,
+                           "functionArn": "arn:aws:lambda:us-east-1:123456789012:function:x"},
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST",
+                            "functionError": "Unhandled"},
+        "version": "1.0",
+        "timestamp": format_timestamp(now_micros()),
+        "KafkaBatchInfo": {"batchSize": 20, "payloadSize": 4000,
+                           "recordsInfo": {"sales-events-0": {"firstRecordOffset": "0",
+                                                              "lastRecordOffset": "19"}}},
+        "payload": sales_event(0..20, &at).to_string(),
+    })
+    .to_string();
+    let first = ingest::redrive_kafka(&deps, parse_failed_batch(&record).unwrap())
+        .await
+        .unwrap();
+    // Only offsets 10..20 were missing: 8 sales and 2 quarantined lines.
+    assert_eq!(
+        first.committed,
+        [
+            ("bronze.quarantine".to_string(), 2),
+            ("bronze.sales_events".to_string(), 8)
+        ]
+        .into()
+    );
+    // A second redrive (or a concurrent one, which recomputes inside its commit) adds nothing.
+    let again = ingest::redrive_kafka(&deps, parse_failed_batch(&record).unwrap())
+        .await
+        .unwrap();
+    assert!(again.committed.is_empty(), "{again:?}");
+    assert_eq!(again.already_committed, 2);
+
+    let refs = |rows: Vec<String>| {
+        let unique: BTreeSet<String> = rows.iter().cloned().collect();
+        assert_eq!(unique.len(), rows.len(), "a record landed twice");
+        unique
+    };
+    let sales = refs(
+        rows::<BronzeSale>(&deps, &tables::BRONZE_SALES)
+            .await
+            .into_iter()
+            .map(|r| r.source_ref)
+            .collect(),
+    );
+    let quarantined = refs(
+        rows::<QuarantineRow>(&deps, &tables::QUARANTINE)
+            .await
+            .into_iter()
+            .map(|r| r.source_ref)
+            .collect(),
+    );
+    let expected = |keep: fn(i64) -> bool| -> BTreeSet<String> {
+        (0..30)
+            .filter(|o| keep(*o))
+            .map(|o| format!("sales-events/0/{o}"))
+            .collect()
+    };
+    assert_eq!(sales, expected(|o| o % 5 != 0));
+    assert_eq!(quarantined, expected(|o| o % 5 == 0));
+
+    // A record from an SQS destination holds offsets, not the batch: the error says so.
+    let without = json!({"requestContext": {"condition": "RetryAttemptsExhausted"},
+                         "KafkaBatchInfo": {"recordsInfo": {"sales-events-0": {
+                             "firstRecordOffset": "0", "lastRecordOffset": "19"}}}})
+    .to_string();
+    let err = parse_failed_batch(&without).unwrap_err();
+    assert!(
+        err.contains("holds no batch") && err.contains("lastRecordOffset"),
+        "{err}"
+    );
 }

@@ -1,5 +1,8 @@
 //! Lambda entry point: wiring only (and the invocation's EMF metric lines); the handler is in
 //! `lib.rs`, the hop in `bakehouse::hops`.
+// The hop's future (catalog, commit and Parquet futures nested in it) is deeper than the
+// compiler's default query depth allows when it lays out `main`'s.
+#![recursion_limit = "256"]
 
 use bakehouse::config::{Config, Overrides};
 use bakehouse::hops::Deps;

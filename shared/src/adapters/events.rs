@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::{Value, json};
 
-use crate::domain::time::{format_timestamp, now_micros};
+use crate::domain::time::{format_timestamp, now_micros, parse_timestamp};
 
 use crate::domain::validate::{Decoded, RawRecord, RejectCode, Rejection};
 
@@ -60,6 +60,67 @@ pub fn parse_ingest_event(json: &str) -> Result<IngestEvent, String> {
         "expected a Kafka event (\"records\"), an S3 event (\"Records\") or s3:TestEvent"
             .to_string(),
     )
+}
+
+/// A Kafka batch Lambda gave up on, as a Kafka event source mapping's S3 on-failure
+/// destination keeps it: its records, and when the mapping gave up.
+#[derive(Debug)]
+pub struct FailedBatch {
+    pub messages: Vec<KafkaMessage>,
+    /// UTC microseconds (`timestamp` of the record), when given.
+    pub failed_at: Option<i64>,
+}
+
+/// Reads an on-failure invocation record: metadata, `KafkaBatchInfo`, and the original event
+/// in `payload` (an escaped JSON string, as AWS documents it; an object is taken too).
+///
+/// # Errors
+/// A message when the document is not such a record, or holds no batch: SQS and SNS
+/// destinations, and batches over the payload limit, keep only offsets, which it names.
+pub fn parse_failed_batch(json: &str) -> Result<FailedBatch, String> {
+    #[derive(Deserialize)]
+    struct Record {
+        #[serde(rename = "requestContext")]
+        request_context: Option<Value>,
+        #[serde(rename = "KafkaBatchInfo")]
+        batch_info: Option<Value>,
+        timestamp: Option<String>,
+        payload: Option<Value>,
+    }
+    let record: Record =
+        serde_json::from_str(json).map_err(|e| format!("not a JSON object: {e}"))?;
+    let Some(batch_info) = record.batch_info else {
+        return Err("not a Kafka on-failure record: it has no KafkaBatchInfo".to_string());
+    };
+    let payload = match record.payload {
+        Some(Value::String(text)) => text,
+        Some(event @ Value::Object(_)) => event.to_string(),
+        _ => {
+            let condition = record
+                .request_context
+                .as_ref()
+                .and_then(|c| c.get("condition"))
+                .and_then(Value::as_str)
+                .unwrap_or("unknown");
+            let offsets = batch_info
+                .get("recordsInfo")
+                .or_else(|| batch_info.get("recordInfo"))
+                .map(Value::to_string)
+                .unwrap_or_default();
+            return Err(format!(
+                "the record holds no batch (condition {condition}): read offsets {offsets} \
+                 from Kafka again instead"
+            ));
+        }
+    };
+    match parse_ingest_event(&payload) {
+        Ok(IngestEvent::Kafka(messages)) => Ok(FailedBatch {
+            messages,
+            failed_at: record.timestamp.as_deref().and_then(parse_timestamp),
+        }),
+        Ok(_) => Err("its payload is not a Kafka event".to_string()),
+        Err(e) => Err(format!("its payload: {e}")),
+    }
 }
 
 /// Parses an S3 notification (for the hops woken by table commits).

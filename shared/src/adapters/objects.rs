@@ -151,6 +151,15 @@ impl ObjectReader {
         }
     }
 
+    /// The object's size in bytes (`None` when a local file's metadata cannot be read).
+    pub fn size(&self) -> Option<u64> {
+        match self {
+            ObjectReader::Memory(bytes) => Some(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            ObjectReader::Storage { size, .. } => Some(*size),
+            ObjectReader::Local { file, .. } => file.metadata().ok().map(|m| m.len()),
+        }
+    }
+
     /// The next piece of at most `max` bytes (`max` > 0), or `None` at the end.
     ///
     /// # Errors

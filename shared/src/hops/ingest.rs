@@ -2,10 +2,10 @@
 //! quarantine rows. Idempotent per table: each commit records the Kafka offsets and object
 //! digests it holds, and a redelivery skips what the table already has.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
-use arrow_array::RecordBatch;
+use arrow_array::{Array, RecordBatch, StringArray};
 use bytes::Bytes;
 use iceberg::spec::DataFile;
 use iceberg::table::Table;
@@ -16,12 +16,13 @@ use tracing::{debug, info, instrument};
 use super::{
     Deps, PROP_INGESTED_OBJECTS, PROP_KAFKA_OFFSETS, PROP_REFERENCE_OBJECT, PROP_REFERENCE_TIME,
 };
-use crate::adapters::events::{IngestEvent, KafkaMessage, s3_objects};
+use crate::adapters::events::{FailedBatch, IngestEvent, KafkaMessage, s3_objects};
 use crate::adapters::iceberg::{
-    CommitOutcome, CommitPlan, DEFAULT_TARGET_FILE_SIZE, Lakehouse, TableDef, TableWriter,
+    Columns, CommitOutcome, CommitPlan, DEFAULT_TARGET_FILE_SIZE, Lakehouse, TableDef, TableWriter,
     rows_to_batch, tables,
 };
 use crate::adapters::objects::ObjectReader;
+use crate::config::ENV_MAX_OBJECT_BYTES;
 use crate::domain::dataset::Dataset;
 use crate::domain::records::*;
 use crate::domain::time::{date_of, now_micros};
@@ -227,30 +228,44 @@ impl<O> Staging<O> {
     }
 }
 
+/// What a Kafka batch's rows at or below a table's offset checkpoint are.
+#[derive(Clone, Copy)]
+enum Redelivery<'a> {
+    /// Already in the table: Lambda delivers each partition in offset order, so a row at or
+    /// below the checkpoint is a redelivery of one committed before.
+    Committed,
+    /// Perhaps in the table: the batch is one Lambda gave up on, re-driven after later batches
+    /// moved the checkpoint past it. Such rows are looked up by `source_ref` in these
+    /// ingestion dates, where an earlier attempt at the batch would have written them.
+    LookUp(&'a BTreeSet<i32>),
+}
+
 impl Staging<KafkaOrigin> {
     /// Commits every table that has rows.
     async fn commit(
         self,
         lake: &Lakehouse,
         offsets: &BTreeMap<String, i64>,
+        redelivery: Redelivery<'_>,
         summary: &mut IngestSummary,
     ) -> Result<(), StorageError> {
-        let (o, s) = (offsets, summary);
-        commit_kafka_rows(lake, &tables::BRONZE_SALES, &self.sales, o, s).await?;
+        let (o, r, s) = (offsets, redelivery, summary);
+        commit_kafka_rows(lake, &tables::BRONZE_SALES, &self.sales, o, r, s).await?;
         commit_kafka_rows(
             lake,
             &tables::BRONZE_EQUIPMENT_METRICS,
             &self.readings,
             o,
+            r,
             s,
         )
         .await?;
-        commit_kafka_rows(lake, &tables::BRONZE_INVENTORY, &self.inventory, o, s).await?;
-        commit_kafka_rows(lake, &tables::BRONZE_STORES, &self.stores, o, s).await?;
-        commit_kafka_rows(lake, &tables::BRONZE_PRODUCTS, &self.products, o, s).await?;
-        commit_kafka_rows(lake, &tables::BRONZE_CUSTOMERS, &self.customers, o, s).await?;
-        commit_kafka_rows(lake, &tables::BRONZE_EQUIPMENT, &self.equipment, o, s).await?;
-        commit_kafka_rows(lake, &tables::QUARANTINE, &self.quarantine, o, s).await
+        commit_kafka_rows(lake, &tables::BRONZE_INVENTORY, &self.inventory, o, r, s).await?;
+        commit_kafka_rows(lake, &tables::BRONZE_STORES, &self.stores, o, r, s).await?;
+        commit_kafka_rows(lake, &tables::BRONZE_PRODUCTS, &self.products, o, r, s).await?;
+        commit_kafka_rows(lake, &tables::BRONZE_CUSTOMERS, &self.customers, o, r, s).await?;
+        commit_kafka_rows(lake, &tables::BRONZE_EQUIPMENT, &self.equipment, o, r, s).await?;
+        commit_kafka_rows(lake, &tables::QUARANTINE, &self.quarantine, o, r, s).await
     }
 }
 
@@ -306,13 +321,14 @@ fn batch_of<T: Serialize>(
     Ok(())
 }
 
-/// Commits the rows of one Kafka batch to `def`, skipping those at or below the offsets the
-/// table already holds, and notes the outcome in `summary`.
+/// Commits the rows of one Kafka batch to `def`, but those the table already holds (those at
+/// or below its offset checkpoint, as `redelivery` tells), and notes the outcome in `summary`.
 async fn commit_kafka_rows<T: Serialize + Ingested + Sync>(
     lake: &Lakehouse,
     def: &TableDef,
     rows: &[(KafkaOrigin, T)],
     batch_offsets: &BTreeMap<String, i64>,
+    redelivery: Redelivery<'_>,
     summary: &mut IngestSummary,
 ) -> Result<(), StorageError> {
     if rows.is_empty() {
@@ -324,12 +340,27 @@ async fn commit_kafka_rows<T: Serialize + Ingested + Sync>(
                 Lakehouse::snapshot_property(&table, PROP_KAFKA_OFFSETS)
                     .and_then(|v| serde_json::from_str(v).ok())
                     .unwrap_or_default();
+            let below = |origin: &KafkaOrigin| {
+                offsets
+                    .get(&origin.partition)
+                    .is_some_and(|done| origin.offset <= *done)
+            };
+            let held = match redelivery {
+                Redelivery::Committed => HashSet::new(),
+                Redelivery::LookUp(days) => {
+                    let wanted: HashSet<&str> = rows
+                        .iter()
+                        .filter(|(origin, _)| below(origin))
+                        .map(|(_, row)| row.source_ref())
+                        .collect();
+                    source_refs_held(lake, &table, days, &wanted).await?
+                }
+            };
             let fresh: Vec<&T> = rows
                 .iter()
-                .filter(|(origin, _)| {
-                    offsets
-                        .get(&origin.partition)
-                        .is_none_or(|done| origin.offset > *done)
+                .filter(|(origin, row)| match redelivery {
+                    Redelivery::Committed => !below(origin),
+                    Redelivery::LookUp(_) => !below(origin) || !held.contains(row.source_ref()),
                 })
                 .map(|(_, row)| row)
                 .collect();
@@ -355,6 +386,37 @@ async fn commit_kafka_rows<T: Serialize + Ingested + Sync>(
     Ok(())
 }
 
+/// Which of `wanted` (source refs) the table holds in the ingestion dates `days`, reading only
+/// the `source_ref` column of those partitions' files.
+async fn source_refs_held(
+    lake: &Lakehouse,
+    table: &Table,
+    days: &BTreeSet<i32>,
+    wanted: &HashSet<&str>,
+) -> Result<HashSet<String>, StorageError> {
+    let mut held = HashSet::new();
+    if wanted.is_empty() {
+        return Ok(held);
+    }
+    let files = lake.files_of_days(table, days).await?;
+    let mut stream = lake.stream_batches(table, files, Columns::only(&["source_ref"]));
+    while let Some(batch) = stream.next().await? {
+        let refs = batch
+            .column_by_name("source_ref")
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+            .ok_or_else(|| {
+                StorageError::data("look up source refs")("no source_ref string column".into())
+            })?;
+        held.extend(
+            refs.iter()
+                .flatten()
+                .filter(|r| wanted.contains(r))
+                .map(str::to_string),
+        );
+    }
+    Ok(held)
+}
+
 /// Ingests one Kafka batch (records of any topics). Each message is dropped once staged, so
 /// its memory serves the staged rows.
 ///
@@ -363,6 +425,33 @@ async fn commit_kafka_rows<T: Serialize + Ingested + Sync>(
 pub async fn ingest_kafka(
     deps: &Deps,
     messages: Vec<KafkaMessage>,
+) -> Result<IngestSummary, HandlerError> {
+    ingest_messages(deps, messages, Redelivery::Committed).await
+}
+
+/// How long before Lambda gives up on a batch an earlier attempt at it may have run: the
+/// longest `MaximumRecordAgeInSeconds` Lambda accepts (7 days), and a day of margin.
+const LONGEST_RETRY_DAYS: i32 = 8;
+
+/// Re-ingests a Kafka batch Lambda gave up on (`bakehouse redrive`), exactly once: rows above
+/// a table's checkpoint are new to it; rows at or below it (later batches moved it on) are
+/// looked up by their `source_ref` in the ingestion dates an earlier attempt could have
+/// written them to — from [`LONGEST_RETRY_DAYS`] before the batch failed to the day after —
+/// and only those the table lacks are written. Inside the commit, so a concurrent or repeated
+/// redrive adds nothing twice.
+///
+/// # Errors
+/// Storage errors only.
+pub async fn redrive_kafka(deps: &Deps, batch: FailedBatch) -> Result<IngestSummary, HandlerError> {
+    let failed_day = date_of(batch.failed_at.unwrap_or_else(now_micros));
+    let days: BTreeSet<i32> = (failed_day - LONGEST_RETRY_DAYS..=failed_day + 1).collect();
+    ingest_messages(deps, batch.messages, Redelivery::LookUp(&days)).await
+}
+
+async fn ingest_messages(
+    deps: &Deps,
+    messages: Vec<KafkaMessage>,
+    redelivery: Redelivery<'_>,
 ) -> Result<IngestSummary, HandlerError> {
     let ingestion_time = now_micros();
     let records = messages.len();
@@ -394,7 +483,9 @@ pub async fn ingest_kafka(
         quarantined: staging.quarantined_by_code(),
         ..Default::default()
     };
-    staging.commit(&deps.lake, &offsets, &mut summary).await?;
+    staging
+        .commit(&deps.lake, &offsets, redelivery, &mut summary)
+        .await?;
     Ok(summary)
 }
 
@@ -564,17 +655,32 @@ async fn ingest_reader(
             pending.push_back(stage(PieceInput::Lines(last)));
         }
     } else {
-        let bytes = reader.read_rest().await?;
-        content.update(&bytes);
-        let records = match (target, format, refused) {
-            (Some(d), Some(FileFormat::Csv), _) => decode_csv(&bytes, key, d),
-            (_, _, refused) => vec![RawRecord {
-                source_ref: format!("{key}:0"),
-                decoded: Decoded::Rejected(
-                    refused.unwrap_or_else(|| object_rejection(key, &dataset_name, dataset)),
-                ),
-                bytes: bytes.into(),
-            }],
+        let cap = deps.config.max_object_bytes;
+        let records = match reader.size() {
+            Some(size) if size > cap => {
+                // Never read: its digest covers the key and size.
+                content.update(format!("unread object of {size} bytes"));
+                vec![RawRecord {
+                    source_ref: format!("{key}:0"),
+                    decoded: Decoded::Rejected(oversized_object(size, cap)),
+                    bytes: Bytes::new(),
+                }]
+            }
+            _ => {
+                let bytes = reader.read_rest().await?;
+                content.update(&bytes);
+                match (target, format, refused) {
+                    (Some(d), Some(FileFormat::Csv), _) => decode_csv(&bytes, key, d),
+                    (_, _, refused) => vec![RawRecord {
+                        source_ref: format!("{key}:0"),
+                        decoded: Decoded::Rejected(
+                            refused
+                                .unwrap_or_else(|| object_rejection(key, &dataset_name, dataset)),
+                        ),
+                        bytes: bytes.into(),
+                    }],
+                }
+            }
         };
         pending.push_back(stage(PieceInput::Records(records)));
     }
@@ -688,6 +794,17 @@ fn object_rejection(key: &str, dataset_name: &str, dataset: Option<Dataset>) -> 
             format!("{key:?} is neither .jsonl/.json/.ndjson nor .csv"),
         ),
     }
+}
+
+/// Why an object too large to read whole is quarantined by its key alone.
+fn oversized_object(size: u64, cap: u64) -> Rejection {
+    Rejection::new(
+        RejectCode::TooLarge,
+        format!(
+            "object of {size} bytes is over {ENV_MAX_OBJECT_BYTES}={cap}, the most read whole \
+             (a CSV file, or an object quarantined whole): not read; split it, or raise the cap"
+        ),
+    )
 }
 
 /// Commits the files one object wrote to `def`, unless the table already holds the object
