@@ -21,13 +21,16 @@ demo:
 
 ## Unit, handler, end-to-end and local-server tests, then the PyIceberg interop test. The
 ## servers start on 127.0.0.1 (installed when missing): PostgreSQL (Debian's package, a private
-## cluster on :55432), the S3 server (s3s-fs, :18014) and the Kafka broker (tansu, :19092).
+## cluster on :55432), the S3 server (s3s-fs, :18014), the Kafka broker (tansu, :19092) and
+## moto's server for Glue with its VersionId stand-in (PyPI, :15001 and :15002).
 test: unit interop
 
 PG_URL ?= postgres://bakehouse@127.0.0.1:55432/postgres
 unit interop: export BAKEHOUSE_TEST_POSTGRES = $(PG_URL)
 unit interop: export BAKEHOUSE_TEST_S3 = $(shell dev/s3.sh start)
 unit: export BAKEHOUSE_TEST_KAFKA = $(shell dev/kafka.sh start | sed 's/^KAFKA_BOOTSTRAP_SERVERS=//')
+unit: export BAKEHOUSE_TEST_GLUE = $(shell dev/moto.sh start | sed 's/^BAKEHOUSE_TEST_GLUE=\([^ ]*\) .*/\1/')
+unit: export BAKEHOUSE_TEST_GLUE_STANDIN = $(shell dev/moto.sh start | sed 's/.*BAKEHOUSE_TEST_GLUE_STANDIN=//')
 unit: export BAKEHOUSE_BIN = $(BIN)
 unit: export BAKEHOUSE_LAMBDA_DIR = $(CURDIR)/$(LAMBDA_DIR)
 unit: export CARGO_LAMBDA = $(LAMBDA_VENV)/bin/cargo-lambda
@@ -110,7 +113,7 @@ lint-template: $(LAMBDA_VENV)/.ready $(DEPLOY_VENV)/.ready
 package: build-lambda $(DEPLOY_VENV)/.ready
 	$(SAM) build
 	env $$(dev/s3.sh start) $(SAM) package --s3-bucket lake --s3-prefix sam-artifacts \
-		--output-template-file .aws-sam/packaged.yaml
+		--no-progressbar --output-template-file .aws-sam/packaged.yaml
 	@test "$$(grep -c 'CodeUri: s3://lake/sam-artifacts/' .aws-sam/packaged.yaml)" = 4 || \
 		{ echo ".aws-sam/packaged.yaml: expected 4 functions' code in s3://lake/sam-artifacts/" >&2; exit 1; }
 

@@ -176,16 +176,27 @@ impl Lakehouse {
                 )
                 .properties(table_properties(&def))
                 .build();
-            match self.catalog.create_table(ident.namespace(), creation).await {
-                Ok(_) => created.push(def.qualified()),
-                Err(e) => {
-                    if !self.catalog.table_exists(&ident).await.unwrap_or(false) {
-                        return Err(StorageError::iceberg(format!(
-                            "create table {}",
-                            def.qualified()
-                        ))(e));
-                    }
+            let outcome = match &self.pointer {
+                CatalogPointer::Glue(client) => {
+                    pointer::create_glue_table(client, &self.file_io, &ident, creation).await
                 }
+                CatalogPointer::Sql { .. } => self
+                    .catalog
+                    .create_table(ident.namespace(), creation)
+                    .await
+                    .map(|_| ())
+                    .map_err(StorageError::iceberg(format!(
+                        "create table {}",
+                        def.qualified()
+                    ))),
+            };
+            match outcome {
+                Ok(()) => created.push(def.qualified()),
+                // A concurrent init may have created it meanwhile.
+                Err(e) if !self.catalog.table_exists(&ident).await.unwrap_or(false) => {
+                    return Err(e);
+                }
+                Err(_) => {}
             }
         }
         Ok(created)

@@ -2,13 +2,16 @@
 //! whether it landed. SQL catalogs: one conditional `UPDATE` of `iceberg_tables`, its row count
 //! is the truth. AWS Glue: `GetTable` (its `VersionId` and `metadata_location`), then
 //! `UpdateTable` with that `VersionId`; Glue refuses it with `ConcurrentModificationException`
-//! when another writer updated the table in between.
+//! when another writer updated the table in between. Also a Glue table's creation: its first
+//! metadata file and the Glue entry pointing at it.
 
 use std::collections::HashMap;
 
 use aws_sdk_glue::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_glue::types::TableInput;
-use iceberg::TableIdent;
+use aws_sdk_glue::types::{Column, StorageDescriptor, TableInput};
+use iceberg::io::FileIO;
+use iceberg::spec::{PrimitiveType, TableMetadataBuilder, Type};
+use iceberg::{MetadataLocation, TableCreation, TableIdent};
 use sqlx::AnyPool;
 
 use crate::error::StorageError;
@@ -161,6 +164,112 @@ async fn swap_glue(
             Ok(false)
         }
         Err(e) => Err(glue_error(format!("UpdateTable {database}.{name}"), e)),
+    }
+}
+
+/// Creates a table in Glue: writes its first metadata file and the Glue table pointing at it,
+/// with the columns Glue shows (Athena reads the Iceberg metadata itself). Ours, not the Glue
+/// crate's: that one refuses `timestamptz` columns (every table here has some), where Glue's
+/// Hive types have only `timestamp` — which PyIceberg writes for both, as here.
+///
+/// # Errors
+/// The metadata cannot be written, or Glue refuses the table (one that exists included).
+pub(super) async fn create_glue_table(
+    client: &aws_sdk_glue::Client,
+    file_io: &FileIO,
+    ident: &TableIdent,
+    creation: TableCreation,
+) -> Result<(), StorageError> {
+    let context = format!(
+        "create table {}.{}",
+        ident.namespace().join("."),
+        ident.name()
+    );
+    let metadata = TableMetadataBuilder::from_table_creation(creation)
+        .and_then(|b| b.build())
+        .map_err(StorageError::iceberg(&context))?
+        .metadata;
+    let metadata_location = MetadataLocation::new_with_metadata(metadata.location(), &metadata);
+    metadata
+        .write_to(file_io, &metadata_location)
+        .await
+        .map_err(StorageError::iceberg(&context))?;
+    let glue_failed = |message: String| StorageError::Glue {
+        context: context.clone(),
+        message,
+        retryable: false,
+    };
+    let columns = metadata
+        .current_schema()
+        .as_struct()
+        .fields()
+        .iter()
+        .map(|field| {
+            Column::builder()
+                .name(field.name.clone())
+                .r#type(glue_type(&field.field_type))
+                .set_comment(field.doc.clone())
+                .build()
+                .map_err(|e| glue_failed(e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let input = TableInput::builder()
+        .name(ident.name())
+        .table_type("EXTERNAL_TABLE")
+        .parameters("table_type", "ICEBERG")
+        .parameters(METADATA_LOCATION, metadata_location.to_string())
+        .storage_descriptor(
+            StorageDescriptor::builder()
+                .set_columns(Some(columns))
+                .location(metadata.location())
+                .build(),
+        )
+        .build()
+        .map_err(|e| glue_failed(e.to_string()))?;
+    client
+        .create_table()
+        .database_name(ident.namespace().join("."))
+        .table_input(input)
+        .send()
+        .await
+        .map_err(|e| glue_error(context.clone(), e))?;
+    Ok(())
+}
+
+/// The Glue (Hive) column type of an Iceberg type.
+fn glue_type(field_type: &Type) -> String {
+    match field_type {
+        Type::Primitive(p) => match p {
+            PrimitiveType::Boolean => "boolean".to_string(),
+            PrimitiveType::Int => "int".to_string(),
+            PrimitiveType::Long => "bigint".to_string(),
+            PrimitiveType::Float => "float".to_string(),
+            PrimitiveType::Double => "double".to_string(),
+            PrimitiveType::Decimal { precision, scale } => format!("decimal({precision},{scale})"),
+            PrimitiveType::Date => "date".to_string(),
+            PrimitiveType::Timestamp
+            | PrimitiveType::Timestamptz
+            | PrimitiveType::TimestampNs
+            | PrimitiveType::TimestamptzNs => "timestamp".to_string(),
+            PrimitiveType::Time | PrimitiveType::String | PrimitiveType::Uuid => {
+                "string".to_string()
+            }
+            PrimitiveType::Fixed(_) | PrimitiveType::Binary => "binary".to_string(),
+        },
+        Type::Struct(s) => {
+            let fields: Vec<String> = s
+                .fields()
+                .iter()
+                .map(|f| format!("{}:{}", f.name, glue_type(&f.field_type)))
+                .collect();
+            format!("struct<{}>", fields.join(","))
+        }
+        Type::List(l) => format!("array<{}>", glue_type(&l.element_field.field_type)),
+        Type::Map(m) => format!(
+            "map<{},{}>",
+            glue_type(&m.key_field.field_type),
+            glue_type(&m.value_field.field_type)
+        ),
     }
 }
 
