@@ -25,7 +25,9 @@ demo:
 ## moto's server for Glue with its VersionId stand-in (PyPI, :15001 and :15002).
 test: unit interop
 
-PG_URL ?= postgres://bakehouse@127.0.0.1:55432/postgres
+# The private cluster's URL, its password included (dev/postgres.sh keeps it in a 0600 file);
+# starting the cluster when it is not running.
+PG_URL ?= $(shell dev/postgres.sh start /tmp/bakehouse-pg 55432)
 unit interop: export BAKEHOUSE_TEST_POSTGRES = $(PG_URL)
 unit interop: export BAKEHOUSE_TEST_S3 = $(shell dev/s3.sh start)
 unit: export BAKEHOUSE_TEST_KAFKA = $(shell dev/kafka.sh start | sed 's/^KAFKA_BOOTSTRAP_SERVERS=//')

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Starts (or stops) a private PostgreSQL cluster for tests on 127.0.0.1, using Debian's
-# postgresql package (installed if missing). Prints the catalog URL on start.
+# postgresql package (installed if missing). Prints the catalog URL on start. Connections need
+# the password of user `bakehouse` (SCRAM), generated once and kept in DIR.password (mode 0600),
+# not left to trust every local user.
 #   dev/postgres.sh start [DIR] [PORT]    dev/postgres.sh stop [DIR]
 set -euo pipefail
 cmd=${1:-start}
 dir=${2:-/tmp/bakehouse-pg}
 port=${3:-55432}
+password_file="$dir.password"
 bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 case "$cmd" in
@@ -14,10 +17,21 @@ case "$cmd" in
       apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
       bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
     fi
+    if [ -f "$dir/PG_VERSION" ] && [ ! -s "$password_file" ]; then
+      # A cluster from before passwords (test data only): made again with one.
+      as_pg "$bin/pg_ctl" -D "$dir" -m fast stop >/dev/null 2>&1 || true
+      rm -rf "$dir"
+    fi
     mkdir -p "$dir"
     [ "$(id -u)" = 0 ] && chown postgres:postgres "$dir"
     if [ ! -f "$dir/PG_VERSION" ]; then
-      as_pg "$bin/initdb" -D "$dir" -U bakehouse --auth=trust >/dev/null
+      (umask 077 && od -An -N16 -tx1 /dev/urandom | tr -d ' \n' >"$password_file")
+      # initdb reads the password from a file of its own user; that copy is removed at once.
+      pwfile=$(mktemp)
+      cp "$password_file" "$pwfile"
+      [ "$(id -u)" = 0 ] && chown postgres "$pwfile"
+      as_pg "$bin/initdb" -D "$dir" -U bakehouse --auth=scram-sha-256 --pwfile="$pwfile" >/dev/null
+      rm -f "$pwfile"
     fi
     if ! "$bin/pg_isready" -q -h 127.0.0.1 -p "$port"; then
       # A server killed with its session leaves a stale lock file behind.
@@ -25,7 +39,7 @@ case "$cmd" in
       as_pg "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w \
         -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=200" start >/dev/null
     fi
-    echo "postgres://bakehouse@127.0.0.1:$port/postgres"
+    echo "postgres://bakehouse:$(cat "$password_file")@127.0.0.1:$port/postgres"
     ;;
   stop)
     [ -n "$bin" ] && as_pg "$bin/pg_ctl" -D "$dir" -m fast stop >/dev/null 2>&1 || true
