@@ -75,7 +75,7 @@ interop: postgres chromium $(VENV_READY)
 ## the local servers (skipped unless `make up` installed them). BENCH_CASES=scale,latency picks.
 bench: $(VENV_READY) postgres
 	$(CARGO) build --profile local -j2 -p bakehouse-cli -p bench-floor -p bench-probe
-	BAKEHOUSE_BIN=$(BIN) BENCH_FLOOR=$(CARGO_TARGET_DIR)/local/bench-floor \
+	@BAKEHOUSE_BIN=$(BIN) BENCH_FLOOR=$(CARGO_TARGET_DIR)/local/bench-floor \
 		BENCH_PROBE=$(CARGO_TARGET_DIR)/local/bench-probe \
 		BENCH_PYTHON=$(VENV)/bin/python BENCH_POSTGRES=$(PG_URL) BENCH_S3="$$(dev/s3.sh start)" \
 		python3 bench/run.py

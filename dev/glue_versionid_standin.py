@@ -7,7 +7,7 @@ that lost updates are prevented.
 
 To widen the window in which a concurrent writer can slip in, every `GetTable` answer is held
 back `--get-delay-ms` after it is read. `GET /_standin/rejections` returns how many updates were
-refused. Usage: python glue_versionid_standin.py PORT [--get-delay-ms 30]
+refused since the last `/moto-api/reset`. Usage: python glue_versionid_standin.py PORT [--get-delay-ms 30]
 """
 
 import argparse
@@ -55,6 +55,8 @@ def with_standin(moto_app, get_delay):
                 [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
             )
             return [body]
+        if environ.get("PATH_INFO") == "/moto-api/reset":
+            REJECTIONS = 0
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         if target == "AWSGlue.GetTable":
             response = list(moto_app(environ, start_response))

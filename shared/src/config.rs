@@ -108,42 +108,45 @@ impl std::fmt::Debug for CatalogUri {
 }
 
 /// `url` with its password hidden (`***`), wherever a message or log line names a catalog URL:
-/// the password of `scheme://user:password@host…` and a `password=` query parameter. A value
-/// that is not a URL but holds an `@` has everything before the last `@` hidden.
+/// everything between `scheme://user:` and the last `@` (a password may hold `/`, `?` or
+/// `#`), and the value of every `…password=` parameter (`password=`, `sslpassword=`, in a query
+/// or in libpq's `key=value` form). A value without `://` that holds an `@` has everything
+/// before the last `@` hidden.
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return match url.rsplit_once('@') {
+    let masked = match url.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((userinfo, host)) => match userinfo.split_once(':') {
+                Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+                None => url.to_string(),
+            },
+            None => url.to_string(),
+        },
+        None => match url.rsplit_once('@') {
             Some((_, host)) => format!("***@{host}"),
             None => url.to_string(),
-        };
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{user}:***@{host}"),
-            None => authority.to_string(),
         },
-        None => authority.to_string(),
     };
-    let tail = match tail.split_once('?') {
-        Some((path, query)) => {
-            let query: Vec<String> = query
-                .split('&')
-                .map(|pair| match pair.split_once('=') {
-                    Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
-                    _ => pair.to_string(),
-                })
-                .collect();
-            format!("{path}?{}", query.join("&"))
+    // Parameters: split at `&`, `?` and whitespace, keeping the separators.
+    let separator = |c: char| matches!(c, '&' | '?') || c.is_whitespace();
+    let mut out = String::with_capacity(masked.len());
+    for piece in masked.split_inclusive(separator) {
+        let (body, end) = match piece.char_indices().last() {
+            Some((i, c)) if separator(c) => piece.split_at(i),
+            _ => (piece, ""),
+        };
+        match body.split_once('=') {
+            Some((key, _)) if key.to_ascii_lowercase().ends_with("password") => {
+                out.push_str(&format!("{key}=***{end}"));
+            }
+            _ => out.push_str(piece),
         }
-        None => tail.to_string(),
-    };
-    format!("{scheme}://{authority}{tail}")
+    }
+    out
 }
 
-/// The settings every hop and command share.
-#[derive(Clone, Debug)]
+/// The settings every hop and command share. Its `Debug` hides the catalog password and the
+/// storage credentials.
+#[derive(Clone)]
 pub struct Config {
     /// `file:///abs/path` or `s3://bucket/prefix`, without a trailing slash.
     pub warehouse: String,
@@ -161,6 +164,30 @@ pub struct Config {
     /// Largest object ingest reads whole (CSV, or an object quarantined as one record); a
     /// larger one is quarantined by key, unread. JSON lines are streamed, whatever their size.
     pub max_object_bytes: u64,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let storage: std::collections::BTreeMap<&str, &str> = self
+            .storage
+            .iter()
+            .map(|(k, v)| {
+                let secret = k.contains("secret") || k.contains("token");
+                (k.as_str(), if secret { "***" } else { v.as_str() })
+            })
+            .collect();
+        f.debug_struct("Config")
+            .field("warehouse", &self.warehouse)
+            .field("catalog", &self.catalog)
+            .field("storage", &storage)
+            .field("silver", &self.silver)
+            .field("gold", &self.gold)
+            .field("commit_attempts", &self.commit_attempts)
+            .field("maintenance", &self.maintenance)
+            .field("object_root", &self.object_root)
+            .field("max_object_bytes", &self.max_object_bytes)
+            .finish()
+    }
 }
 
 /// What scheduled maintenance keeps and rewrites (SPEC §6).
@@ -469,6 +496,15 @@ mod tests {
             ),
             ("u:s3cret@h:5432/db", "***@h:5432/db"),
             ("postgres://u@h/db", "postgres://u@h/db"),
+            ("postgres://u:s3/c?r#et@h/db", "postgres://u:***@h/db"),
+            (
+                "postgres://u@h/db?sslpassword=s3cret",
+                "postgres://u@h/db?sslpassword=***",
+            ),
+            (
+                "host=h user=u password=s3cret dbname=d",
+                "host=h user=u password=*** dbname=d",
+            ),
         ] {
             assert_eq!(redact_url(url), shown);
         }
@@ -484,6 +520,20 @@ mod tests {
         );
         assert!(
             !debug.contains("s3cret") && debug.contains("u:***@h"),
+            "{debug}"
+        );
+        let config = Config::from_lookup(
+            &Overrides::default(),
+            lookup(&[
+                (ENV_CATALOG, "postgres://u:s3cret@h/db"),
+                (ENV_AWS_SECRET_ACCESS_KEY, "aws-s3cret"),
+                (ENV_AWS_SESSION_TOKEN, "tok-s3cret"),
+            ]),
+        )
+        .unwrap();
+        let debug = format!("{config:?}");
+        assert!(
+            !debug.contains("s3cret") && debug.contains("s3.secret-access-key"),
             "{debug}"
         );
     }

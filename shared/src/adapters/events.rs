@@ -11,6 +11,7 @@ use percent_encoding::percent_decode_str;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 use crate::domain::time::{format_timestamp, now_micros, parse_timestamp};
 
@@ -67,16 +68,19 @@ pub fn parse_ingest_event(json: &str) -> Result<IngestEvent, String> {
 #[derive(Debug)]
 pub struct FailedBatch {
     pub messages: Vec<KafkaMessage>,
-    /// UTC microseconds (`timestamp` of the record), when given.
-    pub failed_at: Option<i64>,
+    /// UTC microseconds (`timestamp` of the record).
+    pub failed_at: i64,
+    /// SHA-256 of the record (16 bytes, hex): what a redrive is done once by.
+    pub digest: String,
 }
 
 /// Reads an on-failure invocation record: metadata, `KafkaBatchInfo`, and the original event
 /// in `payload` (an escaped JSON string, as AWS documents it; an object is taken too).
 ///
 /// # Errors
-/// A message when the document is not such a record, or holds no batch: SQS and SNS
-/// destinations, and batches over the payload limit, keep only offsets, which it names.
+/// A message when the document is not such a record, has no `timestamp`, or holds no batch:
+/// SQS and SNS destinations, and batches over the payload limit, keep only offsets, which it
+/// names.
 pub fn parse_failed_batch(json: &str) -> Result<FailedBatch, String> {
     #[derive(Deserialize)]
     struct Record {
@@ -113,10 +117,14 @@ pub fn parse_failed_batch(json: &str) -> Result<FailedBatch, String> {
             ));
         }
     };
+    let Some(failed_at) = record.timestamp.as_deref().and_then(parse_timestamp) else {
+        return Err("the record has no RFC 3339 `timestamp` (when Lambda gave up)".to_string());
+    };
     match parse_ingest_event(&payload) {
         Ok(IngestEvent::Kafka(messages)) => Ok(FailedBatch {
             messages,
-            failed_at: record.timestamp.as_deref().and_then(parse_timestamp),
+            failed_at,
+            digest: hex::encode(&Sha256::digest(json.as_bytes())[..16]),
         }),
         Ok(_) => Err("its payload is not a Kafka event".to_string()),
         Err(e) => Err(format!("its payload: {e}")),

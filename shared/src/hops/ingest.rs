@@ -3,7 +3,7 @@
 //! digests it holds, and a redelivery skips what the table already has.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arrow_array::{Array, RecordBatch, StringArray};
 use bytes::Bytes;
@@ -14,12 +14,13 @@ use sha2::{Digest, Sha256};
 use tracing::{debug, info, instrument};
 
 use super::{
-    Deps, PROP_INGESTED_OBJECTS, PROP_KAFKA_OFFSETS, PROP_REFERENCE_OBJECT, PROP_REFERENCE_TIME,
+    Deps, PROP_INGESTED_OBJECTS, PROP_KAFKA_OFFSETS, PROP_REDRIVEN_BATCHES, PROP_REFERENCE_OBJECT,
+    PROP_REFERENCE_TIME,
 };
 use crate::adapters::events::{FailedBatch, IngestEvent, KafkaMessage, s3_objects};
 use crate::adapters::iceberg::{
-    Columns, CommitOutcome, CommitPlan, DEFAULT_TARGET_FILE_SIZE, Lakehouse, TableDef, TableWriter,
-    rows_to_batch, tables,
+    Columns, CommitOutcome, CommitPlan, DEFAULT_TARGET_FILE_SIZE, Lakehouse, LiveFile, TableDef,
+    TableWriter, partition_day, rows_to_batch, tables,
 };
 use crate::adapters::objects::ObjectReader;
 use crate::config::ENV_MAX_OBJECT_BYTES;
@@ -235,9 +236,17 @@ enum Redelivery<'a> {
     /// below the checkpoint is a redelivery of one committed before.
     Committed,
     /// Perhaps in the table: the batch is one Lambda gave up on, re-driven after later batches
-    /// moved the checkpoint past it. Such rows are looked up by `source_ref` in these
-    /// ingestion dates, where an earlier attempt at the batch would have written them.
-    LookUp(&'a BTreeSet<i32>),
+    /// moved the checkpoint past it.
+    LookUp(Redrive<'a>),
+}
+
+/// A batch being re-driven: a table whose [`PROP_REDRIVEN_BATCHES`] holds `digest` has had it
+/// re-driven already; otherwise its rows at or below the checkpoint are looked up by
+/// `source_ref` in the ingestion dates `days`, where an earlier attempt would have written them.
+#[derive(Clone, Copy)]
+struct Redrive<'a> {
+    digest: &'a str,
+    days: &'a BTreeSet<i32>,
 }
 
 impl Staging<KafkaOrigin> {
@@ -334,8 +343,23 @@ async fn commit_kafka_rows<T: Serialize + Ingested + Sync>(
     if rows.is_empty() {
         return Ok(());
     }
+    // A redrive's look-up so far (the table's sequence number it covers, the refs found), so an
+    // attempt re-planned after a lost race reads only the files committed since.
+    let looked_up: Mutex<Option<(i64, HashSet<String>)>> = Mutex::new(None);
+    let looked_up = &looked_up;
     let outcome = lake
         .commit_with(def, move |table| async move {
+            let mut properties = HashMap::new();
+            if let Redelivery::LookUp(redrive) = redelivery {
+                let mut redriven = digests(&table, PROP_REDRIVEN_BATCHES);
+                if !redriven.insert(redrive.digest.to_string()) {
+                    return Ok(None);
+                }
+                properties.insert(
+                    PROP_REDRIVEN_BATCHES.to_string(),
+                    redriven.into_iter().collect::<Vec<_>>().join(","),
+                );
+            }
             let offsets: BTreeMap<String, i64> =
                 Lakehouse::snapshot_property(&table, PROP_KAFKA_OFFSETS)
                     .and_then(|v| serde_json::from_str(v).ok())
@@ -347,13 +371,33 @@ async fn commit_kafka_rows<T: Serialize + Ingested + Sync>(
             };
             let held = match redelivery {
                 Redelivery::Committed => HashSet::new(),
-                Redelivery::LookUp(days) => {
+                Redelivery::LookUp(redrive) => {
                     let wanted: HashSet<&str> = rows
                         .iter()
                         .filter(|(origin, _)| below(origin))
                         .map(|(_, row)| row.source_ref())
                         .collect();
-                    source_refs_held(lake, &table, days, &wanted).await?
+                    let earlier = looked_up.lock().ok().and_then(|mut l| l.take());
+                    // A row above the checkpoint of an earlier attempt was in no file then.
+                    let (files, mut held) = match earlier {
+                        None => (
+                            lake.files_of_days(&table, redrive.days).await?,
+                            HashSet::new(),
+                        ),
+                        Some((sequence, held)) => {
+                            let since = lake.files_since(&table, sequence).await?;
+                            let in_days = |f: &LiveFile| {
+                                partition_day(&f.data_file)
+                                    .is_some_and(|d| redrive.days.contains(&d))
+                            };
+                            (since.into_iter().filter(in_days).collect(), held)
+                        }
+                    };
+                    held.extend(source_refs_held(lake, &table, files, &wanted).await?);
+                    if let Ok(mut l) = looked_up.lock() {
+                        *l = Some((table.metadata().last_sequence_number(), held.clone()));
+                    }
+                    held
                 }
             };
             let fresh: Vec<&T> = rows
@@ -375,10 +419,10 @@ async fn commit_kafka_rows<T: Serialize + Ingested + Sync>(
                 let entry = merged.entry(partition.clone()).or_insert(*offset);
                 *entry = (*entry).max(*offset);
             }
-            let properties = HashMap::from([(
+            properties.insert(
                 PROP_KAFKA_OFFSETS.to_string(),
                 serde_json::to_string(&merged).unwrap_or_default(),
-            )]);
+            );
             Ok(Some(CommitPlan::append(add, properties)))
         })
         .await?;
@@ -386,19 +430,18 @@ async fn commit_kafka_rows<T: Serialize + Ingested + Sync>(
     Ok(())
 }
 
-/// Which of `wanted` (source refs) the table holds in the ingestion dates `days`, reading only
-/// the `source_ref` column of those partitions' files.
+/// Which of `wanted` (source refs) `files` of the table hold, reading only their
+/// `source_ref` column.
 async fn source_refs_held(
     lake: &Lakehouse,
     table: &Table,
-    days: &BTreeSet<i32>,
+    files: Vec<LiveFile>,
     wanted: &HashSet<&str>,
 ) -> Result<HashSet<String>, StorageError> {
     let mut held = HashSet::new();
     if wanted.is_empty() {
         return Ok(held);
     }
-    let files = lake.files_of_days(table, days).await?;
     let mut stream = lake.stream_batches(table, files, Columns::only(&["source_ref"]));
     while let Some(batch) = stream.next().await? {
         let refs = batch
@@ -433,19 +476,24 @@ pub async fn ingest_kafka(
 /// longest `MaximumRecordAgeInSeconds` Lambda accepts (7 days), and a day of margin.
 const LONGEST_RETRY_DAYS: i32 = 8;
 
-/// Re-ingests a Kafka batch Lambda gave up on (`bakehouse redrive`), exactly once: rows above
-/// a table's checkpoint are new to it; rows at or below it (later batches moved it on) are
-/// looked up by their `source_ref` in the ingestion dates an earlier attempt could have
-/// written them to — from [`LONGEST_RETRY_DAYS`] before the batch failed to the day after —
-/// and only those the table lacks are written. Inside the commit, so a concurrent or repeated
-/// redrive adds nothing twice.
+/// Re-ingests a Kafka batch Lambda gave up on (`bakehouse redrive`), exactly once. A table
+/// that records the batch's digest has it already (a repeated or concurrent redrive). Else
+/// rows above the table's checkpoint are new to it, and rows at or below it (later batches
+/// moved it on) are looked up by their `source_ref` in the ingestion dates an earlier attempt
+/// could have written them to — from [`LONGEST_RETRY_DAYS`] before the batch failed to the day
+/// after — and only those the table lacks are written, with the digest. All of it is checked
+/// inside the commit.
 ///
 /// # Errors
 /// Storage errors only.
 pub async fn redrive_kafka(deps: &Deps, batch: FailedBatch) -> Result<IngestSummary, HandlerError> {
-    let failed_day = date_of(batch.failed_at.unwrap_or_else(now_micros));
+    let failed_day = date_of(batch.failed_at);
     let days: BTreeSet<i32> = (failed_day - LONGEST_RETRY_DAYS..=failed_day + 1).collect();
-    ingest_messages(deps, batch.messages, Redelivery::LookUp(&days)).await
+    let redrive = Redrive {
+        digest: &batch.digest,
+        days: &days,
+    };
+    ingest_messages(deps, batch.messages, Redelivery::LookUp(redrive)).await
 }
 
 async fn ingest_messages(
@@ -826,7 +874,7 @@ async fn commit_object_files(
             let add = files.clone();
             let reference = reference.clone();
             async move {
-                let mut objects = ingested_objects(&table);
+                let mut objects = digests(&table, PROP_INGESTED_OBJECTS);
                 if objects.contains(digest) {
                     return Ok(None);
                 }
@@ -857,9 +905,10 @@ async fn commit_object_files(
     Ok(())
 }
 
-/// The digests of the objects a table holds (its checkpoint).
-fn ingested_objects(table: &Table) -> BTreeSet<String> {
-    Lakehouse::snapshot_property(table, PROP_INGESTED_OBJECTS)
+/// A comma-separated set of digests kept in a snapshot property (the objects or re-driven
+/// batches a table holds).
+fn digests(table: &Table, property: &str) -> BTreeSet<String> {
+    Lakehouse::snapshot_property(table, property)
         .map(|v| {
             v.split(',')
                 .filter(|d| !d.is_empty())

@@ -19,6 +19,9 @@ use crate::error::{HandlerError, StorageError};
 pub const PROP_KAFKA_OFFSETS: &str = "bakehouse.kafka-offsets";
 /// Objects ingested into a table: sorted, comma-separated digests of key and content hash.
 pub const PROP_INGESTED_OBJECTS: &str = "bakehouse.ingested-objects";
+/// Kafka batches re-driven into a table (`bakehouse redrive`): sorted, comma-separated digests
+/// of their on-failure records.
+pub const PROP_REDRIVEN_BATCHES: &str = "bakehouse.redriven-batches";
 /// A downstream table's checkpoint: the source table's sequence number it has processed.
 pub const PROP_SOURCE_SEQUENCE: &str = "bakehouse.source-sequence-number";
 /// The source snapshot id matching [`PROP_SOURCE_SEQUENCE`] (for people and `status`).
