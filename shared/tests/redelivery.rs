@@ -162,6 +162,22 @@ async fn across_bronze_commits_of_one_silver_run_the_earlier_copy_wins() {
     assert_eq!(got, [("same", 1)]);
 }
 
+/// The source refs of a table's rows, each of which must be there once.
+async fn source_refs<T: DeserializeOwned + Ingested>(
+    deps: &Deps,
+    def: &TableDef,
+) -> BTreeSet<String> {
+    let rows = rows::<T>(deps, def).await;
+    let refs: BTreeSet<String> = rows.iter().map(|r| r.source_ref().to_string()).collect();
+    assert_eq!(
+        refs.len(),
+        rows.len(),
+        "a record landed twice in {}",
+        def.qualified()
+    );
+    refs
+}
+
 /// A Kafka event of sales-events partition 0 at `offsets`: a sale `k<offset>` each, but every
 /// offset divisible by 5 holds a line that is not JSON.
 fn sales_event(offsets: std::ops::Range<i64>, at: &str) -> Value {
@@ -232,25 +248,8 @@ async fn a_failed_batch_redriven_after_later_batches_lands_exactly_once() {
     assert!(again.committed.is_empty(), "{again:?}");
     assert_eq!(again.already_committed, 2);
 
-    let refs = |rows: Vec<String>| {
-        let unique: BTreeSet<String> = rows.iter().cloned().collect();
-        assert_eq!(unique.len(), rows.len(), "a record landed twice");
-        unique
-    };
-    let sales = refs(
-        rows::<BronzeSale>(&deps, &tables::BRONZE_SALES)
-            .await
-            .into_iter()
-            .map(|r| r.source_ref)
-            .collect(),
-    );
-    let quarantined = refs(
-        rows::<QuarantineRow>(&deps, &tables::QUARANTINE)
-            .await
-            .into_iter()
-            .map(|r| r.source_ref)
-            .collect(),
-    );
+    let sales = source_refs::<BronzeSale>(&deps, &tables::BRONZE_SALES).await;
+    let quarantined = source_refs::<QuarantineRow>(&deps, &tables::QUARANTINE).await;
     let expected = |keep: fn(i64) -> bool| -> BTreeSet<String> {
         (0..30)
             .filter(|o| keep(*o))

@@ -5,7 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use arrow_array::{Array, RecordBatch, StringArray};
+use arrow_array::RecordBatch;
+use arrow_array::cast::AsArray;
 use bytes::Bytes;
 use iceberg::spec::DataFile;
 use iceberg::table::Table;
@@ -19,7 +20,7 @@ use super::{
 };
 use crate::adapters::events::{FailedBatch, IngestEvent, KafkaMessage, s3_objects};
 use crate::adapters::iceberg::{
-    Columns, CommitOutcome, CommitPlan, DEFAULT_TARGET_FILE_SIZE, Lakehouse, LiveFile, TableDef,
+    CommitOutcome, CommitPlan, DEFAULT_TARGET_FILE_SIZE, KeyProbe, Lakehouse, LiveFile, TableDef,
     TableWriter, partition_day, rows_to_batch, tables,
 };
 use crate::adapters::objects::ObjectReader;
@@ -372,32 +373,11 @@ async fn commit_kafka_rows<T: Serialize + Ingested + Sync>(
             let held = match redelivery {
                 Redelivery::Committed => HashSet::new(),
                 Redelivery::LookUp(redrive) => {
-                    let wanted: HashSet<&str> = rows
-                        .iter()
-                        .filter(|(origin, _)| below(origin))
-                        .map(|(_, row)| row.source_ref())
-                        .collect();
-                    let earlier = looked_up.lock().ok().and_then(|mut l| l.take());
-                    // A row above the checkpoint of an earlier attempt was in no file then.
-                    let (files, mut held) = match earlier {
-                        None => (
-                            lake.files_of_days(&table, redrive.days).await?,
-                            HashSet::new(),
-                        ),
-                        Some((sequence, held)) => {
-                            let since = lake.files_since(&table, sequence).await?;
-                            let in_days = |f: &LiveFile| {
-                                partition_day(&f.data_file)
-                                    .is_some_and(|d| redrive.days.contains(&d))
-                            };
-                            (since.into_iter().filter(in_days).collect(), held)
-                        }
-                    };
-                    held.extend(source_refs_held(lake, &table, files, &wanted).await?);
-                    if let Ok(mut l) = looked_up.lock() {
-                        *l = Some((table.metadata().last_sequence_number(), held.clone()));
+                    let mut probe = KeyProbe::default();
+                    for (_, row) in rows.iter().filter(|(origin, _)| below(origin)) {
+                        probe.keys.insert(row.source_ref());
                     }
-                    held
+                    source_refs_held(lake, &table, redrive.days, &probe, looked_up).await?
                 }
             };
             let fresh: Vec<&T> = rows
@@ -430,35 +410,57 @@ async fn commit_kafka_rows<T: Serialize + Ingested + Sync>(
     Ok(())
 }
 
-/// Which of `wanted` (source refs) `files` of the table hold, reading only their
-/// `source_ref` column.
+/// Which source refs of `probe` the table holds in the ingestion dates `days`, by the key
+/// lookup on its `source_ref` column. `looked_up` keeps what the commit's earlier attempts
+/// found and the sequence number they read up to, so an attempt re-planned after a lost race
+/// reads only the files committed since: a ref above an earlier attempt's checkpoint was in
+/// no file then.
 async fn source_refs_held(
     lake: &Lakehouse,
     table: &Table,
-    files: Vec<LiveFile>,
-    wanted: &HashSet<&str>,
+    days: &BTreeSet<i32>,
+    probe: &KeyProbe,
+    looked_up: &Mutex<Option<(i64, HashSet<String>)>>,
 ) -> Result<HashSet<String>, StorageError> {
-    let mut held = HashSet::new();
-    if wanted.is_empty() {
-        return Ok(held);
+    let earlier = looked_up.lock().ok().and_then(|mut l| l.take());
+    let (files, mut held) = match earlier {
+        None => (lake.files_of_days(table, days).await?, HashSet::new()),
+        Some((sequence, held)) => {
+            let in_days =
+                |f: &LiveFile| partition_day(&f.data_file).is_some_and(|d| days.contains(&d));
+            let since = lake.files_since(table, sequence).await?;
+            (since.into_iter().filter(in_days).collect(), held)
+        }
+    };
+    if !probe.keys.is_empty() && !files.is_empty() {
+        let (found, _) = lake
+            .find_keys(
+                table,
+                &files,
+                SOURCE_REF,
+                INGESTION_TIME,
+                probe,
+                &[SOURCE_REF],
+            )
+            .await?;
+        for batch in found {
+            if let Some(refs) = batch
+                .column_by_name(SOURCE_REF)
+                .and_then(|c| c.as_string_opt::<i32>())
+            {
+                held.extend(refs.iter().flatten().map(str::to_string));
+            }
+        }
     }
-    let mut stream = lake.stream_batches(table, files, Columns::only(&["source_ref"]));
-    while let Some(batch) = stream.next().await? {
-        let refs = batch
-            .column_by_name("source_ref")
-            .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-            .ok_or_else(|| {
-                StorageError::data("look up source refs")("no source_ref string column".into())
-            })?;
-        held.extend(
-            refs.iter()
-                .flatten()
-                .filter(|r| wanted.contains(r))
-                .map(str::to_string),
-        );
+    if let Ok(mut l) = looked_up.lock() {
+        *l = Some((table.metadata().last_sequence_number(), held.clone()));
     }
     Ok(held)
 }
+
+/// The bronze columns a redrive looks rows up by.
+const SOURCE_REF: &str = "source_ref";
+const INGESTION_TIME: &str = "ingestion_time";
 
 /// Ingests one Kafka batch (records of any topics). Each message is dropped once staged, so
 /// its memory serves the staged rows.
