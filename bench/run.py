@@ -184,7 +184,7 @@ def delta(lake, before):
 def ours_ingest(case, path, n, lake=None):
     lake = lake or fresh(f"ours-{case}")
     env = ours_env(lake)
-    measured([BIN, "init"], env)
+    measured([BIN, "init", "--sample"], env)
     before = files_and_commits(lake)
     seconds, rss, _ = measured([BIN, "ingest", "--dataset", "sales-events", str(path)], env)
     record(case, "bakehouse", n, path.stat().st_size, seconds, rss, delta(lake, before))
@@ -224,7 +224,7 @@ def ingested(name, path):
     """A fresh lake holding `path` in bronze (for the bootstraps' hops; not a measured case)."""
     lake = fresh(name, postgres=True)
     env = ours_env(lake)
-    measured([BIN, "init"], env)
+    measured([BIN, "init", "--sample"], env)
     measured([BIN, "ingest", "--dataset", "sales-events", str(path)], env)
     return lake
 
@@ -358,7 +358,7 @@ def lambda_figures():
         print("(no target/lambda: run `make build-lambda` for binary sizes and initialisation)")
         return
     lake = fresh("init", postgres=True)
-    measured([BIN, "init"], ours_env(lake))
+    measured([BIN, "init", "--sample"], ours_env(lake))
     runtime = StandInRuntime()
     print(f"{'function':<18} {'bootstrap MiB':>13} {'(10^6 B)':>9} {'init ms':>8}")
     for function in ("ingest", "bronze-to-silver", "silver-to-gold", "maintenance"):
@@ -396,7 +396,7 @@ def roundtrips_case():
     event = lambda function, name: str(ROOT / "functions" / function / "fixtures" / name)
     maintenance = ["invoke", "maintenance", "--event", event("maintenance", "scheduled-event.json")]
     steps = [
-        ("init", ["init"]),
+        ("init", ["init", "--sample"]),
         ("ingest (10k batch file)", ["ingest", "--dataset", "sales-events", str(dataset("batch", 10_000))]),
         ("bronze-to-silver", ["invoke", "bronze-to-silver", "--event", event("bronze-to-silver", "s3-bronze-commit.json")]),
         ("silver-to-gold", ["invoke", "silver-to-gold", "--event", event("silver-to-gold", "s3-silver-commit.json")]),
@@ -434,7 +434,7 @@ def throughput():
     n = sum(len(v) for v in json.loads(event.read_text())["records"].values())
     lake6 = fresh("ours-kafka")
     env = ours_env(lake6)
-    measured([BIN, "init"], env)
+    measured([BIN, "init", "--sample"], env)
     before = files_and_commits(lake6)
     seconds, rss, out = measured([BIN, "invoke", "ingest", "--event", str(event)], env)
     record(case, "bakehouse", n, event.stat().st_size, seconds, rss, delta(lake6, before))
@@ -446,7 +446,7 @@ def throughput():
         runtime, runs = StandInRuntime(), []
         for _ in range(5):
             lake6 = fresh("ours-kafka-lambda", postgres=True)
-            measured([BIN, "init"], ours_env(lake6))
+            measured([BIN, "init", "--sample"], ours_env(lake6))
             before = files_and_commits(lake6)
             seconds, rss, _ = lambda_invocation(runtime, "ingest", lake6, event)
             runs.append((rss, seconds, delta(lake6, before)))
@@ -566,7 +566,7 @@ def scale_lake(name, rows, start, end, shape):
     began = time.perf_counter()
     lake = fresh(f"scale-{name}")
     env = ours_env(lake)
-    measured([BIN, "init"], env)
+    measured([BIN, "init", "--sample"], env)
     chunks = math.ceil(rows / CHUNK)
     bounds = [start + (end - start) * k // chunks for k in range(chunks + 1)]
     sizes = [rows * (k + 1) // chunks - rows * k // chunks for k in range(chunks)]
@@ -613,7 +613,7 @@ def scale(runs=5):
         for _ in range(runs):
             if cache is None:
                 lake = fresh("scale-empty")
-                measured([BIN, "init"], ours_env(lake))
+                measured([BIN, "init", "--sample"], ours_env(lake))
             else:
                 link_copy(cache, lake)
             env = ours_env(lake)
@@ -687,7 +687,7 @@ def latency():
     env.update(s3, KAFKA_BOOTSTRAP_SERVERS=kafka, BAKEHOUSE_LOG="warn",
                BAKEHOUSE_WAREHOUSE=f"s3://lake/bench-{run}/warehouse", BAKEHOUSE_LANDING=f"s3://lake/bench-{run}/landing")
     subprocess.run([str(ROOT / "dev/kafka.sh"), "topics", prefix], check=True, stdout=subprocess.DEVNULL)
-    measured([BIN, "init"], env)
+    measured([BIN, "init", "--sample"], env)
     topic = f"{prefix}sales-events"
 
     def pointer():

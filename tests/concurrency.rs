@@ -54,7 +54,10 @@ async fn race(dir: &Path, catalog: String) {
         ("BAKEHOUSE_WAREHOUSE", warehouse.clone()),
         ("BAKEHOUSE_CATALOG", catalog.clone()),
     ];
-    wait(bakehouse(&env, &["init".to_string()]));
+    wait(bakehouse(
+        &env,
+        &["init".to_string(), "--sample".to_string()],
+    ));
     let at = format_timestamp(now_micros() - MICROS_PER_HOUR);
     let landing = dir.join("landing/sales-events");
     std::fs::create_dir_all(&landing).unwrap();

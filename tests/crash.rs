@@ -40,7 +40,12 @@ async fn kill_9_at_random_points_then_rerun_is_exact() {
             .spawn()
             .unwrap()
     };
-    assert!(run(&["init".into()]).wait().unwrap().success());
+    assert!(
+        run(&["init".into(), "--sample".into()])
+            .wait()
+            .unwrap()
+            .success()
+    );
     let at = format_timestamp(now_micros() - MICROS_PER_HOUR);
     let landing = dir.path().join("landing/sales-events");
     std::fs::create_dir_all(&landing).unwrap();

@@ -152,7 +152,7 @@ fn the_glue_catalog_round_trips_on_moto() {
     let Some((moto, _)) = servers() else { return };
     fresh(&moto);
     let dir = tempfile::tempdir().unwrap();
-    bakehouse(&moto, dir.path(), &["init"]);
+    bakehouse(&moto, dir.path(), &["init", "--sample"]);
     let table = |name: &str| {
         glue(
             &moto,
@@ -215,7 +215,7 @@ fn concurrent_writers_through_glue_versionid_checks_lose_nothing() {
     };
     fresh(&standin);
     let dir = tempfile::tempdir().unwrap();
-    bakehouse(&standin, dir.path(), &["init"]);
+    bakehouse(&standin, dir.path(), &["init", "--sample"]);
     let writers: Vec<_> = (0..WRITERS)
         .map(|w| {
             let files: Vec<String> = (0..FILES)

@@ -197,7 +197,7 @@ async fn each_bootstrap_answers_its_fixture_through_the_runtime_api() {
     let lookup = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     let config = Config::from_lookup(&Overrides::default(), lookup).unwrap();
     let deps = bakehouse::hops::Deps::open(config).await.unwrap();
-    bakehouse::hops::init(&deps).await.unwrap();
+    bakehouse::hops::init(&deps, true).await.unwrap();
     let lake = &deps.lake;
 
     // The object the landing fixture announces (`landing/sales-events/day+one%3A1.jsonl` in

@@ -259,7 +259,13 @@ async fn kafka_events_reach_gold_exactly() {
     }
     setup.send(&messages).await;
     // Before ingest, `status` shows every sent record as consumer lag.
-    assert!(setup.command(&["init"]).status().unwrap().success());
+    assert!(
+        setup
+            .command(&["init", "--sample"])
+            .status()
+            .unwrap()
+            .success()
+    );
     let lag = |setup: &Setup| -> (i64, i64) {
         let output = setup
             .command(&["status", "--json", "--topic-prefix", &setup.prefix])
@@ -454,7 +460,13 @@ async fn a_commit_wakes_the_next_hop_without_waiting_for_the_poll() {
     let Some(mut setup) = Setup::new().await else {
         return;
     };
-    assert!(setup.command(&["init"]).status().unwrap().success());
+    assert!(
+        setup
+            .command(&["init", "--sample"])
+            .status()
+            .unwrap()
+            .success()
+    );
     let mut child = setup.local(&["--poll-ms", "60000", "--duration", "120"]);
     // The hops' first look at the catalog is at the start: send after it.
     tokio::time::sleep(Duration::from_secs(2)).await;

@@ -26,7 +26,7 @@ pub async fn run(seed: u64, home: &Path) -> Result<()> {
     std::fs::create_dir_all(home)?;
     let home = std::fs::canonicalize(home)?;
     let deps = Deps::open(Config::embedded(&home, |name| std::env::var(name).ok())?).await?;
-    bakehouse::hops::init(&deps).await?;
+    bakehouse::hops::init(&deps, true).await?;
     say!("Bakehouse demo — warehouse {}", deps.lake.warehouse());
 
     let day = generate_day(&DayPlan::demo(seed, now_micros()));

@@ -232,7 +232,7 @@ fn default_landing(warehouse: &str) -> String {
 /// Runs the emulator until stopped.
 pub async fn run(deps: Deps, args: LocalArgs) -> Result<()> {
     let deps = Arc::new(deps);
-    bakehouse::hops::init(&deps).await?;
+    bakehouse::hops::init(&deps, false).await?;
     let landing = args
         .landing
         .clone()

@@ -61,8 +61,14 @@ enum Command {
         #[arg(long, default_value = ".bakehouse/demo")]
         home: PathBuf,
     },
-    /// Create namespaces and tables, and load the default reference snapshot
-    Init,
+    /// Create namespaces and tables (and bring existing ones to their current schema)
+    Init {
+        /// Also load the sample reference snapshot (5 stores, 10 products, 8 customers, 7
+        /// pieces of equipment) into reference tables that have none: for trying things out,
+        /// never for a production lake
+        #[arg(long)]
+        sample: bool,
+    },
     /// Ingest files (JSON lines or CSV) into bronze, as the S3 trigger does
     Ingest {
         /// Dataset of the files; default: the `<dataset>` folder of `…/landing/<dataset>/file`
@@ -144,12 +150,18 @@ async fn run(cli: Cli) -> Result<()> {
     match command {
         Command::Demo { .. } | Command::Produce(_) => unreachable!("handled above"),
         Command::Local(args) => local::run(deps, args).await?,
-        Command::Init => {
-            let created = bakehouse::hops::init(&deps).await?;
-            say!(
-                "Created {} tables; default reference snapshot loaded.",
-                created.len()
-            );
+        Command::Init { sample } => {
+            let report = bakehouse::hops::init(&deps, sample).await?;
+            let loaded = match (sample, report.sample_loaded.as_slice()) {
+                (false, _) => {
+                    "no reference data loaded (`--sample` loads the sample snapshot)".into()
+                }
+                (true, []) => {
+                    "sample reference not loaded: every reference table has a snapshot".into()
+                }
+                (true, datasets) => format!("sample reference loaded into {}", datasets.join(", ")),
+            };
+            say!("Created {} tables; {loaded}.", report.created.len());
         }
         Command::Ingest { dataset, files } => {
             let dataset = dataset.map(|d| d.parse::<Dataset>()).transpose()?;

@@ -82,7 +82,11 @@ fn the_embedded_path_ingests_once_processes_and_answers_sql() {
         "not json".to_string(),
     ];
     std::fs::write(dir.join("day.jsonl"), lines.join("\n")).unwrap();
-    assert!(bakehouse(home.path(), &["init"]).status.success());
+    assert!(
+        bakehouse(home.path(), &["init", "--sample"])
+            .status
+            .success()
+    );
     let first = bakehouse(home.path(), &["ingest", "landing/sales-events/day.jsonl"]);
     assert!(
         String::from_utf8_lossy(&first.stdout).contains("2 → bronze.sales_events"),

@@ -88,7 +88,7 @@ async fn run(case: Value) -> (u64, BTreeMap<String, u64>) {
     let deps = Deps::open(Config::embedded(home.path(), |_| None).unwrap())
         .await
         .unwrap();
-    bakehouse::hops::init(&deps).await.unwrap();
+    bakehouse::hops::init(&deps, true).await.unwrap();
     match case["channel"].as_str().unwrap() {
         "file" => {
             let key = case["key"].as_str().unwrap();
@@ -156,7 +156,7 @@ async fn an_object_over_the_size_cap_is_quarantined_by_key_unread() {
     let deps = Deps::open(Config::embedded(home.path(), cap).unwrap())
         .await
         .unwrap();
-    bakehouse::hops::init(&deps).await.unwrap();
+    bakehouse::hops::init(&deps, true).await.unwrap();
     let at = "2026-12-01T10:00:00Z";
     let csv_row = |i: usize| format!("e{i},{at},1,1,2,3.50\n");
     let csv = |rows: usize| {

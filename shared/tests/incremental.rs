@@ -109,7 +109,7 @@ async fn incremental_gold_equals_a_backfill_of_the_same_dates() {
         let deps = Deps::open(Config::embedded(home.path(), |_| None).unwrap())
             .await
             .unwrap();
-        init(&deps).await.unwrap();
+        init(&deps, true).await.unwrap();
         let now = bakehouse::domain::time::now_micros();
         let (sales, too_late) = sales(&mut rng, now, 120);
         let day = generate_day(&DayPlan {

@@ -42,7 +42,7 @@ async fn a_lookup_reads_only_the_files_and_row_groups_that_can_hold_its_keys() {
     let deps = Deps::open(Config::embedded(home.path(), |_| None).unwrap())
         .await
         .unwrap();
-    init(&deps).await.unwrap();
+    init(&deps, true).await.unwrap();
     // Yesterday, so that every hour of the batches is in the past.
     let day_start = (now_micros() / (24 * MICROS_PER_HOUR) - 1) * 24 * MICROS_PER_HOUR;
     for b in 0..BATCHES {

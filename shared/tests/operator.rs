@@ -27,7 +27,7 @@ async fn embedded(home: &std::path::Path) -> Deps {
     let deps = Deps::open(Config::embedded(home, |_| None).unwrap())
         .await
         .unwrap();
-    init(&deps).await.unwrap();
+    init(&deps, true).await.unwrap();
     deps
 }
 

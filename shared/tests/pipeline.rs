@@ -50,7 +50,7 @@ async fn gold_matches_an_independent_computation() {
     let deps = Deps::open(Config::embedded(home.path(), |_| None).unwrap())
         .await
         .unwrap();
-    init(&deps).await.unwrap();
+    init(&deps, true).await.unwrap();
     let now = Utc::now();
     let plan = DayPlan {
         sales: 1500,

@@ -24,7 +24,7 @@ async fn initialised_lake(home: &std::path::Path) -> Deps {
     let deps = Deps::open(Config::embedded(home, |_| None).unwrap())
         .await
         .unwrap();
-    bakehouse::hops::init(&deps).await.unwrap();
+    bakehouse::hops::init(&deps, true).await.unwrap();
     deps
 }
 

@@ -111,7 +111,7 @@ def lake(request, tmp_path_factory):
         (land / d).mkdir(parents=True)
     state = {"env": env, "land": land, "root": root, "location": location}
 
-    cli(env, "init")                                     # the default reference snapshot
+    cli(env, "init", "--sample")                         # the sample reference snapshot
     sales_file(land / "sales-events" / "before.jsonl", "before", 4, 1)
     cli(env, "ingest", str(land / "sales-events" / "before.jsonl"))
     cli(env, "process")
@@ -187,7 +187,10 @@ def test_fact_keys_are_the_versions_valid_at_event_time(lake):
     facts = arrow_rows(catalog.load_table("gold.fact_sales"))
 
     def valid_key(store_id, at):
-        keys = [r["store_key"] for r in dim if r["store_id"] == store_id and r["valid_from"] <= at
+        versions = sorted((r for r in dim if r["store_id"] == store_id), key=lambda r: r["valid_from"])
+        if versions and at < versions[0]["valid_from"]:
+            return versions[0]["store_key"]   # the first version covers every earlier event
+        keys = [r["store_key"] for r in versions if r["valid_from"] <= at
                 and (r["valid_to"] is None or at < r["valid_to"])]
         return keys[0] if keys else None
 

@@ -48,7 +48,8 @@ EXPECTED_SCHEMAS = {  # SPEC §3–5 names; types as README's "Decisions" say
                         "closing_stock:long waste_ratio:double reported_by:string " + SILVER_TAIL,
     "gold.fact_sales": "sale_id:string transaction_id:string business_date:date event_time:timestamptz store_id:int "
                        "store_key:long product_id:int product_key:long customer_id:string quantity:int "
-                       "unit_price:decimal(10, 2) revenue:decimal(14, 2) time_of_day:string quality_score:int",
+                       "unit_price:decimal(10, 2) revenue:decimal(14, 2) time_of_day:string quality_score:int "
+                       "customer_key:long",
     "gold.fact_sales_daily": "business_date:date store_id:int product_id:int quantity:long revenue:decimal(14, 2) "
                              "line_items:long transactions:long",
     "gold.fact_inventory": "business_date:date store_id:int product_id:int beginning_stock:int restocked_quantity:int "
@@ -194,7 +195,7 @@ def lake(request, tmp_path_factory):
     location, s3_env, s3_props = warehouse(request.param, root)
     env = {**os.environ, **s3_env, "BAKEHOUSE_WAREHOUSE": location, "BAKEHOUSE_CATALOG": ours}
     land, valid_sales = make_inputs(root)
-    cli(env, "init")
+    cli(env, "init", "--sample")
     for d in ["stores", "products", "equipment"]:
         cli(env, "ingest", "--dataset", d, *map(str, sorted((land / d).iterdir())))
     for d in ["sales-events", "equipment-metrics", "inventory-updates"]:
@@ -410,3 +411,24 @@ def test_ingesting_a_file_again_changes_nothing(lake):
     cli(env, "process")
     after = {n: len(catalog.load_table(n).snapshots()) for n in PARTITIONS}
     assert before == after
+
+
+def test_after_the_demo_every_fact_joins_its_three_dimensions(tmp_path):
+    """What a BI user does first: fact_sales joined to dim_store, dim_product and dim_customer
+    by surrogate key. Every fact whose id a reference snapshot holds finds its member."""
+    home = tmp_path / "demo"
+    cli({**os.environ}, "demo", "--home", str(home))
+    catalog = SqlCatalog("bakehouse", uri=f"sqlite:///{home}/catalog.db", warehouse=f"file://{home}/warehouse")
+    facts = catalog.load_table("gold.fact_sales").scan().to_arrow().to_pylist()
+    assert len(facts) > 1000
+    for dim, key, natural in [("dim_store", "store_key", "store_id"), ("dim_product", "product_key", "product_id"),
+                              ("dim_customer", "customer_key", "customer_id")]:
+        members = catalog.load_table(f"gold.{dim}").scan().to_arrow().to_pylist()
+        by_key = {m[key]: m[natural] for m in members}
+        known = set(by_key.values())
+        joined = [f for f in facts if f[natural] in known]
+        assert joined, dim
+        missing = [f["sale_id"] for f in joined if f[key] is None]
+        assert not missing, f"{dim}: {len(missing)} facts of known ids without a key"
+        assert all(by_key[f[key]] == f[natural] for f in joined), dim
+        assert all(f[key] is None for f in facts if f[natural] not in known), dim

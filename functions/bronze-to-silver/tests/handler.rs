@@ -23,7 +23,7 @@ async fn silver_takes_new_bronze_rows_once_deduplicated_and_scored() {
     let deps = Deps::open(Config::embedded(home.path(), |_| None).unwrap())
         .await
         .unwrap();
-    bakehouse::hops::init(&deps).await.unwrap();
+    bakehouse::hops::init(&deps, true).await.unwrap();
     let batch =
         parse_ingest_event(&fixture("../ingest/fixtures/kafka-event.json").to_string()).unwrap();
     ingest::handle(&deps, batch).await.unwrap();

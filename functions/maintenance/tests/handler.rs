@@ -58,7 +58,7 @@ async fn maintenance_builds_dimensions_reports_and_compacts() {
     let deps = Deps::open(Config::embedded(home.path(), |_| None).unwrap())
         .await
         .unwrap();
-    bakehouse::hops::init(&deps).await.unwrap();
+    bakehouse::hops::init(&deps, true).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     for n in 0..3 {
         sales_file(&deps, &format!("small-{n}"), n * 10..n * 10 + 10).await;

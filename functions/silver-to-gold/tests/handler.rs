@@ -24,7 +24,7 @@ async fn gold_recomputes_the_touched_dates_of_the_announced_silver_table() {
     let deps = Deps::open(Config::embedded(home.path(), |_| None).unwrap())
         .await
         .unwrap();
-    bakehouse::hops::init(&deps).await.unwrap();
+    bakehouse::hops::init(&deps, true).await.unwrap();
     // Recent events (the fixture Kafka batch would be too late for gold by now).
     let event_time = time::now_micros() - 2 * time::MICROS_PER_HOUR;
     let at = time::format_timestamp(event_time);

@@ -139,16 +139,7 @@ fn fact_rows(
     fact: &SchemaRef,
     keys: &SurrogateKeys,
 ) -> Result<RecordBatch, ArrowError> {
-    let store = column::<Int32Array>(rows, "store_id")?;
-    let product = column::<Int32Array>(rows, "product_id")?;
-    let at = column::<TimestampMicrosecondArray>(rows, "event_time")?;
-    let key_of = |index: &KeyIndex<i32>, ids: &Int32Array| -> Int64Array {
-        (0..rows.num_rows())
-            .map(|i| index.key_at(&ids.value(i), at.value(i)))
-            .collect()
-    };
-    let store_key: ArrayRef = Arc::new(key_of(&keys.stores, store));
-    let product_key: ArrayRef = Arc::new(key_of(&keys.products, product));
+    let [store_key, product_key, customer_key] = sales_keys(rows, keys)?;
     let columns = fact
         .fields()
         .iter()
@@ -157,6 +148,7 @@ fn fact_rows(
                 "sale_id" => rows.column_by_name("event_id"),
                 "store_key" => Some(&store_key),
                 "product_key" => Some(&product_key),
+                "customer_key" => Some(&customer_key),
                 name => rows.column_by_name(name),
             }
             .ok_or_else(|| ArrowError::SchemaError(format!("no column for {}", field.name())))?;
@@ -168,6 +160,72 @@ fn fact_rows(
         })
         .collect::<Result<Vec<_>, ArrowError>>()?;
     RecordBatch::try_new(fact.clone(), columns)
+}
+
+/// The key columns of `fact_sales`, in [`KEY_COLUMNS`]'s order, for rows with `store_id`,
+/// `product_id`, `customer_id` and `event_time`: each the key of the dimension version valid
+/// at the event's time.
+fn sales_keys(rows: &RecordBatch, keys: &SurrogateKeys) -> Result<[ArrayRef; 3], ArrowError> {
+    let store = column::<Int32Array>(rows, "store_id")?;
+    let product = column::<Int32Array>(rows, "product_id")?;
+    let customer = column::<StringArray>(rows, "customer_id")?;
+    let at = column::<TimestampMicrosecondArray>(rows, "event_time")?;
+    let key_of = |index: &KeyIndex<i32>, ids: &Int32Array| -> ArrayRef {
+        Arc::new(
+            (0..rows.num_rows())
+                .map(|i| index.key_at(&ids.value(i), at.value(i)))
+                .collect::<Int64Array>(),
+        )
+    };
+    let customer_key: ArrayRef = Arc::new(
+        (0..rows.num_rows())
+            .map(|i| {
+                let id = customer
+                    .is_valid(i)
+                    .then(|| customer.value(i).to_string())?;
+                keys.customers.key_at(&id, at.value(i))
+            })
+            .collect::<Int64Array>(),
+    );
+    Ok([
+        key_of(&keys.stores, store),
+        key_of(&keys.products, product),
+        customer_key,
+    ])
+}
+
+/// `fact_sales`' surrogate key columns, and the natural id column each is looked up by.
+pub const KEY_COLUMNS: [(&str, &str); 3] = [
+    ("store_key", "store_id"),
+    ("product_key", "product_id"),
+    ("customer_key", "customer_id"),
+];
+
+/// `fact_sales` rows (in the table's schema) with their keys looked up again in `keys` — the
+/// dimensions after a change — or `None` when every key stays as it is.
+///
+/// # Errors
+/// A column is missing or mistyped.
+pub fn rekeyed_sales(
+    facts: &RecordBatch,
+    keys: &SurrogateKeys,
+) -> Result<Option<RecordBatch>, ArrowError> {
+    let new_keys = sales_keys(facts, keys)?;
+    let mut columns = facts.columns().to_vec();
+    let mut changed = false;
+    for ((key, _), new) in KEY_COLUMNS.iter().zip(new_keys) {
+        let Ok(index) = facts.schema().index_of(key) else {
+            continue; // a table not yet evolved to hold this key
+        };
+        if columns[index].as_ref() != new.as_ref() {
+            columns[index] = new;
+            changed = true;
+        }
+    }
+    if !changed {
+        return Ok(None);
+    }
+    RecordBatch::try_new(facts.schema(), columns).map(Some)
 }
 
 /// `gold.fact_sales_daily`, summed over silver batch by batch (read with

@@ -233,6 +233,9 @@ pub struct FactSale {
     pub revenue: Money,
     pub time_of_day: String,
     pub quality_score: i32,
+    /// Absent from files written before the column was added.
+    #[serde(default)]
+    pub customer_key: Option<i64>,
 }
 
 /// `gold.fact_sales_daily`: business_date × store × product.

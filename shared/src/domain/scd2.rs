@@ -107,9 +107,12 @@ pub fn apply_snapshot<I: Ord + Clone, A: PartialEq + Clone>(
     changes
 }
 
-/// Surrogate keys by natural id and time: the version valid at an instant.
+/// Surrogate keys by natural id and time: the version valid at an instant, where a member's
+/// first version also covers every earlier instant (an event that happened before its store,
+/// product or customer reached a reference snapshot still resolves).
 #[derive(Clone, Debug, Default)]
 pub struct KeyIndex<I> {
+    /// Per id, its versions as (valid_from, valid_to, key), oldest first.
     by_id: HashMap<I, Vec<(i64, Option<i64>, i64)>>,
 }
 
@@ -122,15 +125,29 @@ impl<I: Hash + Eq + Clone> KeyIndex<I> {
                 .or_default()
                 .push((v.valid_from, v.valid_to, v.key));
         }
+        for versions in by_id.values_mut() {
+            versions.sort_unstable();
+        }
         KeyIndex { by_id }
     }
 
-    /// The key of the version of `id` valid at `at` (`valid_from ≤ at < valid_to`), if any.
+    /// The key of the version of `id` valid at `at` (`valid_from ≤ at < valid_to`), or of its
+    /// first version when `at` is earlier than that; `None` for an id without versions, or in a
+    /// gap after the id left a snapshot.
     pub fn key_at(&self, id: &I, at: i64) -> Option<i64> {
-        self.by_id
-            .get(id)?
+        let versions = self.by_id.get(id)?;
+        let &(first_from, _, first_key) = versions.first()?;
+        if at < first_from {
+            return Some(first_key);
+        }
+        versions
             .iter()
             .find_map(|&(from, to, key)| (from <= at && to.is_none_or(|to| at < to)).then_some(key))
+    }
+
+    /// Whether `id` has any version.
+    pub fn knows(&self, id: &I) -> bool {
+        self.by_id.contains_key(id)
     }
 }
 
@@ -139,6 +156,7 @@ impl<I: Hash + Eq + Clone> KeyIndex<I> {
 pub struct SurrogateKeys {
     pub stores: KeyIndex<i32>,
     pub products: KeyIndex<i32>,
+    pub customers: KeyIndex<String>,
 }
 
 /// A dimension table's row type, seen as a [`Version`], and the reference row it is built from.
@@ -372,7 +390,9 @@ mod tests {
         );
 
         let keys = KeyIndex::new(&dim);
-        assert_eq!(keys.key_at(&2, 99), None);
+        // The first version covers every earlier instant; a gap after leaving stays unkeyed.
+        assert_eq!(keys.key_at(&2, 99), Some(2));
+        assert_eq!(keys.key_at(&2, i64::MIN), Some(2));
         assert_eq!(keys.key_at(&2, 100), Some(2));
         assert_eq!(keys.key_at(&2, 199), Some(2));
         assert_eq!(keys.key_at(&2, 200), Some(4));
@@ -441,14 +461,26 @@ mod tests {
                     dim.iter().filter(|v| v.is_current()).count(),
                     expected.len()
                 );
-                // Facts resolved earlier keep their keys.
+                // Facts resolved earlier keep their keys; a known id resolves at every instant
+                // before its first version.
                 let index = KeyIndex::new(&dim);
                 for &(id, t, key) in &probes {
-                    assert_eq!(
-                        index.key_at(&id, t),
-                        key,
-                        "seed {seed}: key of {id} at {t} moved"
-                    );
+                    if key.is_some() {
+                        assert_eq!(
+                            index.key_at(&id, t),
+                            key,
+                            "seed {seed}: key of {id} at {t} moved"
+                        );
+                    }
+                }
+                for id in 0..12 {
+                    let first = dim
+                        .iter()
+                        .filter(|v| v.id == id)
+                        .min_by_key(|v| v.valid_from);
+                    if let Some(first) = first {
+                        assert_eq!(index.key_at(&id, first.valid_from - 1), Some(first.key));
+                    }
                 }
                 for id in 0..12 {
                     let t = at - rng.random_range(0..500);

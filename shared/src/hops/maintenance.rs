@@ -1,6 +1,6 @@
 //! The scheduled maintenance hop (SPEC §6): SCD Type 2 dimensions from every reference
-//! snapshot not yet applied (and `fact_sales` keys recomputed for the dates a change
-//! affects), the daily quality and late-arrival reports, then compaction, snapshot expiry and
+//! snapshot not yet applied (and `fact_sales` keys looked up again where a change reaches
+//! them), the daily quality and late-arrival reports, then compaction, snapshot expiry and
 //! orphan removal of every table — reporting per table what it did.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -10,16 +10,17 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::{info, instrument};
 
-use super::to_gold;
-use super::to_silver::latest_snapshot;
+use super::reference::{latest_snapshot, read_versions};
 use super::{Deps, checkpoint, to_silver};
+use super::{reference, to_gold};
 use crate::adapters::iceberg::{
-    ALL_TABLES, CommitOutcome, CommitPlan, FileStats, Lakehouse, Operation, TableDef,
-    partition_day, tables,
+    ALL_TABLES, CommitOutcome, CommitPlan, DEFAULT_TARGET_FILE_SIZE, FileStats, Lakehouse,
+    LiveFile, Operation, TableDef, partition_day, tables,
 };
+use crate::domain::gold;
 use crate::domain::records::*;
 use crate::domain::reports::{SilverRows, data_quality_daily, late_arrivals_daily};
-use crate::domain::scd2::{Changes, Dimension, KeyIndex, SurrogateKeys, Version, apply_snapshot};
+use crate::domain::scd2::{Changes, Dimension, apply_snapshot};
 use crate::domain::time::date_of;
 use crate::error::{HandlerError, StorageError};
 
@@ -76,42 +77,37 @@ pub async fn handle(deps: &Deps, now_micros: i64) -> Result<MaintenanceReport, H
         );
     }
 
-    // 1. Dimensions; then fact_sales keys for the dates a store or product change reaches.
-    let mut changed_from: Option<i64> = None;
-    for (dim, reference) in [
+    // 1. Dimensions; then fact_sales keys the changes reach.
+    let mut changes = KeyChanges::default();
+    for (index, (dim, reference)) in [
         (tables::DIM_STORE, tables::BRONZE_STORES),
         (tables::DIM_PRODUCT, tables::BRONZE_PRODUCTS),
         (tables::DIM_CUSTOMER, tables::BRONZE_CUSTOMERS),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let started = Instant::now();
-        let (outcome, changes, earliest) = match dim.name {
+        let (outcome, applied, earliest) = match dim.name {
             "dim_store" => update_dimension::<DimStore>(lake, &dim, &reference).await?,
             "dim_product" => update_dimension::<DimProduct>(lake, &dim, &reference).await?,
             _ => update_dimension::<DimCustomer>(lake, &dim, &reference).await?,
         };
         if let Some(r) = record(&mut reports, &dim, started, outcome) {
-            r.versions_opened = changes.opened;
-            r.versions_closed = changes.closed;
+            r.versions_opened = applied.opened;
+            r.versions_closed = applied.closed;
         }
-        if dim != tables::DIM_CUSTOMER
-            && let Some(t) = earliest
-        {
-            changed_from = Some(changed_from.map_or(t, |c| c.min(t)));
+        changes.opened[index] = applied.opened > 0;
+        if let Some(t) = earliest {
+            changes.earliest = Some(changes.earliest.map_or(t, |c: i64| c.min(t)));
         }
     }
     let started = Instant::now();
     let outcome = update_equipment(lake).await?;
     record(&mut reports, &tables::DIM_EQUIPMENT, started, outcome);
-    if let Some(from) = changed_from {
-        let started = Instant::now();
-        let backfill = to_gold::Backfill::from(date_of(from));
-        let outcome = to_gold::catch_up(deps, &[&tables::FACT_SALES], Some(backfill))
-            .await?
-            .into_iter()
-            .flatten()
-            .next();
-        record(&mut reports, &tables::FACT_SALES, started, outcome);
-    }
+    let started = Instant::now();
+    let outcome = rekey_sales(lake, &changes).await?;
+    record(&mut reports, &tables::FACT_SALES, started, outcome);
 
     // 2. Daily reports.
     for report in [tables::DATA_QUALITY_DAILY, tables::LATE_ARRIVALS_DAILY] {
@@ -206,27 +202,102 @@ fn record<'r>(
     Some(report)
 }
 
-/// The versions of an SCD2 dimension table.
-async fn read_versions<D: Dimension + DeserializeOwned>(
-    lake: &Lakehouse,
-    table: &iceberg::table::Table,
-) -> Result<Vec<Version<D::Id, D::Attributes>>, StorageError> {
-    let files = lake.live_files(table).await?;
-    let rows: Vec<D> = lake.read_rows(table, &files).await?;
-    Ok(rows.into_iter().map(D::into_version).collect())
+/// `fact_sales`' checkpoint for its keys: the sequence number through which its files' keys
+/// were checked against the dimensions.
+const PROP_KEYS_CHECKED: &str = "bakehouse.keys-checked-through";
+
+/// What this run's dimension updates changed, as far as `fact_sales`' keys are concerned.
+#[derive(Clone, Copy, Debug, Default)]
+struct KeyChanges {
+    /// The earliest time a version opened or closed: keys of later events may move.
+    earliest: Option<i64>,
+    /// Per dimension, in [`gold::KEY_COLUMNS`]' order: whether a version opened, so a key
+    /// unresolved until now may resolve (a new member's first version covers all earlier time).
+    opened: [bool; 3],
 }
 
-/// The surrogate keys of the current dimension tables, for `fact_sales`.
-///
-/// # Errors
-/// Storage errors.
-pub async fn surrogate_keys(lake: &Lakehouse) -> Result<SurrogateKeys, StorageError> {
-    let stores = lake.load(&tables::DIM_STORE).await?;
-    let products = lake.load(&tables::DIM_PRODUCT).await?;
-    Ok(SurrogateKeys {
-        stores: KeyIndex::new(&read_versions::<DimStore>(lake, &stores).await?),
-        products: KeyIndex::new(&read_versions::<DimProduct>(lake, &products).await?),
+/// Looks `fact_sales`' keys up again where they may have changed, and rewrites the files whose
+/// keys did: the files of every date from the earliest dimension change on; the files whose
+/// statistics show keys unresolved for a known id (nulls in a key column beyond those of its
+/// id column) — every such file when its dimension opened a version, else those added since
+/// the last check. So a fact that arrived before its store, product or customer was known
+/// gets its key at the next maintenance, and a lake keyed by older rules is fixed whole once.
+/// The rows stay as they are; only the three key columns change.
+async fn rekey_sales(
+    lake: &Lakehouse,
+    changes: &KeyChanges,
+) -> Result<Option<CommitOutcome>, StorageError> {
+    let keys = &reference::surrogate_keys(lake).await?;
+    let from_day = changes.earliest.map(date_of);
+    lake.commit_with(&tables::FACT_SALES, move |table| async move {
+        let checked: i64 = Lakehouse::snapshot_property(&table, PROP_KEYS_CHECKED)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let head = table
+            .metadata()
+            .current_snapshot()
+            .map_or(0, |s| s.sequence_number());
+        let has_column = |name: &str| {
+            table
+                .metadata()
+                .current_schema()
+                .field_by_name(name)
+                .is_some()
+        };
+        let unresolved =
+            |file: &LiveFile, (key, id): (&str, &str)| match file.null_count(&table, key) {
+                Some(nulls) => nulls > file.null_count(&table, id).unwrap_or(0),
+                None => has_column(key), // written before the key column existed
+            };
+        let candidates: Vec<LiveFile> = lake
+            .live_files(&table)
+            .await?
+            .into_iter()
+            .filter(|file| {
+                let day = partition_day(&file.data_file);
+                from_day.is_some_and(|from| day.is_some_and(|d| d >= from))
+                    || gold::KEY_COLUMNS
+                        .iter()
+                        .zip(changes.opened)
+                        .any(|(&columns, opened)| {
+                            (opened || file.sequence_number > checked) && unresolved(file, columns)
+                        })
+            })
+            .collect();
+        // Files read for the first time: the checkpoint moves past them even if none changes.
+        let first_check = candidates.iter().any(|f| f.sequence_number > checked);
+        let (mut add, mut remove) = (Vec::new(), Vec::new());
+        for file in candidates {
+            let batches = lake
+                .read_batches(&table, std::slice::from_ref(&file), None)
+                .await?;
+            let mut rewritten = Vec::with_capacity(batches.len());
+            let mut changed = false;
+            for batch in batches {
+                let rekeyed =
+                    gold::rekeyed_sales(&batch, keys).map_err(|e| StorageError::Data {
+                        context: format!("re-key {}", file.path()),
+                        message: e.to_string(),
+                    })?;
+                changed |= rekeyed.is_some();
+                rewritten.push(rekeyed.unwrap_or(batch));
+            }
+            if changed {
+                let day = partition_day(&file.data_file);
+                add.extend(
+                    lake.write_batches(&table, vec![(day, rewritten)], DEFAULT_TARGET_FILE_SIZE)
+                        .await?,
+                );
+                remove.push(file);
+            }
+        }
+        if remove.is_empty() && !first_check {
+            return Ok(None);
+        }
+        let properties = HashMap::from([(PROP_KEYS_CHECKED.to_string(), (head + 1).to_string())]);
+        Ok(Some(CommitPlan::overwrite(add, remove, properties)))
     })
+    .await
 }
 
 /// Reference snapshots by (ingestion time, object): each a dimension's (id, attributes) rows.

@@ -3,6 +3,7 @@
 
 pub mod ingest;
 pub mod maintenance;
+pub mod reference;
 pub mod replay;
 pub mod to_gold;
 pub mod to_silver;
@@ -98,14 +99,29 @@ impl Deps {
     }
 }
 
-/// `bakehouse init`: creates the namespaces and tables, and loads the shipped default reference
-/// snapshot into each reference table that has none yet (a user's snapshot is never replaced).
-/// Returns the tables created.
+/// What `bakehouse init` did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct InitReport {
+    /// Tables created (the others existed and were brought up to their current definition).
+    pub created: Vec<String>,
+    /// Reference datasets the sample snapshot was loaded into.
+    pub sample_loaded: Vec<&'static str>,
+}
+
+/// `bakehouse init`: creates the namespaces and tables, evolves existing tables to their
+/// current definitions, and with `sample`, loads the shipped sample reference snapshot into
+/// each reference table that has none yet (a user's snapshot is never replaced).
 ///
 /// # Errors
 /// Storage errors.
-pub async fn init(deps: &Deps) -> Result<Vec<String>, HandlerError> {
-    let created = deps.lake.create_tables().await?;
+pub async fn init(deps: &Deps, sample: bool) -> Result<InitReport, HandlerError> {
+    let mut report = InitReport {
+        created: deps.lake.create_tables().await?,
+        ..InitReport::default()
+    };
+    if !sample {
+        return Ok(report);
+    }
     for dataset in Dataset::REFERENCE {
         let Some(csv) = default_snapshot(dataset) else {
             continue;
@@ -114,9 +130,10 @@ pub async fn init(deps: &Deps) -> Result<Vec<String>, HandlerError> {
         if table.metadata().current_snapshot().is_none() {
             let key = format!("builtin:reference/{}.csv", dataset.name());
             ingest::ingest_bytes(deps, &key, Some(dataset), csv.as_bytes()).await?;
+            report.sample_loaded.push(dataset.name());
         }
     }
-    Ok(created)
+    Ok(report)
 }
 
 #[cfg(test)]
@@ -133,7 +150,7 @@ mod tests {
             assert_send(&ingest::handle(deps, event));
             assert_send(&to_silver::handle(deps, None));
             assert_send(&to_gold::handle(deps, None));
-            assert_send(&init(deps));
+            assert_send(&init(deps, true));
             assert_send(&maintenance::handle(deps, 0));
         }
         let _ = check;

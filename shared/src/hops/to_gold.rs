@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::{info, instrument};
 
-use super::maintenance::surrogate_keys;
+use super::reference::surrogate_keys;
 use super::{Deps, PROP_TOO_LATE_TAKEN_IN, checkpoint, checkpoint_properties, new_source_files};
 use crate::adapters::events::changed_tables;
 use crate::adapters::iceberg::{

@@ -16,10 +16,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::{debug, info, instrument};
 
-use super::{
-    Deps, PROP_REFERENCE_OBJECT, PROP_REFERENCE_TIME, checkpoint, checkpoint_properties,
-    new_source_files,
-};
+use super::reference::load_reference;
+use super::{Deps, checkpoint, checkpoint_properties, new_source_files};
 use crate::adapters::events::changed_tables;
 use crate::adapters::iceberg::{
     Columns, CommitOutcome, CommitPlan, DEFAULT_TARGET_FILE_SIZE, KeyProbe, Lakehouse, LiveFile,
@@ -354,45 +352,4 @@ impl<B, S: Serialize + Assessed> Iterator for Refinery<B, S> {
             }
         }
     }
-}
-
-/// The ids of the current reference snapshots ("known" in SPEC §4).
-///
-/// # Errors
-/// Storage errors.
-pub async fn load_reference(lake: &Lakehouse) -> Result<ReferenceIndex, StorageError> {
-    let stores: Vec<BronzeStore> = latest_snapshot(lake, &tables::BRONZE_STORES).await?;
-    let products: Vec<BronzeProduct> = latest_snapshot(lake, &tables::BRONZE_PRODUCTS).await?;
-    let equipment: Vec<BronzeEquipment> = latest_snapshot(lake, &tables::BRONZE_EQUIPMENT).await?;
-    Ok(ReferenceIndex::new(&stores, &products, &equipment))
-}
-
-/// The rows of the latest full snapshot ingested into a bronze reference table.
-///
-/// # Errors
-/// Storage errors.
-pub async fn latest_snapshot<T: DeserializeOwned + Ingested>(
-    lake: &Lakehouse,
-    def: &TableDef,
-) -> Result<Vec<T>, StorageError> {
-    let table = lake.load(def).await?;
-    let (Some(object), Some(time)) = (
-        Lakehouse::snapshot_property(&table, PROP_REFERENCE_OBJECT).map(str::to_string),
-        Lakehouse::snapshot_property(&table, PROP_REFERENCE_TIME)
-            .and_then(|v| v.parse::<i64>().ok()),
-    ) else {
-        return Ok(Vec::new());
-    };
-    let files: Vec<_> = lake
-        .live_files(&table)
-        .await?
-        .into_iter()
-        .filter(|f| partition_day(&f.data_file).is_none_or(|d| d == date_of(time)))
-        .collect();
-    let prefix = format!("{object}:");
-    let rows: Vec<T> = lake.read_rows(&table, &files).await?;
-    Ok(rows
-        .into_iter()
-        .filter(|r| r.ingestion_time() == time && r.source_ref().starts_with(&prefix))
-        .collect())
 }

@@ -43,6 +43,14 @@ pub struct LiveFile {
 }
 
 impl LiveFile {
+    /// The nulls in `column` as the file's manifest entry counts them (no data read); `None`
+    /// when the table has no such column, or the file was written before the column existed
+    /// (then every row reads null) or without the count.
+    pub fn null_count(&self, table: &Table, column: &str) -> Option<u64> {
+        let field = table.metadata().current_schema().field_by_name(column)?;
+        self.data_file.null_value_counts().get(&field.id).copied()
+    }
+
     /// The file's path.
     pub fn path(&self) -> &str {
         self.data_file.file_path()

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use iceberg::io::StorageFactory;
 use iceberg::io::{FileIO, FileIOBuilder};
+use iceberg::spec::NestedField;
 use iceberg::table::Table;
 use iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableCreation};
 use iceberg_catalog_glue::{GlueCatalog, GlueCatalogBuilder};
@@ -159,7 +160,7 @@ impl Lakehouse {
                 .await
                 .map_err(StorageError::iceberg("check table"))?
             {
-                self.add_missing_properties(&def).await?;
+                self.evolve(&def).await?;
                 continue;
             }
             // The same layout on every catalog: IAM policies and S3 triggers rely on it.
@@ -202,30 +203,60 @@ impl Lakehouse {
         Ok(created)
     }
 
-    /// Gives a table created by an older release the properties it lacks (the lookup
-    /// columns' bloom filters), so the files written from now on carry them.
-    async fn add_missing_properties(&self, def: &TableDef) -> Result<(), StorageError> {
-        let wanted = table_properties(def);
+    /// Brings a table created from an older definition up to the current one, without
+    /// rewriting data: columns appended to its definition are added as optional fields with new
+    /// field ids (files written before read them as null), and properties it lacks (the lookup
+    /// columns' bloom filters) are set, so the files written from now on carry them.
+    async fn evolve(&self, def: &TableDef) -> Result<(), StorageError> {
+        let wanted_properties = table_properties(def);
+        let wanted_schema = def
+            .schema()
+            .map_err(StorageError::iceberg(def.qualified()))?;
         self.update_metadata_with(def, |table| {
             let metadata = table.metadata();
-            let missing: HashMap<String, String> = wanted
+            let missing: HashMap<String, String> = wanted_properties
                 .iter()
                 .filter(|(k, _)| !metadata.properties().contains_key(*k))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
-            if missing.is_empty() {
+            let current = metadata.current_schema();
+            let mut next_id = metadata.last_column_id();
+            let added: Vec<_> = wanted_schema
+                .as_struct()
+                .fields()
+                .iter()
+                .filter(|f| current.field_by_name(&f.name).is_none())
+                .map(|f| {
+                    next_id += 1;
+                    Arc::new(NestedField::optional(
+                        next_id,
+                        f.name.clone(),
+                        (*f.field_type).clone(),
+                    ))
+                })
+                .collect();
+            if missing.is_empty() && added.is_empty() {
                 return Ok(None);
             }
+            let context = || format!("evolve {}", def.qualified());
             let location = table.metadata_location().map(str::to_string);
-            let updated = metadata
-                .clone()
-                .into_builder(location)
+            let mut builder = metadata.clone().into_builder(location);
+            if !added.is_empty() {
+                let schema = current
+                    .as_ref()
+                    .clone()
+                    .into_builder()
+                    .with_fields(added)
+                    .build()
+                    .map_err(StorageError::iceberg(context()))?;
+                builder = builder
+                    .add_current_schema(schema)
+                    .map_err(StorageError::iceberg(context()))?;
+            }
+            let updated = builder
                 .set_properties(missing)
                 .and_then(|b| b.build())
-                .map_err(StorageError::iceberg(format!(
-                    "set properties of {}",
-                    def.qualified()
-                )))?;
+                .map_err(StorageError::iceberg(context()))?;
             Ok(Some((updated.metadata, ())))
         })
         .await?;

@@ -289,6 +289,7 @@ pub const FACT_SALES: TableDef = TableDef {
         ("revenue", Dec(14)),
         ("time_of_day", Str),
         ("quality_score", Int),
+        ("customer_key", Long),
     ],
     partition: Some(("business_date", Part::Identity)),
 };

@@ -1,0 +1,79 @@
+//! What hops read of the reference data: the latest full snapshot of a bronze reference
+//! table (the "known" ids of SPEC §4), and the SCD2 dimensions' versions and surrogate keys
+//! (SPEC §5). Every hop that needs them reads them here, so no hop depends on another.
+
+use serde::de::DeserializeOwned;
+
+use super::{PROP_REFERENCE_OBJECT, PROP_REFERENCE_TIME};
+use crate::adapters::iceberg::{Lakehouse, TableDef, partition_day, tables};
+use crate::domain::records::*;
+use crate::domain::reference::ReferenceIndex;
+use crate::domain::scd2::{Dimension, KeyIndex, SurrogateKeys, Version};
+use crate::domain::time::date_of;
+use crate::error::StorageError;
+
+/// The ids of the current reference snapshots ("known" in SPEC §4).
+///
+/// # Errors
+/// Storage errors.
+pub async fn load_reference(lake: &Lakehouse) -> Result<ReferenceIndex, StorageError> {
+    let stores: Vec<BronzeStore> = latest_snapshot(lake, &tables::BRONZE_STORES).await?;
+    let products: Vec<BronzeProduct> = latest_snapshot(lake, &tables::BRONZE_PRODUCTS).await?;
+    let equipment: Vec<BronzeEquipment> = latest_snapshot(lake, &tables::BRONZE_EQUIPMENT).await?;
+    Ok(ReferenceIndex::new(&stores, &products, &equipment))
+}
+
+/// The rows of the latest full snapshot ingested into a bronze reference table.
+///
+/// # Errors
+/// Storage errors.
+pub async fn latest_snapshot<T: DeserializeOwned + Ingested>(
+    lake: &Lakehouse,
+    def: &TableDef,
+) -> Result<Vec<T>, StorageError> {
+    let table = lake.load(def).await?;
+    let (Some(object), Some(time)) = (
+        Lakehouse::snapshot_property(&table, PROP_REFERENCE_OBJECT).map(str::to_string),
+        Lakehouse::snapshot_property(&table, PROP_REFERENCE_TIME)
+            .and_then(|v| v.parse::<i64>().ok()),
+    ) else {
+        return Ok(Vec::new());
+    };
+    let files: Vec<_> = lake
+        .live_files(&table)
+        .await?
+        .into_iter()
+        .filter(|f| partition_day(&f.data_file).is_none_or(|d| d == date_of(time)))
+        .collect();
+    let prefix = format!("{object}:");
+    let rows: Vec<T> = lake.read_rows(&table, &files).await?;
+    Ok(rows
+        .into_iter()
+        .filter(|r| r.ingestion_time() == time && r.source_ref().starts_with(&prefix))
+        .collect())
+}
+
+/// The versions of an SCD2 dimension table.
+pub async fn read_versions<D: Dimension + DeserializeOwned>(
+    lake: &Lakehouse,
+    table: &iceberg::table::Table,
+) -> Result<Vec<Version<D::Id, D::Attributes>>, StorageError> {
+    let files = lake.live_files(table).await?;
+    let rows: Vec<D> = lake.read_rows(table, &files).await?;
+    Ok(rows.into_iter().map(D::into_version).collect())
+}
+
+/// The surrogate keys of the dimension tables, for `fact_sales`.
+///
+/// # Errors
+/// Storage errors.
+pub async fn surrogate_keys(lake: &Lakehouse) -> Result<SurrogateKeys, StorageError> {
+    let stores = lake.load(&tables::DIM_STORE).await?;
+    let products = lake.load(&tables::DIM_PRODUCT).await?;
+    let customers = lake.load(&tables::DIM_CUSTOMER).await?;
+    Ok(SurrogateKeys {
+        stores: KeyIndex::new(&read_versions::<DimStore>(lake, &stores).await?),
+        products: KeyIndex::new(&read_versions::<DimProduct>(lake, &products).await?),
+        customers: KeyIndex::new(&read_versions::<DimCustomer>(lake, &customers).await?),
+    })
+}
