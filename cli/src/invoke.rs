@@ -51,6 +51,6 @@ pub async fn run(deps: &Deps, function: &str, event: &Path) -> Result<()> {
             FUNCTIONS.join(", ")
         ),
     };
-    say!("{}", serde_json::to_string_pretty(&result)?);
+    say!("{}", crate::to_json(&result)?);
     Ok(())
 }

@@ -68,7 +68,7 @@ pub struct LocalArgs {
     /// How often to look for new objects and commits, in milliseconds
     #[arg(long, default_value_t = 1000)]
     pub poll_ms: u64,
-    /// Seconds between maintenance runs (0: never)
+    /// Seconds between maintenance runs, the first at start (0: never)
     #[arg(long, default_value_t = 3600)]
     pub maintenance_every: u64,
     /// Seconds between status lines
@@ -560,7 +560,8 @@ async fn object_poller(
     mut stop: watch::Receiver<bool>,
 ) -> Result<()> {
     let mut seen_objects: HashSet<(String, u64)> = HashSet::new();
-    let mut last_maintenance = Instant::now();
+    // Maintenance runs on the first pass (dimensions and reports from the start), then on schedule.
+    let mut last_maintenance: Option<Instant> = None;
     let mut interval = tokio::time::interval(Duration::from_millis(args.poll_ms.max(50)));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -603,7 +604,8 @@ async fn object_poller(
 
         // The maintenance schedule.
         if args.maintenance_every > 0
-            && last_maintenance.elapsed() >= Duration::from_secs(args.maintenance_every)
+            && last_maintenance
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(args.maintenance_every))
         {
             let event =
                 json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}});
@@ -616,7 +618,7 @@ async fn object_poller(
                         report.commits,
                         report.duration_ms
                     );
-                    last_maintenance = Instant::now();
+                    last_maintenance = Some(Instant::now());
                     if report.commits > 0 {
                         // Its commits rewrite the hops' sources: let each hop look now.
                         for hop in Hop::ALL {

@@ -12,6 +12,35 @@ macro_rules! say {
     }};
 }
 
+/// `value` as pretty JSON for `--json` output, with every date as `YYYY-MM-DD`: tables hold
+/// dates as days since 1970, and a field named `business_date` (or ending in `_date`) with a
+/// number is such a day.
+fn to_json(value: &impl serde::Serialize) -> Result<String> {
+    fn iso_dates(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(fields) => {
+                for (name, field) in fields.iter_mut() {
+                    match field.as_i64() {
+                        Some(day) if name.ends_with("_date") => {
+                            if let Ok(day) = i32::try_from(day) {
+                                *field = bakehouse::domain::time::date_from_days(day)
+                                    .to_string()
+                                    .into();
+                            }
+                        }
+                        _ => iso_dates(field),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(iso_dates),
+            _ => {}
+        }
+    }
+    let mut value = serde_json::to_value(value)?;
+    iso_dates(&mut value);
+    Ok(serde_json::to_string_pretty(&value)?)
+}
+
 mod demo;
 mod invoke;
 mod local;
@@ -177,7 +206,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Maintenance { json } => {
             let report = maintenance::handle(&deps, now_micros()).await?;
             if json {
-                say!("{}", serde_json::to_string_pretty(&report)?);
+                say!("{}", to_json(&report)?);
             } else {
                 say!("{}", describe_maintenance(&report));
             }

@@ -118,7 +118,7 @@ pub async fn run_replay(deps: &Deps, args: &ReplayArgs) -> Result<()> {
         error_code: args.reason.clone(),
     };
     let summary = replay(deps, &filter).await?;
-    say!("{}", serde_json::to_string_pretty(&summary)?);
+    say!("{}", crate::to_json(&summary)?);
     if args.process {
         let commits = crate::process(deps).await?;
         say!("Caught up: {commits} commits.");

@@ -100,7 +100,7 @@ pub struct PartitionLag {
 pub async fn run(deps: &Deps, args: &StatusArgs) -> Result<()> {
     let status = gather(deps, args).await?;
     if args.json {
-        say!("{}", serde_json::to_string_pretty(&status)?);
+        say!("{}", crate::to_json(&status)?);
     } else {
         print(&status);
     }

@@ -105,6 +105,40 @@ fn the_embedded_path_ingests_once_processes_and_answers_sql() {
     );
     let table = String::from_utf8_lossy(&sql.stdout);
     assert!(table.contains("14.25") && table.contains("| 2 "), "{table}");
+    let tables = bakehouse(home.path(), &["sql", "SHOW TABLES"]);
+    let text = String::from_utf8_lossy(&tables.stdout);
+    assert!(
+        text.contains("fact_sales_daily") && text.contains("quarantine"),
+        "{text}"
+    );
+    let schema = bakehouse(
+        home.path(),
+        &[
+            "sql",
+            "SELECT count(*) AS n FROM information_schema.tables WHERE table_schema = 'silver' AND table_name NOT LIKE '%$%'",
+        ],
+    );
+    assert!(String::from_utf8_lossy(&schema.stdout).contains("| 3 "));
+    let unqualified = bakehouse(home.path(), &["sql", "select * from sales"]);
+    assert!(!unqualified.status.success());
+    assert!(
+        stderr(&unqualified)
+            .contains("did you mean bronze.sales_events, silver.sales, gold.fact_sales"),
+        "{}",
+        stderr(&unqualified)
+    );
+    assert!(bakehouse(home.path(), &["maintenance"]).status.success());
+    let json = bakehouse(home.path(), &["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let today = chrono::Utc::now().date_naive().to_string();
+    assert!(
+        status["quality"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|q| q["business_date"] == today.as_str()),
+        "{status}"
+    );
     let status = bakehouse(home.path(), &["status"]);
     let text = String::from_utf8_lossy(&status.stdout);
     assert!(
