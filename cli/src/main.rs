@@ -122,6 +122,10 @@ enum Command {
         /// The event document (KafkaEvent, S3Event, scheduled event)
         #[arg(long)]
         event: PathBuf,
+        /// Move a KafkaEvent's records' `event_time`s so that the latest is now (their spacing
+        /// kept): the shipped fixtures' events are otherwise past the allowed lateness
+        #[arg(long)]
+        recent: bool,
     },
     /// Realistic events to the Kafka topics (by count, or rate and duration), with flaws
     Produce(produce::ProduceArgs),
@@ -211,7 +215,11 @@ async fn run(cli: Cli) -> Result<()> {
                 say!("{}", describe_maintenance(&report));
             }
         }
-        Command::Invoke { function, event } => invoke::run(&deps, &function, &event).await?,
+        Command::Invoke {
+            function,
+            event,
+            recent,
+        } => invoke::run(&deps, &function, &event, recent).await?,
         Command::Sql { query } => sql::run(&deps, &query).await?,
         Command::Status(args) => status::run(&deps, &args).await?,
         Command::Backfill(args) => repair::backfill(&deps, &args).await?,

@@ -11,6 +11,9 @@ fn bakehouse(home: &std::path::Path, args: &[&str]) -> Output {
         .current_dir(home)
         .env_remove("BAKEHOUSE_WAREHOUSE")
         .env_remove("BAKEHOUSE_CATALOG")
+        .env_remove("AWS_REGION")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("BAKEHOUSE_OBJECT_ROOT")
         .output()
         .unwrap()
 }
@@ -22,7 +25,11 @@ fn stderr(output: &Output) -> String {
 #[test]
 fn bad_input_stops_with_a_message_naming_it() {
     let home = tempfile::tempdir().unwrap();
-    let cases: [(&[&str], &[&str]); 5] = [
+    let landing = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../functions/ingest/fixtures/s3-landing-event.json"
+    );
+    let cases: [(&[&str], &[&str]); 6] = [
         (
             &["ingest", "--dataset", "sales", "x.jsonl"],
             &[
@@ -47,6 +54,14 @@ fn bad_input_stops_with_a_message_naming_it() {
             &[
                 "unknown function",
                 "ingest, bronze-to-silver, silver-to-gold",
+            ],
+        ),
+        (
+            &["invoke", "ingest", "--event", landing],
+            &[
+                "cannot read s3://lake/landing/sales-events/day one:1.jsonl",
+                "no S3 region is set",
+                "BAKEHOUSE_OBJECT_ROOT",
             ],
         ),
     ];

@@ -125,6 +125,14 @@ impl ObjectReader {
             path: location.to_string(),
             message,
         };
+        if location.starts_with("s3://") && !lake.storage().contains_key("s3.region") {
+            return Err(failed(
+                "no S3 region is set (AWS_REGION, with AWS_ENDPOINT_URL for an S3-compatible \
+                 server); embedded, set BAKEHOUSE_OBJECT_ROOT=file:///path to read a notified \
+                 s3://bucket/key from path/bucket/key"
+                    .to_string(),
+            ));
+        }
         if location.starts_with("s3://") || location.starts_with("file://") {
             let input = lake
                 .file_io()
