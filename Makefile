@@ -8,11 +8,11 @@ CARGO ?= cargo
 BIN := $(CARGO_TARGET_DIR)/local/bakehouse
 LAMBDA_VENV ?= $(HOME)/.cache/bakehouse-lambda-venv
 DEPLOY_VENV ?= $(HOME)/.cache/bakehouse-deploy-venv
-FUNCTIONS := ingest bronze-to-silver silver-to-gold maintenance
+FUNCTIONS := ingest bronze-to-silver silver-to-gold maintenance fetch-weather
 LAMBDA_DIR := target/lambda
 ARCH ?= x86-64
 
-.PHONY: demo test unit interop postgres chromium up down lint lint-template package fmt build build-lambda bench clean
+.PHONY: demo test unit interop postgres chromium up down lint lint-template package fmt build install build-lambda bench clean
 
 ## Run the whole pipeline embedded on a generated day (release build).
 demo:
@@ -116,8 +116,8 @@ package: build-lambda $(DEPLOY_VENV)/.ready
 	$(SAM) build
 	env $$(dev/s3.sh start) $(SAM) package --s3-bucket lake --s3-prefix sam-artifacts \
 		--no-progressbar --output-template-file .aws-sam/packaged.yaml
-	@test "$$(grep -c 'CodeUri: s3://lake/sam-artifacts/' .aws-sam/packaged.yaml)" = 4 || \
-		{ echo ".aws-sam/packaged.yaml: expected 4 functions' code in s3://lake/sam-artifacts/" >&2; exit 1; }
+	@test "$$(grep -c 'CodeUri: s3://lake/sam-artifacts/' .aws-sam/packaged.yaml)" = 5 || \
+		{ echo ".aws-sam/packaged.yaml: expected 5 functions' code in s3://lake/sam-artifacts/" >&2; exit 1; }
 
 ## `sam build` runs these (the template's BuildMethod: makefile, in source): each copies the
 ## bootstrap `make build-lambda` built.
@@ -128,6 +128,7 @@ build-IngestFunction: ; @$(call sam-artifact,ingest)
 build-BronzeToSilverFunction: ; @$(call sam-artifact,bronze-to-silver)
 build-SilverToGoldFunction: ; @$(call sam-artifact,silver-to-gold)
 build-MaintenanceFunction: ; @$(call sam-artifact,maintenance)
+build-FetchWeatherFunction: ; @$(call sam-artifact,fetch-weather)
 
 ## The four functions for provided.al2023 (release profile: LTO, one codegen unit, stripped),
 ## into target/lambda/<function>/bootstrap, which `sam build` packages. ARCH=arm64 cross-compiles
@@ -144,6 +145,10 @@ build-lambda: $(LAMBDA_VENV)/.ready
 
 build:
 	$(CARGO) build --profile local -j2 --workspace
+
+## `bakehouse` on the PATH (~/.cargo/bin), built as `make demo` builds it.
+install:
+	$(CARGO) install --locked --profile local --path cli
 
 clean:
 	rm -rf .bakehouse

@@ -9,6 +9,8 @@
 // The shared crate's test helpers (a fresh PostgreSQL database per test among them).
 #[path = "../shared/tests/support/mod.rs"]
 mod support;
+#[path = "../shared/tests/support/weather_api.rs"]
+mod weather_api;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -79,6 +81,7 @@ fn start(
     function: &str,
     home: &Path,
     catalog: &str,
+    settings: &[(&str, String)],
 ) -> (u16, [Running; 2]) {
     let port = free_port();
     let emulator = Command::new(cargo_lambda)
@@ -110,6 +113,7 @@ fn start(
         &format!("http://127.0.0.1:{port}/.rt"),
     )
     .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
+    .envs(settings.iter().map(|(k, v)| (*k, v)))
     .stdout(std::fs::File::create(log_of(home, function)).unwrap())
     .stderr(Stdio::inherit())
     .spawn()
@@ -225,6 +229,7 @@ async fn each_bootstrap_answers_its_fixture_through_the_runtime_api() {
             function,
             home.path(),
             &database.url,
+            &[],
         )
     };
 
@@ -306,6 +311,32 @@ async fn each_bootstrap_answers_its_fixture_through_the_runtime_api() {
     }
     assert_eq!(count(lake, &tables::DIM_STORE).await, 5);
     assert_eq!(count(lake, &tables::DIM_PRODUCT).await, 10);
+
+    // fetch-weather on its schedule, asking a local HTTP server: one object per sample store
+    // lands under landing/weather/ for the ingest function's notification.
+    let api = weather_api::WeatherApi::start(|_, _| {
+        weather_api::Reply::ok(&weather_api::fixture("forecast.json"))
+    });
+    {
+        let settings = [("BAKEHOUSE_WEATHER_URL", api.url.clone())];
+        let (port, _processes) = start(
+            &cargo_lambda,
+            &lambda_dir,
+            "fetch-weather",
+            home.path(),
+            &database.url,
+            &settings,
+        );
+        let answer = invoke(
+            &cargo_lambda,
+            port,
+            &fixtures.join("fetch-weather/fixtures/scheduled-event.json"),
+        );
+        assert_eq!(answer["landed"].as_array().unwrap().len(), 5, "{answer}");
+        assert_eq!(answer["requests"], 5, "{answer}");
+    }
+    let landed = std::fs::read_dir(home.path().join("landing/weather")).unwrap();
+    assert_eq!(landed.count(), 5);
     drop(deps);
     database.drop().await;
 }

@@ -36,8 +36,14 @@ pub async fn run(seed: u64, home: &Path) -> Result<()> {
     );
 
     let mut first_batch = Vec::new();
+    let datasets = [
+        Dataset::SalesEvents,
+        Dataset::EquipmentMetrics,
+        Dataset::InventoryUpdates,
+        Dataset::Weather,
+    ];
     for batch in 0..BATCHES {
-        for dataset in Dataset::EVENTS {
+        for dataset in datasets {
             let lines = day.lines(dataset);
             let chunk = lines.len().div_ceil(BATCHES);
             let part =

@@ -12,11 +12,12 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 /// The functions `invoke` accepts.
-pub const FUNCTIONS: [&str; 4] = [
+pub const FUNCTIONS: [&str; 5] = [
     "ingest",
     "bronze-to-silver",
     "silver-to-gold",
     "maintenance",
+    "fetch-weather",
 ];
 
 /// Runs `function`'s handler on the event document and prints its result as JSON; with
@@ -54,6 +55,9 @@ pub async fn run(deps: &Deps, function: &str, event: &Path, recent: bool) -> Res
             serde_json::to_value(silver_to_gold::handler(deps, value(&payload)?).await?)?
         }
         "maintenance" => serde_json::to_value(maintenance::handler(deps, value(&payload)?).await?)?,
+        "fetch-weather" => {
+            serde_json::to_value(fetch_weather::handler(deps, value(&payload)?).await?)?
+        }
         other => bail!(
             "unknown function {other:?}; accepted: {}",
             FUNCTIONS.join(", ")

@@ -217,18 +217,6 @@ fn is_retryable(error: &anyhow::Error) -> bool {
     false
 }
 
-/// The landing location next to a warehouse: `s3://bucket/landing`, or `<parent>/landing`.
-fn default_landing(warehouse: &str) -> String {
-    if let Some(rest) = warehouse.strip_prefix("s3://") {
-        let bucket = rest.split('/').next().unwrap_or(rest);
-        return format!("s3://{bucket}/landing");
-    }
-    match warehouse.rsplit_once('/') {
-        Some((parent, _)) => format!("{parent}/landing"),
-        None => format!("{warehouse}/landing"),
-    }
-}
-
 /// Runs the emulator until stopped.
 pub async fn run(deps: Deps, args: LocalArgs) -> Result<()> {
     let deps = Arc::new(deps);
@@ -236,7 +224,7 @@ pub async fn run(deps: Deps, args: LocalArgs) -> Result<()> {
     let landing = args
         .landing
         .clone()
-        .unwrap_or_else(|| default_landing(deps.lake.warehouse()));
+        .unwrap_or_else(|| deps.config.landing.clone());
     let stats = Arc::new(Stats::default());
     let (stop_tx, stop) = watch::channel(false);
     say!(

@@ -117,7 +117,7 @@ enum Command {
     },
     /// Run one function's handler on an AWS event document, as `sam local invoke` would
     Invoke {
-        /// ingest, bronze-to-silver, silver-to-gold or maintenance
+        /// ingest, bronze-to-silver, silver-to-gold, maintenance or fetch-weather
         function: String,
         /// The event document (KafkaEvent, S3Event, scheduled event)
         #[arg(long)]
@@ -139,6 +139,16 @@ enum Command {
     },
     /// Recompute gold for a range of business dates (optionally with their too-late rows)
     Backfill(repair::BackfillArgs),
+    /// Pull each store's daily weather from the weather API into landing/weather/ and ingest
+    /// it (the scheduled weather function's work; dates give a backfill)
+    FetchWeather {
+        /// First day, YYYY-MM-DD [default: today − BAKEHOUSE_WEATHER_DAYS_BACK]
+        #[arg(long)]
+        from: Option<chrono::NaiveDate>,
+        /// Last day, YYYY-MM-DD [default: today + BAKEHOUSE_WEATHER_DAYS_AHEAD]
+        #[arg(long)]
+        to: Option<chrono::NaiveDate>,
+    },
     /// Re-validate quarantined records and move those that pass into bronze, exactly once
     Replay(repair::ReplayArgs),
     /// Re-ingest Kafka batches that failed every retry (the mappings' on-failure records in
@@ -223,10 +233,48 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Sql { query } => sql::run(&deps, &query).await?,
         Command::Status(args) => status::run(&deps, &args).await?,
         Command::Backfill(args) => repair::backfill(&deps, &args).await?,
+        Command::FetchWeather { from, to } => fetch_weather(&deps, from, to).await?,
         Command::Replay(args) => repair::run_replay(&deps, &args).await?,
         Command::Redrive(args) => repair::redrive(&deps, &args).await?,
         Command::Report(args) => report::run(&deps, &args).await?,
     }
+    Ok(())
+}
+
+/// `bakehouse fetch-weather`: pulls the days, ingests what landed, and fails naming the stores
+/// whose pull failed.
+async fn fetch_weather(
+    deps: &Deps,
+    from: Option<chrono::NaiveDate>,
+    to: Option<chrono::NaiveDate>,
+) -> Result<()> {
+    use bakehouse::domain::time::{date_from_days, date_of, days_from_date};
+    use bakehouse::hops::weather;
+    let now = now_micros();
+    let (first, last) = weather::default_window(&deps.config.weather, date_of(now));
+    let (from, to) = (
+        from.map_or(first, days_from_date),
+        to.map_or(last, days_from_date),
+    );
+    if from > to {
+        bail!(
+            "--from {} is after --to {}",
+            date_from_days(from),
+            date_from_days(to)
+        );
+    }
+    let summary = weather::pull(deps, from, to, now).await?;
+    for location in &summary.landed {
+        let ingested = ingest_file(deps, location, Some(Dataset::Weather)).await?;
+        say!("{location}: {}", describe(&ingested));
+    }
+    if !summary.stores_without_location.is_empty() {
+        say!(
+            "Stores without latitude/longitude (not asked): {:?}",
+            summary.stores_without_location
+        );
+    }
+    summary.into_result()?;
     Ok(())
 }
 

@@ -98,6 +98,14 @@ pub async fn backfill(deps: &Deps, args: &BackfillArgs) -> Result<()> {
             None => say!("{:<34} no silver rows on those dates", fact.qualified()),
         }
     }
+    if let Some(o) = bakehouse::hops::features::refresh(deps).await? {
+        say!(
+            "{:<34} {:>8} rows written, {:>8} replaced",
+            o.table,
+            o.added_records,
+            o.removed_records
+        );
+    }
     Ok(())
 }
 

@@ -133,7 +133,7 @@ fn the_embedded_path_ingests_once_processes_and_answers_sql() {
             "SELECT count(*) AS n FROM information_schema.tables WHERE table_schema = 'silver' AND table_name NOT LIKE '%$%'",
         ],
     );
-    assert!(String::from_utf8_lossy(&schema.stdout).contains("| 3 "));
+    assert!(String::from_utf8_lossy(&schema.stdout).contains("| 4 "));
     let unqualified = bakehouse(home.path(), &["sql", "select * from sales"]);
     assert!(!unqualified.status.success());
     assert!(
@@ -190,4 +190,71 @@ fn a_catalog_password_is_never_printed() {
         "{message}"
     );
     assert!(!message.contains("hunter2"), "{message}");
+}
+
+#[path = "../../shared/tests/support/weather_api.rs"]
+mod weather_api;
+
+#[test]
+fn fetch_weather_lands_ingests_and_processes_through_the_command_and_invoke() {
+    let api = weather_api::WeatherApi::start(|query, _| {
+        if query.contains("latitude=41.8781") {
+            weather_api::Reply::status(503, "down") // Chicago's pull fails every try
+        } else {
+            weather_api::Reply::ok(&weather_api::fixture("forecast.json"))
+        }
+    });
+    let home = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_bakehouse"))
+            .args(args)
+            .current_dir(home.path())
+            .env_remove("BAKEHOUSE_WAREHOUSE")
+            .env_remove("BAKEHOUSE_CATALOG")
+            .env("BAKEHOUSE_WEATHER_URL", &api.url)
+            .env("BAKEHOUSE_WEATHER_ATTEMPTS", "2")
+            .output()
+            .unwrap()
+    };
+    assert!(run(&["init", "--sample"]).status.success());
+    let pulled = run(&[
+        "fetch-weather",
+        "--from",
+        "2026-12-01",
+        "--to",
+        "2026-12-03",
+    ]);
+    let out = String::from_utf8_lossy(&pulled.stdout);
+    // Four stores land and are ingested; the command then fails naming the fifth.
+    assert_eq!(out.matches("3 → bronze.weather").count(), 4, "{out}");
+    assert!(!pulled.status.success());
+    assert!(
+        stderr(&pulled).contains("1 of 5 stores failed (4 landed): store 3:"),
+        "{}",
+        stderr(&pulled)
+    );
+    assert!(run(&["process"]).status.success());
+    let sql = run(&[
+        "sql",
+        "SELECT count(*) AS n FROM gold.dim_weather WHERE store_id <> 3",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&sql.stdout).contains("| 12 "),
+        "{}",
+        stderr(&sql)
+    );
+    // The scheduled function's handler, as `sam local invoke` would run it.
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../functions/fetch-weather/fixtures/scheduled-event.json"
+    );
+    let invoked = run(&["invoke", "fetch-weather", "--event", fixture]);
+    assert!(!invoked.status.success(), "Chicago still fails");
+    assert!(
+        stderr(&invoked).contains("weather pull: 1 of 5 stores failed"),
+        "{}",
+        stderr(&invoked)
+    );
+    let landed = std::fs::read_dir(home.path().join(".bakehouse/landing/weather")).unwrap();
+    assert_eq!(landed.count(), 8, "four stores, two pulls");
 }

@@ -21,6 +21,12 @@ pub const ENV_ORPHAN_AGE_HOURS: &str = "BAKEHOUSE_ORPHAN_AGE_HOURS";
 pub const ENV_S3_PATH_STYLE: &str = "BAKEHOUSE_S3_PATH_STYLE";
 pub const ENV_OBJECT_ROOT: &str = "BAKEHOUSE_OBJECT_ROOT";
 pub const ENV_MAX_OBJECT_BYTES: &str = "BAKEHOUSE_MAX_OBJECT_BYTES";
+pub const ENV_LANDING: &str = "BAKEHOUSE_LANDING";
+pub const ENV_WEATHER_URL: &str = "BAKEHOUSE_WEATHER_URL";
+pub const ENV_WEATHER_TIMEOUT_SECONDS: &str = "BAKEHOUSE_WEATHER_TIMEOUT_SECONDS";
+pub const ENV_WEATHER_ATTEMPTS: &str = "BAKEHOUSE_WEATHER_ATTEMPTS";
+pub const ENV_WEATHER_DAYS_BACK: &str = "BAKEHOUSE_WEATHER_DAYS_BACK";
+pub const ENV_WEATHER_DAYS_AHEAD: &str = "BAKEHOUSE_WEATHER_DAYS_AHEAD";
 pub const ENV_AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
 pub const ENV_AWS_REGION: &str = "AWS_REGION";
 pub const ENV_AWS_ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
@@ -38,6 +44,8 @@ pub const CATALOG_NAME: &str = "bakehouse";
 pub const DEFAULT_COMMIT_ATTEMPTS: u32 = 30;
 /// Default size cap of an object read whole (a CSV file, or one quarantined as one record).
 pub const DEFAULT_MAX_OBJECT_BYTES: u64 = 64 * 1024 * 1024;
+/// Default endpoint of the weather API (Open-Meteo's daily forecast).
+pub const DEFAULT_WEATHER_URL: &str = "https://api.open-meteo.com/v1/forecast";
 /// Default allowed lateness in hours.
 pub const DEFAULT_ALLOWED_LATENESS_HOURS: i64 = 48;
 
@@ -164,6 +172,40 @@ pub struct Config {
     /// Largest object ingest reads whole (CSV, or an object quarantined as one record); a
     /// larger one is quarantined by key, unread. JSON lines are streamed, whatever their size.
     pub max_object_bytes: u64,
+    /// Where input files land (`<dataset>/<name>` below it): `BAKEHOUSE_LANDING`, by default
+    /// `landing` beside the warehouse (`s3://bucket/landing` for any `s3://bucket/…`).
+    pub landing: String,
+    pub weather: WeatherSettings,
+}
+
+/// How the weather source asks its API (SPEC §2 External API).
+#[derive(Clone, Debug, PartialEq)]
+pub struct WeatherSettings {
+    /// The daily-weather endpoint, in Open-Meteo's format.
+    pub url: String,
+    /// Per request.
+    pub timeout: std::time::Duration,
+    /// Tries per store (network error, timeout, 429 or 5xx are tried again).
+    pub attempts: u32,
+    /// Wait before the second try; doubled before each next one.
+    pub backoff: std::time::Duration,
+    /// A scheduled pull asks for these many past days (an observed day replaces its forecast)…
+    pub days_back: i32,
+    /// …through these many days ahead.
+    pub days_ahead: i32,
+}
+
+impl Default for WeatherSettings {
+    fn default() -> Self {
+        WeatherSettings {
+            url: DEFAULT_WEATHER_URL.to_string(),
+            timeout: std::time::Duration::from_secs(10),
+            attempts: 4,
+            backoff: std::time::Duration::from_millis(500),
+            days_back: 2,
+            days_ahead: 6,
+        }
+    }
 }
 
 impl std::fmt::Debug for Config {
@@ -186,6 +228,8 @@ impl std::fmt::Debug for Config {
             .field("maintenance", &self.maintenance)
             .field("object_root", &self.object_root)
             .field("max_object_bytes", &self.max_object_bytes)
+            .field("landing", &self.landing)
+            .field("weather", &self.weather)
             .finish()
     }
 }
@@ -355,7 +399,56 @@ impl Config {
                 });
             }
         };
+        let defaults = WeatherSettings::default();
+        let weather = WeatherSettings {
+            url: match get(ENV_WEATHER_URL) {
+                None => defaults.url,
+                Some(url) if url.starts_with("http://") || url.starts_with("https://") => url,
+                Some(url) => {
+                    return Err(ConfigError::Invalid {
+                        name: ENV_WEATHER_URL,
+                        value: url,
+                        accepted: "an http:// or https:// URL",
+                    });
+                }
+            },
+            timeout: std::time::Duration::from_secs(number(
+                ENV_WEATHER_TIMEOUT_SECONDS,
+                10,
+                1..=300,
+                "a whole number of seconds from 1 to 300",
+            )? as u64),
+            attempts: number(
+                ENV_WEATHER_ATTEMPTS,
+                4,
+                1..=10,
+                "a whole number from 1 to 10",
+            )? as u32,
+            days_back: number(
+                ENV_WEATHER_DAYS_BACK,
+                2,
+                0..=92,
+                "a whole number from 0 to 92",
+            )? as i32,
+            days_ahead: number(
+                ENV_WEATHER_DAYS_AHEAD,
+                6,
+                0..=15,
+                "a whole number from 0 to 15",
+            )? as i32,
+            ..defaults
+        };
+        let landing = match get(ENV_LANDING) {
+            Some(v) => parse_warehouse(&v).map_err(|_| ConfigError::Invalid {
+                name: ENV_LANDING,
+                value: v,
+                accepted: "file:///absolute/path or s3://bucket/prefix",
+            })?,
+            None => default_landing(&warehouse),
+        };
         Ok(Config {
+            landing,
+            weather,
             object_root,
             warehouse,
             catalog,
@@ -389,6 +482,18 @@ impl Config {
         let mut config = Self::from_lookup(&overrides, lookup)?;
         config.object_root = Some(format!("file://{}", home.join("objects").display()));
         Ok(config)
+    }
+}
+
+/// The landing location beside a warehouse: `s3://bucket/landing`, or `<parent>/landing`.
+fn default_landing(warehouse: &str) -> String {
+    if let Some(rest) = warehouse.strip_prefix("s3://") {
+        let bucket = rest.split('/').next().unwrap_or(rest);
+        return format!("s3://{bucket}/landing");
+    }
+    match warehouse.rsplit_once('/') {
+        Some((parent, _)) => format!("{parent}/landing"),
+        None => format!("{warehouse}/landing"),
     }
 }
 

@@ -91,6 +91,9 @@ pub enum HandlerError {
     /// The event document is not one this handler takes.
     #[error("unsupported event: {0}")]
     Event(String),
+    /// The weather API could not be asked, or did not answer (after its retries).
+    #[error("weather pull: {0}")]
+    Weather(String),
 }
 
 impl HandlerError {

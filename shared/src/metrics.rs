@@ -10,6 +10,7 @@ use serde_json::{Map, Value, json};
 use crate::adapters::iceberg::CommitOutcome;
 use crate::hops::ingest::IngestSummary;
 use crate::hops::maintenance::MaintenanceReport;
+use crate::hops::weather::PullSummary;
 
 /// The CloudWatch namespace of every Bakehouse metric.
 pub const NAMESPACE: &str = "Bakehouse";
@@ -207,6 +208,17 @@ impl Measured for MaintenanceReport {
                 .count("VersionsClosed", t.versions_closed)
         }));
         sets
+    }
+}
+
+impl Measured for PullSummary {
+    fn metric_sets(&self, function: &str) -> Vec<MetricSet> {
+        vec![
+            MetricSet::new(function)
+                .count("ObjectsLanded", self.landed.len())
+                .count("Requests", self.requests)
+                .count("StoresWithoutLocation", self.stores_without_location.len()),
+        ]
     }
 }
 

@@ -7,7 +7,9 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
 use crate::domain::dataset::Dataset;
-use crate::domain::time::{MICROS_PER_HOUR, MICROS_PER_SECOND, format_timestamp};
+use crate::domain::time::{
+    MICROS_PER_HOUR, MICROS_PER_SECOND, date_from_days, date_of, format_timestamp,
+};
 
 /// What to generate.
 #[derive(Clone, Debug)]
@@ -53,6 +55,8 @@ pub struct GeneratedDay {
     pub sales: Vec<String>,
     pub readings: Vec<String>,
     pub inventory: Vec<String>,
+    /// One pull of the weather of each store over the day and the four before it.
+    pub weather: Vec<String>,
 }
 
 impl GeneratedDay {
@@ -62,6 +66,7 @@ impl GeneratedDay {
             Dataset::SalesEvents => &self.sales,
             Dataset::EquipmentMetrics => &self.readings,
             Dataset::InventoryUpdates => &self.inventory,
+            Dataset::Weather => &self.weather,
             _ => &[],
         }
     }
@@ -95,6 +100,7 @@ pub fn generate_day(plan: &DayPlan) -> GeneratedDay {
         sales: (0..plan.sales).flat_map(|i| g.sale(i)).collect(),
         readings: (0..plan.readings).flat_map(|i| g.reading(i)).collect(),
         inventory: (0..plan.inventory).flat_map(|i| g.inventory(i)).collect(),
+        weather: (1..=STORES).flat_map(|store| g.weather(store)).collect(),
     }
 }
 
@@ -245,6 +251,33 @@ impl Generator {
             "readings": {"humidity_pct": self.rng.random_range(30..70)},
         });
         self.emit(record, "metric_id")
+    }
+
+    /// A pull at the day's end of one store's weather on the day and the four before it.
+    fn weather(&mut self, store: i64) -> Vec<String> {
+        let end = self.plan.end_micros;
+        let today = date_of(end);
+        (today - 4..=today)
+            .map(|day| {
+                let max = self.rng.random_range(4.0..24.0f64);
+                let min = max - self.rng.random_range(3.0..10.0f64);
+                let rain = if self.chance(0.4) {
+                    self.rng.random_range(0.2..12.0f64)
+                } else {
+                    0.0
+                };
+                json!({
+                    "store_id": store,
+                    "date": date_from_days(day).to_string(),
+                    "pulled_at": format_timestamp(end),
+                    "temperature_max_c": (max * 10.0).round() / 10.0,
+                    "temperature_min_c": (min * 10.0).round() / 10.0,
+                    "precipitation_mm": (rain * 10.0).round() / 10.0,
+                    "weather_code": if rain > 0.0 { 61 } else { 2 },
+                })
+                .to_string()
+            })
+            .collect()
     }
 
     fn inventory(&mut self, i: usize) -> Vec<String> {

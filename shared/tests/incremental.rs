@@ -1,8 +1,9 @@
 //! Incremental silver and gold against a recomputation: random sales, inventory and equipment
 //! events — late, too late, duplicated with a changed payload, transactions split over
 //! batches — delivered in random batches in a random order (with a too-late backfill now and
-//! then), processed incrementally; then every date is recomputed by a backfill, and no gold
-//! table may change. Silver must hold each id once, as first delivered.
+//! then), with weather pulls of the same days in any order, processed incrementally; then every
+//! date is recomputed by a backfill, and no gold table — facts, `dim_weather`, the demand
+//! features — may change. Silver must hold each id once, as first delivered.
 
 #![allow(clippy::unwrap_used)]
 
@@ -72,6 +73,7 @@ fn sales(rng: &mut StdRng, now: i64, transactions: usize) -> (Vec<String>, Vec<i
                 "product_id": if failing { 99 } else { rng.random_range(1..=2) },
                 "quantity": if failing { 0 } else { rng.random_range(1..=5) },
                 "unit_price": 2.5,
+                "promotion_id": (rng.random_range(0..3) == 0).then_some("P1"),
             });
             lines.push(sale.to_string());
             if at < now - 48 * MICROS_PER_HOUR {
@@ -84,6 +86,33 @@ fn sales(rng: &mut StdRng, now: i64, transactions: usize) -> (Vec<String>, Vec<i
         }
     }
     (lines, too_late)
+}
+
+/// Weather pulls of stores 1–2 over the last four days, each day pulled several times (at
+/// random times: the latest pull must win, whatever the delivery order).
+fn weather(rng: &mut StdRng, now: i64) -> Vec<String> {
+    let mut lines = Vec::new();
+    for store in 1..=2 {
+        for back in 0..4 {
+            let date = bakehouse::domain::time::date_from_days(date_of(now) - back);
+            for _ in 0..rng.random_range(1..=3) {
+                let pulled = now - rng.random_range(0..72 * 3600) * MICROS_PER_SECOND;
+                lines.push(
+                    json!({
+                        "store_id": store,
+                        "date": date.to_string(),
+                        "pulled_at": format_timestamp(pulled),
+                        "temperature_max_c": rng.random_range(0..30),
+                        "temperature_min_c": rng.random_range(-10..0),
+                        "precipitation_mm": rng.random_range(0..20),
+                        "weather_code": rng.random_range(0..4),
+                    })
+                    .to_string(),
+                );
+            }
+        }
+    }
+    lines
 }
 
 /// The lines dealt into `batches` batches in a random order.
@@ -123,6 +152,7 @@ async fn incremental_gold_equals_a_backfill_of_the_same_dates() {
             ..DayPlan::demo(seed, now)
         });
         let batches = rng.random_range(2..=6);
+        let pulls = weather(&mut rng, now);
         let deliveries = [
             (Dataset::SalesEvents, deal(&mut rng, sales, batches)),
             (
@@ -133,6 +163,7 @@ async fn incremental_gold_equals_a_backfill_of_the_same_dates() {
                 Dataset::InventoryUpdates,
                 deal(&mut rng, day.inventory, batches),
             ),
+            (Dataset::Weather, deal(&mut rng, pulls, batches)),
         ];
         // The quantity of each sale as first delivered: what silver must keep.
         let mut first: HashMap<String, i64> = HashMap::new();
@@ -196,12 +227,15 @@ async fn incremental_gold_equals_a_backfill_of_the_same_dates() {
         for fact in &facts {
             incremental.push(table_lines(&deps.lake, fact).await);
         }
+        let features = table_lines(&deps.lake, &tables::FEATURES_DEMAND_DAILY).await;
         let everything = Backfill {
             from: i32::MIN,
             to: i32::MAX,
             too_late: false,
         };
         catch_up(&deps, &facts, Some(everything)).await.unwrap();
+        // Every fact date rewritten: the features of all of them are recomputed.
+        bakehouse::hops::features::refresh(&deps).await.unwrap();
         for (fact, incremental) in facts.iter().zip(incremental) {
             let recomputed = table_lines(&deps.lake, fact).await;
             assert!(
@@ -215,5 +249,11 @@ async fn incremental_gold_equals_a_backfill_of_the_same_dates() {
                 fact.name
             );
         }
+        assert!(!features.is_empty(), "case {seed}: no features");
+        assert_eq!(
+            features,
+            table_lines(&deps.lake, &tables::FEATURES_DEMAND_DAILY).await,
+            "case {seed}: features incremental vs recomputed"
+        );
     }
 }

@@ -24,6 +24,7 @@ TABLES = [
     "silver.equipment_metrics", "silver.inventory", "gold.fact_sales", "gold.fact_sales_daily",
     "gold.fact_inventory", "gold.fact_equipment_performance", "gold.dim_store", "gold.dim_product",
     "gold.dim_customer", "gold.dim_equipment", "gold.data_quality_daily", "gold.late_arrivals_daily",
+    "bronze.weather", "silver.weather", "gold.dim_weather", "gold.features_demand_daily",
 ]
 
 

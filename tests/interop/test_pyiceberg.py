@@ -31,7 +31,19 @@ EXPECTED_SCHEMAS = {  # SPEC §3–5 names; types as README's "Decisions" say
     "bronze.inventory_updates": "update_id:string event_time:timestamptz store_id:int product_id:int beginning_stock:int "
                                 "restocked_quantity:int sold_quantity:int waste_quantity:int reported_by:string " + LINEAGE,
     "bronze.stores": "store_id:int name:string city:string region:string opening_hour:string closing_hour:string "
-                     "manager:string " + LINEAGE,
+                     "manager:string " + LINEAGE + " latitude:double longitude:double",
+    "bronze.weather": "store_id:int date:date pulled_at:timestamptz temperature_max_c:double "
+                      "temperature_min_c:double precipitation_mm:double weather_code:int " + LINEAGE,
+    "silver.weather": "business_date:date store_id:int temperature_max_c:double temperature_min_c:double "
+                      "precipitation_mm:double weather_code:int pulled_at:timestamptz is_forecast:boolean "
+                      "ingestion_time:timestamptz quality_score:int failed_rules:string source_ref:string",
+    "gold.dim_weather": "business_date:date store_id:int temperature_max_c:double temperature_min_c:double "
+                        "precipitation_mm:double weather_code:int is_forecast:boolean",
+    "gold.features_demand_daily": "business_date:date store_id:int product_id:int quantity:long "
+                                  "revenue:decimal(14, 2) quantity_lag_1:long quantity_lag_7:long "
+                                  "rolling_mean_7:double rolling_mean_28:double day_of_week:int "
+                                  "promotion_share:double waste_ratio:double stock_out:boolean "
+                                  "temperature_max_c:double precipitation_mm:double",
     "bronze.products": "product_id:int name:string category:string list_price:decimal(10, 2) " + LINEAGE,
     "bronze.customers": "customer_id:string loyalty_tier:string city:string " + LINEAGE,
     "bronze.equipment": "equipment_id:int store_id:int equipment_type:string name:string " + LINEAGE,
@@ -51,7 +63,7 @@ EXPECTED_SCHEMAS = {  # SPEC §3–5 names; types as README's "Decisions" say
                        "unit_price:decimal(10, 2) revenue:decimal(14, 2) time_of_day:string quality_score:int "
                        "customer_key:long",
     "gold.fact_sales_daily": "business_date:date store_id:int product_id:int quantity:long revenue:decimal(14, 2) "
-                             "line_items:long transactions:long",
+                             "line_items:long transactions:long promoted_quantity:long",
     "gold.fact_inventory": "business_date:date store_id:int product_id:int beginning_stock:int restocked_quantity:int "
                            "sold_quantity:int waste_quantity:int closing_stock:long waste_ratio:double "
                            "days_of_supply:double stock_out:boolean updates:long",
@@ -80,6 +92,8 @@ PARTITIONS = {
     "gold.fact_equipment_performance": ("business_date", "identity"),
     "gold.dim_store": None, "gold.dim_product": None, "gold.dim_customer": None, "gold.dim_equipment": None,
     "gold.data_quality_daily": ("business_date", "identity"), "gold.late_arrivals_daily": ("business_date", "identity"),
+    "bronze.weather": ("ingestion_time", "day"), "silver.weather": ("business_date", "identity"),
+    "gold.dim_weather": ("business_date", "identity"), "gold.features_demand_daily": ("business_date", "identity"),
 }
 
 

@@ -68,7 +68,8 @@ async fn gold_recomputes_the_touched_dates_of_the_announced_silver_table() {
                 quantity: 4,
                 revenue: Money(2900),
                 line_items: 2,
-                transactions: 2
+                transactions: 2,
+                promoted_quantity: 0,
             },
             FactSalesDaily {
                 business_date: day,
@@ -77,7 +78,8 @@ async fn gold_recomputes_the_touched_dates_of_the_announced_silver_table() {
                 quantity: 2,
                 revenue: Money(1450),
                 line_items: 1,
-                transactions: 1
+                transactions: 1,
+                promoted_quantity: 0,
             },
         ]
     );

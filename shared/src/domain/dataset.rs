@@ -10,6 +10,8 @@ pub enum Dataset {
     SalesEvents,
     EquipmentMetrics,
     InventoryUpdates,
+    /// Daily weather per store, pulled from the weather API (files only, never a topic).
+    Weather,
     Stores,
     Products,
     Customers,
@@ -18,10 +20,11 @@ pub enum Dataset {
 
 impl Dataset {
     /// Every dataset, events first.
-    pub const ALL: [Dataset; 7] = [
+    pub const ALL: [Dataset; 8] = [
         Dataset::SalesEvents,
         Dataset::EquipmentMetrics,
         Dataset::InventoryUpdates,
+        Dataset::Weather,
         Dataset::Stores,
         Dataset::Products,
         Dataset::Customers,
@@ -47,6 +50,7 @@ impl Dataset {
             Dataset::SalesEvents => "sales-events",
             Dataset::EquipmentMetrics => "equipment-metrics",
             Dataset::InventoryUpdates => "inventory-updates",
+            Dataset::Weather => "weather",
             Dataset::Stores => "stores",
             Dataset::Products => "products",
             Dataset::Customers => "customers",
@@ -60,6 +64,7 @@ impl Dataset {
             Dataset::SalesEvents => "sales_events",
             Dataset::EquipmentMetrics => "equipment_metrics",
             Dataset::InventoryUpdates => "inventory_updates",
+            Dataset::Weather => "weather",
             Dataset::Stores => "stores",
             Dataset::Products => "products",
             Dataset::Customers => "customers",
@@ -94,7 +99,9 @@ impl Dataset {
     /// (`prod.sales-events`, for environments sharing a broker).
     pub fn of_topic(topic: &str) -> Option<Dataset> {
         let name = topic.rsplit_once('.').map_or(topic, |(_, name)| name);
-        name.parse::<Dataset>().ok().filter(|d| !d.is_reference())
+        name.parse::<Dataset>()
+            .ok()
+            .filter(|d| Dataset::EVENTS.contains(d))
     }
 }
 
@@ -123,6 +130,7 @@ mod tests {
             Some(Dataset::InventoryUpdates)
         );
         assert_eq!(Dataset::of_topic("stores"), None);
+        assert_eq!(Dataset::of_topic("weather"), None);
         assert_eq!(Dataset::of_topic("sales-events.x"), None);
         assert_eq!(Dataset::of_topic("salesevents"), None);
     }

@@ -72,8 +72,9 @@ pub const FACT_SALES_SILVER_COLUMNS: [&str; 13] = [
 ];
 
 /// The silver sales columns `fact_sales_daily` reads.
-pub const DAILY_SALES_SILVER_COLUMNS: [&str; 8] = [
+pub const DAILY_SALES_SILVER_COLUMNS: [&str; 9] = [
     "transaction_id",
+    "promotion_id",
     "business_date",
     "store_id",
     "product_id",
@@ -241,6 +242,8 @@ pub struct DailySales {
 #[derive(Default)]
 struct DailySum {
     quantity: i64,
+    /// Quantity of the line items with a promotion.
+    promoted: i64,
     revenue: i128,
     line_items: i64,
     /// Line items without a transaction id: each is a transaction of its own (its event id,
@@ -291,6 +294,7 @@ impl DailySales {
         let quantity = column::<Int32Array>(batch, "quantity")?;
         let revenue = column::<Decimal128Array>(batch, "revenue")?;
         let transaction = column::<StringArray>(batch, "transaction_id")?;
+        let promotion = column::<StringArray>(batch, "promotion_id")?;
         for i in (0..batch.num_rows()).filter(|i| eligible.value(*i)) {
             let key = (date.value(i), store.value(i), product.value(i));
             let next = u32::try_from(self.sums.len())
@@ -301,6 +305,9 @@ impl DailySales {
             }
             let sum = &mut self.sums[group as usize];
             sum.quantity += i64::from(quantity.value(i));
+            if promotion.is_valid(i) {
+                sum.promoted += i64::from(quantity.value(i));
+            }
             sum.revenue += revenue.value(i);
             sum.line_items += 1;
             if transaction.is_null(i) {
@@ -386,6 +393,7 @@ impl DailySales {
                     revenue,
                     line_items: sum.line_items,
                     transactions: sum.transactions(),
+                    promoted_quantity: sum.promoted,
                 })
             })
             .collect()
@@ -424,6 +432,7 @@ pub fn add_daily(
                 row.quantity += d.quantity;
                 row.line_items += d.line_items;
                 row.transactions += d.transactions;
+                row.promoted_quantity += d.promoted_quantity;
             }
         }
     }
@@ -625,8 +634,12 @@ mod tests {
     #[test]
     fn daily_sales_sum_eligible_rows_and_count_distinct_transactions() {
         let policy = GoldPolicy::default();
+        let promoted = |mut s: SilverSale| {
+            s.promotion_id = Some("p1".into());
+            s
+        };
         let rows = vec![
-            sale("a", 1, 1, Some("t1"), 2, 150, 100, false),
+            promoted(sale("a", 1, 1, Some("t1"), 2, 150, 100, false)),
             sale("b", 1, 1, Some("t1"), 1, 200, 50, false),
             sale("c", 1, 1, None, 1, 100, 100, false),
             sale("d", 1, 1, None, 5, 100, 49, false), // below the minimum score
@@ -644,7 +657,8 @@ mod tests {
                     quantity: 4,
                     revenue: Money(600),
                     line_items: 3,
-                    transactions: 2
+                    transactions: 2,
+                    promoted_quantity: 2,
                 },
                 FactSalesDaily {
                     business_date: 2,
@@ -653,7 +667,8 @@ mod tests {
                     quantity: 2,
                     revenue: Money(2),
                     line_items: 2,
-                    transactions: 2
+                    transactions: 2,
+                    promoted_quantity: 0,
                 },
             ]
         );

@@ -2,6 +2,7 @@
 //! aggregates. Never imports AWS, Lambda, Kafka or Iceberg crates; time is a parameter.
 
 pub mod dataset;
+pub mod features;
 pub mod fields;
 pub mod gold;
 pub mod money;
@@ -13,3 +14,4 @@ pub mod scd2;
 pub mod silver;
 pub mod time;
 pub mod validate;
+pub mod weather;

@@ -18,7 +18,7 @@ pub struct Assessment {
 }
 
 impl Assessment {
-    fn from_rules(rules: &[(&'static str, i32, bool)]) -> Self {
+    pub(crate) fn from_rules(rules: &[(&'static str, i32, bool)]) -> Self {
         let failed: Vec<_> = rules.iter().filter(|(_, _, pass)| !pass).collect();
         let penalty: i32 = failed.iter().map(|(_, p, _)| p).sum();
         Assessment {

@@ -89,6 +89,11 @@ pub struct BronzeStore {
     pub source: String,
     pub source_ref: String,
     pub ingestion_time: i64,
+    /// WGS84 coordinates, for the weather pull (absent from files written before the columns).
+    #[serde(default)]
+    pub latitude: Option<f64>,
+    #[serde(default)]
+    pub longitude: Option<f64>,
 }
 
 /// `bronze.products`: one product of a reference snapshot.
@@ -193,6 +198,56 @@ pub struct SilverReading {
     pub source_ref: String,
 }
 
+/// `bronze.weather`: one store's weather on one day, as one pull of the weather API gave it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BronzeWeather {
+    pub store_id: i32,
+    /// The day the values are for (days since the epoch).
+    pub date: i32,
+    /// When the API was asked (UTC microseconds): a later pull of the same day wins.
+    pub pulled_at: i64,
+    pub temperature_max_c: Option<f64>,
+    pub temperature_min_c: Option<f64>,
+    pub precipitation_mm: Option<f64>,
+    pub weather_code: Option<i32>,
+    /// The record as received; readers that skip the column (silver) get it empty.
+    #[serde(default)]
+    pub payload: String,
+    pub source: String,
+    pub source_ref: String,
+    pub ingestion_time: i64,
+}
+
+/// `silver.weather`: the latest pull of one store's day, scored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SilverWeather {
+    pub business_date: i32,
+    pub store_id: i32,
+    pub temperature_max_c: Option<f64>,
+    pub temperature_min_c: Option<f64>,
+    pub precipitation_mm: Option<f64>,
+    pub weather_code: Option<i32>,
+    pub pulled_at: i64,
+    /// The day had not ended (UTC) when it was pulled: a forecast, not an observation.
+    pub is_forecast: bool,
+    pub ingestion_time: i64,
+    pub quality_score: i32,
+    pub failed_rules: String,
+    pub source_ref: String,
+}
+
+/// `gold.dim_weather`: business_date × store.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DimWeather {
+    pub business_date: i32,
+    pub store_id: i32,
+    pub temperature_max_c: Option<f64>,
+    pub temperature_min_c: Option<f64>,
+    pub precipitation_mm: Option<f64>,
+    pub weather_code: Option<i32>,
+    pub is_forecast: bool,
+}
+
 /// `silver.inventory`: a deduplicated, scored stock count.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SilverInventory {
@@ -248,6 +303,14 @@ pub struct FactSalesDaily {
     pub revenue: Money,
     pub line_items: i64,
     pub transactions: i64,
+    /// Quantity of the line items sold with a promotion (null in files written before the
+    /// column existed: read as 0 until a backfill recomputes those dates).
+    #[serde(default, deserialize_with = "null_as_zero")]
+    pub promoted_quantity: i64,
+}
+
+fn null_as_zero<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    Ok(Option::<i64>::deserialize(deserializer)?.unwrap_or(0))
 }
 
 /// `gold.fact_inventory`: the day's latest stock count per store × product.
@@ -265,6 +328,28 @@ pub struct FactInventory {
     pub days_of_supply: Option<f64>,
     pub stock_out: bool,
     pub updates: i64,
+}
+
+/// `gold.features_demand_daily`: business_date × store × product, for demand forecasting.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FeatureDemandDaily {
+    pub business_date: i32,
+    pub store_id: i32,
+    pub product_id: i32,
+    pub quantity: i64,
+    pub revenue: Money,
+    pub quantity_lag_1: i64,
+    pub quantity_lag_7: i64,
+    pub rolling_mean_7: f64,
+    pub rolling_mean_28: f64,
+    /// ISO: 1 = Monday … 7 = Sunday.
+    pub day_of_week: i32,
+    /// Quantity sold under a promotion / quantity (0 without sales).
+    pub promotion_share: f64,
+    pub waste_ratio: Option<f64>,
+    pub stock_out: Option<bool>,
+    pub temperature_max_c: Option<f64>,
+    pub precipitation_mm: Option<f64>,
 }
 
 /// `gold.fact_equipment_performance`: business_date × equipment.
@@ -377,6 +462,7 @@ macro_rules! ingested {
     )*};
 }
 ingested!(
+    BronzeWeather,
     BronzeSale,
     BronzeReading,
     BronzeInventory,

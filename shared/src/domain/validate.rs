@@ -150,6 +150,7 @@ pub enum BronzeRecord {
     Product(BronzeProduct),
     Customer(BronzeCustomer),
     Equipment(BronzeEquipment),
+    Weather(BronzeWeather),
 }
 
 /// Validates one raw record of `dataset`, stamping `lineage` on the result.
@@ -297,7 +298,36 @@ pub fn validate(
             source: l.source,
             source_ref: l.source_ref,
             ingestion_time: l.ingestion_time,
+            latitude: o.coordinate("latitude", 90.0)?,
+            longitude: o.coordinate("longitude", 180.0)?,
         }),
+        Dataset::Weather => {
+            if let Some(body) = o.get("malformed_response") {
+                return Err(Rejection::new(
+                    RejectCode::InvalidValue,
+                    format!(
+                        "the weather API answered with no daily weather: {}",
+                        match body {
+                            Field::Str(s) => s.chars().take(200).collect(),
+                            other => other.json_type().to_string(),
+                        }
+                    ),
+                ));
+            }
+            BronzeRecord::Weather(BronzeWeather {
+                store_id: o.int("store_id")?,
+                date: o.date("date")?,
+                pulled_at: o.timestamp("pulled_at")?,
+                temperature_max_c: o.opt_number("temperature_max_c")?,
+                temperature_min_c: o.opt_number("temperature_min_c")?,
+                precipitation_mm: o.opt_number("precipitation_mm")?,
+                weather_code: o.opt_int("weather_code")?,
+                payload,
+                source: l.source,
+                source_ref: l.source_ref,
+                ingestion_time: l.ingestion_time,
+            })
+        }
         Dataset::Products => BronzeRecord::Product(BronzeProduct {
             product_id: o.int("product_id")?,
             name: o.text("name")?,
@@ -369,7 +399,7 @@ enum FieldKind {
 }
 
 fn field_kind(dataset: Dataset, field: &str) -> FieldKind {
-    const NUMERIC: [&str; 13] = [
+    const NUMERIC: [&str; 19] = [
         "store_id",
         "product_id",
         "quantity",
@@ -383,6 +413,12 @@ fn field_kind(dataset: Dataset, field: &str) -> FieldKind {
         "sold_quantity",
         "waste_quantity",
         "list_price",
+        "latitude",
+        "longitude",
+        "temperature_max_c",
+        "temperature_min_c",
+        "precipitation_mm",
+        "weather_code",
     ];
     match field {
         "readings" if dataset == Dataset::EquipmentMetrics => FieldKind::Object,
@@ -674,6 +710,30 @@ impl<'a> Obj<'_, 'a> {
 
     fn number(&self, field: &str) -> Result<f64, Rejection> {
         self.opt_number(field)?.ok_or_else(|| missing(field))
+    }
+
+    /// An optional WGS84 coordinate within ±`limit` degrees.
+    fn coordinate(&self, field: &str, limit: f64) -> Result<Option<f64>, Rejection> {
+        match self.opt_number(field)? {
+            Some(degrees) if degrees.abs() > limit => Err(Rejection::new(
+                RejectCode::OutOfRange,
+                format!("field {field} = {degrees} is not within ±{limit} degrees"),
+            )),
+            degrees => Ok(degrees),
+        }
+    }
+
+    /// A calendar date, `YYYY-MM-DD`, as days since the epoch.
+    fn date(&self, field: &str) -> Result<i32, Rejection> {
+        let text = self.string(field)?;
+        chrono::NaiveDate::parse_from_str(&text, "%Y-%m-%d")
+            .map(super::time::days_from_date)
+            .map_err(|_| {
+                Rejection::new(
+                    RejectCode::BadTimestamp,
+                    format!("field {field} = {text:?} is not a YYYY-MM-DD date"),
+                )
+            })
     }
 
     fn timestamp(&self, field: &str) -> Result<i64, Rejection> {

@@ -152,6 +152,7 @@ struct Staging<O> {
     products: Vec<(O, BronzeProduct)>,
     customers: Vec<(O, BronzeCustomer)>,
     equipment: Vec<(O, BronzeEquipment)>,
+    weather: Vec<(O, BronzeWeather)>,
     quarantine: Vec<(O, QuarantineRow)>,
 }
 
@@ -165,6 +166,7 @@ impl<O> Default for Staging<O> {
             products: Vec::new(),
             customers: Vec::new(),
             equipment: Vec::new(),
+            weather: Vec::new(),
             quarantine: Vec::new(),
         }
     }
@@ -212,6 +214,7 @@ impl<O> Staging<O> {
             Ok(BronzeRecord::Product(r)) => self.products.push((origin, r)),
             Ok(BronzeRecord::Customer(r)) => self.customers.push((origin, r)),
             Ok(BronzeRecord::Equipment(r)) => self.equipment.push((origin, r)),
+            Ok(BronzeRecord::Weather(r)) => self.weather.push((origin, r)),
             Err(rejection) => {
                 self.quarantine.push((
                     origin,
@@ -275,6 +278,7 @@ impl Staging<KafkaOrigin> {
         commit_kafka_rows(lake, &tables::BRONZE_PRODUCTS, &self.products, o, r, s).await?;
         commit_kafka_rows(lake, &tables::BRONZE_CUSTOMERS, &self.customers, o, r, s).await?;
         commit_kafka_rows(lake, &tables::BRONZE_EQUIPMENT, &self.equipment, o, r, s).await?;
+        commit_kafka_rows(lake, &tables::BRONZE_WEATHER, &self.weather, o, r, s).await?;
         commit_kafka_rows(lake, &tables::QUARANTINE, &self.quarantine, o, r, s).await
     }
 }
@@ -298,6 +302,7 @@ impl Staging<()> {
         batch_of(&mut out, &tables::BRONZE_PRODUCTS, self.products, writers)?;
         batch_of(&mut out, &tables::BRONZE_CUSTOMERS, self.customers, writers)?;
         batch_of(&mut out, &tables::BRONZE_EQUIPMENT, self.equipment, writers)?;
+        batch_of(&mut out, &tables::BRONZE_WEATHER, self.weather, writers)?;
         batch_of(&mut out, &tables::QUARANTINE, self.quarantine, writers)?;
         Ok(out)
     }

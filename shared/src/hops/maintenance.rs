@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use tracing::{info, instrument};
 
 use super::reference::{latest_snapshot, read_versions};
-use super::{Deps, checkpoint, to_silver};
+use super::{Deps, checkpoint, source_checkpoint, to_silver};
 use super::{reference, to_gold};
 use crate::adapters::iceberg::{
     ALL_TABLES, CommitOutcome, CommitPlan, DEFAULT_TARGET_FILE_SIZE, FileStats, Lakehouse,
@@ -403,11 +403,6 @@ async fn update_equipment(lake: &Lakehouse) -> Result<Option<CommitOutcome>, Sto
         }))
     })
     .await
-}
-
-/// The checkpoint a report keeps per source table: the source sequence number it has read.
-fn source_checkpoint(source: &TableDef) -> String {
-    format!("bakehouse.source-sequence-number.{}", source.qualified())
 }
 
 /// Brings a daily report up to date: the business dates that silver (and, for the quality

@@ -1,12 +1,14 @@
 //! The hops — one module per Lambda handler — and what they share: the dependencies built
 //! once per process and the checkpoint properties kept in snapshot summaries.
 
+pub mod features;
 pub mod ingest;
 pub mod maintenance;
 pub mod reference;
 pub mod replay;
 pub mod to_gold;
 pub mod to_silver;
+pub mod weather;
 
 use std::collections::HashMap;
 
@@ -40,6 +42,12 @@ pub fn checkpoint(table: &iceberg::table::Table) -> i64 {
     Lakehouse::snapshot_property(table, PROP_SOURCE_SEQUENCE)
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
+}
+
+/// The checkpoint a table computed from several sources keeps for one of them (its snapshot
+/// summary property): the source's sequence number it has read up to.
+fn source_checkpoint(source: &TableDef) -> String {
+    format!("{PROP_SOURCE_SEQUENCE}.{}", source.qualified())
 }
 
 /// The checkpoint a downstream commit records: the source table's current snapshot, which it

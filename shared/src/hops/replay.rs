@@ -134,6 +134,7 @@ fn key_of(record: &BronzeRecord) -> RecordKey {
         BronzeRecord::Product(r) => r,
         BronzeRecord::Customer(r) => r,
         BronzeRecord::Equipment(r) => r,
+        BronzeRecord::Weather(r) => r,
     };
     (ingested.source_ref().to_string(), ingested.ingestion_time())
 }

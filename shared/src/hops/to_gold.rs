@@ -22,12 +22,12 @@ use crate::adapters::iceberg::{
     CommitOutcome, CommitPlan, DEFAULT_TARGET_FILE_SIZE, KeyProbe, Lakehouse, LiveFile, TableDef,
     arrow_schema, batch_to_rows, batches_by_day, partition_day, tables, write_produced,
 };
-use crate::domain::gold;
 use crate::domain::time::{date_from_days, days_from_date};
+use crate::domain::{gold, weather};
 use crate::error::{HandlerError, StorageError};
 
 /// The gold facts and the silver table each is computed from.
-pub const FACTS: [(TableDef, TableDef); 4] = [
+pub const FACTS: [(TableDef, TableDef); 5] = [
     (tables::FACT_SALES, tables::SILVER_SALES),
     (tables::FACT_SALES_DAILY, tables::SILVER_SALES),
     (tables::FACT_INVENTORY, tables::SILVER_INVENTORY),
@@ -35,6 +35,7 @@ pub const FACTS: [(TableDef, TableDef); 4] = [
         tables::FACT_EQUIPMENT_PERFORMANCE,
         tables::SILVER_EQUIPMENT_METRICS,
     ),
+    (tables::DIM_WEATHER, tables::SILVER_WEATHER),
 ];
 
 /// Handles a wake-up: an S3 notification of silver commits (or none: every fact).
@@ -57,11 +58,13 @@ pub async fn handle(
         .map(|(fact, _)| fact)
         .filter(|fact| wanted.is_empty() || wanted.contains(fact))
         .collect();
-    let outcomes: Vec<CommitOutcome> = catch_up(deps, &facts, None)
+    let mut outcomes: Vec<CommitOutcome> = catch_up(deps, &facts, None)
         .await?
         .into_iter()
         .flatten()
         .collect();
+    // The demand features read the facts just written.
+    outcomes.extend(super::features::refresh(deps).await?);
     info!(
         commits = outcomes.len(),
         rows = outcomes.iter().map(|o| o.added_records).sum::<u64>(),
@@ -179,6 +182,15 @@ async fn process(
             refresh(deps, fact, silver, None, scope, move |silver, schema| {
                 let facts = gold::fact_equipment_performance(&rows_of(silver)?, &policy);
                 by_date(schema, &facts, |f| f.business_date)
+            })
+            .await
+        }
+        "dim_weather" => {
+            let scope = Scope::Dates(also);
+            let silver = &tables::SILVER_WEATHER;
+            refresh(deps, fact, silver, None, scope, move |silver, schema| {
+                let days = weather::dim_weather(&rows_of(silver)?, &policy);
+                by_date(schema, &days, |d| d.business_date)
             })
             .await
         }

@@ -34,13 +34,22 @@ use crate::domain::time::date_of;
 use crate::error::{HandlerError, StorageError};
 
 /// The silver tables and the bronze table each is refined from.
-pub const SILVER: [(TableDef, TableDef); 3] = [
+pub const SILVER: [(TableDef, TableDef); 4] = [
     (tables::SILVER_SALES, tables::BRONZE_SALES),
     (
         tables::SILVER_EQUIPMENT_METRICS,
         tables::BRONZE_EQUIPMENT_METRICS,
     ),
     (tables::SILVER_INVENTORY, tables::BRONZE_INVENTORY),
+    (tables::SILVER_WEATHER, tables::BRONZE_WEATHER),
+];
+
+/// The datasets refined into silver, in [`SILVER`]'s order.
+const REFINED: [Dataset; 4] = [
+    Dataset::SalesEvents,
+    Dataset::EquipmentMetrics,
+    Dataset::InventoryUpdates,
+    Dataset::Weather,
 ];
 
 /// Handles a wake-up: an S3 notification of bronze commits (or none: process everything).
@@ -53,13 +62,13 @@ pub async fn handle(
     event: Option<&S3Event>,
 ) -> Result<Vec<CommitOutcome>, HandlerError> {
     let changed = event.map(changed_tables).unwrap_or_default();
-    let datasets: Vec<Dataset> = Dataset::EVENTS
+    let datasets: Vec<Dataset> = REFINED
         .into_iter()
         .filter(|d| changed.is_empty() || changed.contains(&format!("bronze.{}", d.bronze_table())))
         .collect();
     // A notification about other tables (a reference snapshot, say) still wakes every dataset.
     let datasets = if datasets.is_empty() {
-        Dataset::EVENTS.to_vec()
+        REFINED.to_vec()
     } else {
         datasets
     };
@@ -75,7 +84,7 @@ pub async fn handle(
     Ok(outcomes)
 }
 
-/// Brings the silver table of one event dataset up to date with bronze.
+/// Brings the silver table of one dataset up to date with bronze.
 ///
 /// # Errors
 /// Storage errors.
@@ -118,6 +127,7 @@ pub async fn process(deps: &Deps, dataset: Dataset) -> Result<Option<CommitOutco
             )
             .await
         }
+        Dataset::Weather => super::weather::refine(deps).await,
         _ => Ok(None),
     }
 }

@@ -125,6 +125,26 @@ pub const BRONZE_STORES: TableDef = TableDef {
         LINEAGE[1],
         LINEAGE[2],
         LINEAGE[3],
+        ("latitude", Double),
+        ("longitude", Double),
+    ],
+    partition: Some(("ingestion_time", Part::Day)),
+};
+pub const BRONZE_WEATHER: TableDef = TableDef {
+    namespace: "bronze",
+    name: "weather",
+    columns: &[
+        ("store_id", Int),
+        ("date", Date),
+        ("pulled_at", Ts),
+        ("temperature_max_c", Double),
+        ("temperature_min_c", Double),
+        ("precipitation_mm", Double),
+        ("weather_code", Int),
+        LINEAGE[0],
+        LINEAGE[1],
+        LINEAGE[2],
+        LINEAGE[3],
     ],
     partition: Some(("ingestion_time", Part::Day)),
 };
@@ -270,6 +290,27 @@ pub const SILVER_INVENTORY: TableDef = TableDef {
     partition: Some(("event_time", Part::Day)),
 };
 
+/// Silver weather: one row per store and day (the latest pull), partitioned by that day.
+pub const SILVER_WEATHER: TableDef = TableDef {
+    namespace: "silver",
+    name: "weather",
+    columns: &[
+        ("business_date", Date),
+        ("store_id", Int),
+        ("temperature_max_c", Double),
+        ("temperature_min_c", Double),
+        ("precipitation_mm", Double),
+        ("weather_code", Int),
+        ("pulled_at", Ts),
+        ("is_forecast", Bool),
+        ("ingestion_time", Ts),
+        ("quality_score", Int),
+        ("failed_rules", Str),
+        ("source_ref", Str),
+    ],
+    partition: Some(("business_date", Part::Identity)),
+};
+
 // Gold: facts partitioned by business date.
 pub const FACT_SALES: TableDef = TableDef {
     namespace: "gold",
@@ -304,6 +345,7 @@ pub const FACT_SALES_DAILY: TableDef = TableDef {
         ("revenue", Dec(14)),
         ("line_items", Long),
         ("transactions", Long),
+        ("promoted_quantity", Long),
     ],
     partition: Some(("business_date", Part::Identity)),
 };
@@ -393,6 +435,44 @@ pub const DIM_CUSTOMER: TableDef = TableDef {
     ],
     partition: None,
 };
+/// What a demand-forecasting model trains on (SPEC §5), from the gold facts and weather.
+pub const FEATURES_DEMAND_DAILY: TableDef = TableDef {
+    namespace: "gold",
+    name: "features_demand_daily",
+    columns: &[
+        ("business_date", Date),
+        ("store_id", Int),
+        ("product_id", Int),
+        ("quantity", Long),
+        ("revenue", Dec(14)),
+        ("quantity_lag_1", Long),
+        ("quantity_lag_7", Long),
+        ("rolling_mean_7", Double),
+        ("rolling_mean_28", Double),
+        ("day_of_week", Int),
+        ("promotion_share", Double),
+        ("waste_ratio", Double),
+        ("stock_out", Bool),
+        ("temperature_max_c", Double),
+        ("precipitation_mm", Double),
+    ],
+    partition: Some(("business_date", Part::Identity)),
+};
+/// Weather by business date and store (SPEC §2 External API), from silver's latest pulls.
+pub const DIM_WEATHER: TableDef = TableDef {
+    namespace: "gold",
+    name: "dim_weather",
+    columns: &[
+        ("business_date", Date),
+        ("store_id", Int),
+        ("temperature_max_c", Double),
+        ("temperature_min_c", Double),
+        ("precipitation_mm", Double),
+        ("weather_code", Int),
+        ("is_forecast", Bool),
+    ],
+    partition: Some(("business_date", Part::Identity)),
+};
 pub const DIM_EQUIPMENT: TableDef = TableDef {
     namespace: "gold",
     name: "dim_equipment",
@@ -436,10 +516,11 @@ pub const LATE_ARRIVALS_DAILY: TableDef = TableDef {
 };
 
 /// Every table, in creation order.
-pub const ALL_TABLES: [TableDef; 21] = [
+pub const ALL_TABLES: [TableDef; 25] = [
     BRONZE_SALES,
     BRONZE_EQUIPMENT_METRICS,
     BRONZE_INVENTORY,
+    BRONZE_WEATHER,
     BRONZE_STORES,
     BRONZE_PRODUCTS,
     BRONZE_CUSTOMERS,
@@ -448,6 +529,7 @@ pub const ALL_TABLES: [TableDef; 21] = [
     SILVER_SALES,
     SILVER_EQUIPMENT_METRICS,
     SILVER_INVENTORY,
+    SILVER_WEATHER,
     FACT_SALES,
     FACT_SALES_DAILY,
     FACT_INVENTORY,
@@ -456,6 +538,8 @@ pub const ALL_TABLES: [TableDef; 21] = [
     DIM_PRODUCT,
     DIM_CUSTOMER,
     DIM_EQUIPMENT,
+    DIM_WEATHER,
+    FEATURES_DEMAND_DAILY,
     DATA_QUALITY_DAILY,
     LATE_ARRIVALS_DAILY,
 ];
@@ -556,6 +640,7 @@ impl TableDef {
             Dataset::SalesEvents => BRONZE_SALES,
             Dataset::EquipmentMetrics => BRONZE_EQUIPMENT_METRICS,
             Dataset::InventoryUpdates => BRONZE_INVENTORY,
+            Dataset::Weather => BRONZE_WEATHER,
             Dataset::Stores => BRONZE_STORES,
             Dataset::Products => BRONZE_PRODUCTS,
             Dataset::Customers => BRONZE_CUSTOMERS,
