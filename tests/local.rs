@@ -411,6 +411,17 @@ async fn produced_events_all_land_in_bronze_or_quarantine() {
     let Some(mut setup) = Setup::new().await else {
         return;
     };
+    // Topics that do not exist: a clear error before anything is sent.
+    let missing = setup
+        .command(&["produce", "--count", "3", "--topic-prefix", "nosuch."])
+        .output()
+        .unwrap();
+    let message = String::from_utf8_lossy(&missing.stderr);
+    assert!(!missing.status.success());
+    assert!(
+        message.contains("has no topic nosuch.sales-events"),
+        "{message}"
+    );
     let output = setup
         .command(&[
             "produce",

@@ -36,14 +36,9 @@ pub async fn run(seed: u64, home: &Path) -> Result<()> {
     );
 
     let mut first_batch = Vec::new();
-    let datasets = [
-        Dataset::SalesEvents,
-        Dataset::EquipmentMetrics,
-        Dataset::InventoryUpdates,
-        Dataset::Weather,
-    ];
+    let datasets = Dataset::ALL.into_iter().filter(|d| !d.is_reference());
     for batch in 0..BATCHES {
-        for dataset in datasets {
+        for dataset in datasets.clone() {
             let lines = day.lines(dataset);
             let chunk = lines.len().div_ceil(BATCHES);
             let part =

@@ -240,6 +240,11 @@ pub async fn run(deps: Deps, args: LocalArgs) -> Result<()> {
     let wakeups = Arc::new(Wakeups::default());
     let mut tasks = Vec::new();
     if !args.no_kafka {
+        crate::kafka::check_topics(
+            &args.bootstrap_servers,
+            crate::kafka::event_topics(&args.topic_prefix),
+        )
+        .await?;
         let consumer = kafka_consumer(&args)?;
         tasks.push(tokio::spawn(kafka_poller(
             deps.clone(),
@@ -362,10 +367,7 @@ fn kafka_consumer(args: &LocalArgs) -> Result<StreamConsumer> {
         .set("max.poll.interval.ms", "30000")
         .create()
         .context("cannot create the Kafka consumer")?;
-    let topics: Vec<String> = bakehouse::domain::dataset::Dataset::EVENTS
-        .iter()
-        .map(|d| format!("{}{}", args.topic_prefix, d.name()))
-        .collect();
+    let topics = crate::kafka::event_topics(&args.topic_prefix);
     let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer
         .subscribe(&topics)

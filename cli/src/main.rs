@@ -21,7 +21,8 @@ fn to_json(value: &impl serde::Serialize) -> Result<String> {
             serde_json::Value::Object(fields) => {
                 for (name, field) in fields.iter_mut() {
                     match field.as_i64() {
-                        Some(day) if name.ends_with("_date") => {
+                        // Days within ±9999 years of 1970: a date, never an overflow.
+                        Some(day) if name.ends_with("_date") && day.abs() < 3_650_000 => {
                             if let Ok(day) = i32::try_from(day) {
                                 *field = bakehouse::domain::time::date_from_days(day)
                                     .to_string()
@@ -43,6 +44,7 @@ fn to_json(value: &impl serde::Serialize) -> Result<String> {
 
 mod demo;
 mod invoke;
+mod kafka;
 mod local;
 mod produce;
 mod repair;
@@ -165,8 +167,10 @@ enum Command {
 async fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
+            // opendal warns (with a backtrace) about every retried or cancelled request, such
+            // as a query's read-ahead dropped at the end: the command's own error says enough.
             tracing_subscriber::EnvFilter::try_from_env("BAKEHOUSE_LOG")
-                .unwrap_or_else(|_| "warn".into()),
+                .unwrap_or_else(|_| "warn,opendal=error".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -190,6 +194,7 @@ async fn run(cli: Cli) -> Result<()> {
     let deps = Deps::open(config)
         .await
         .context("cannot open the lakehouse")?;
+    deps.lake.check_warehouse().await?;
     match command {
         Command::Demo { .. } | Command::Produce(_) => unreachable!("handled above"),
         Command::Local(args) => local::run(deps, args).await?,

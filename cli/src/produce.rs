@@ -130,6 +130,11 @@ fn chunk(args: &ProduceArgs, seed: u64, size: usize) -> Vec<(Dataset, String)> {
 /// Sends the stream and prints what was sent.
 pub async fn run(args: ProduceArgs) -> Result<()> {
     args.validate()?;
+    crate::kafka::check_topics(
+        &args.bootstrap_servers,
+        crate::kafka::event_topics(&args.topic_prefix),
+    )
+    .await?;
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &args.bootstrap_servers)
         .set("message.timeout.ms", "30000")

@@ -29,7 +29,31 @@ fn bad_input_stops_with_a_message_naming_it() {
         env!("CARGO_MANIFEST_DIR"),
         "/../functions/ingest/fixtures/s3-landing-event.json"
     );
-    let cases: [(&[&str], &[&str]); 6] = [
+    let cases: [(&[&str], &[&str]); 9] = [
+        (
+            &["--catalog", "postgres://u:secret@127.0.0.1:9/db", "status"],
+            &["no answer from the catalog database postgres://u:***@127.0.0.1:9/db within 5 s"],
+        ),
+        // No broker listens on port 9: both stop within seconds, naming what they tried.
+        (
+            &[
+                "produce",
+                "--count",
+                "1",
+                "--bootstrap-servers",
+                "127.0.0.1:9",
+            ],
+            &["no Kafka broker answered at 127.0.0.1:9 within 5 s"],
+        ),
+        (
+            &[
+                "local",
+                "--until-idle",
+                "--bootstrap-servers",
+                "127.0.0.1:9",
+            ],
+            &["no Kafka broker answered at 127.0.0.1:9"],
+        ),
         (
             &["ingest", "--dataset", "sales", "x.jsonl"],
             &[
@@ -257,4 +281,28 @@ fn fetch_weather_lands_ingests_and_processes_through_the_command_and_invoke() {
     );
     let landed = std::fs::read_dir(home.path().join(".bakehouse/landing/weather")).unwrap();
     assert_eq!(landed.count(), 8, "four stores, two pulls");
+}
+
+#[test]
+fn an_s3_endpoint_that_does_not_answer_is_named_within_seconds() {
+    let home = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_bakehouse"))
+        .args(["--warehouse", "s3://lake/wh", "status"])
+        .current_dir(home.path())
+        .env_remove("BAKEHOUSE_CATALOG")
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "id")
+        .env("AWS_SECRET_ACCESS_KEY", "key")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr(&output);
+    assert!(
+        message.contains(
+            "no answer from the S3 endpoint http://127.0.0.1:9 (warehouse s3://lake/wh) within 5 s"
+        ),
+        "{message}"
+    );
+    assert!(message.lines().count() <= 2, "one clear line: {message}");
 }

@@ -178,8 +178,9 @@ pub struct Config {
     pub weather: WeatherSettings,
 }
 
-/// How the weather source asks its API (SPEC §2 External API).
-#[derive(Clone, Debug, PartialEq)]
+/// How the weather source asks its API (SPEC §2 External API). Its `Debug` shows the URL
+/// without credentials or query (a commercial plan's key travels in either).
+#[derive(Clone, PartialEq)]
 pub struct WeatherSettings {
     /// The daily-weather endpoint, in Open-Meteo's format.
     pub url: String,
@@ -193,6 +194,40 @@ pub struct WeatherSettings {
     pub days_back: i32,
     /// …through these many days ahead.
     pub days_ahead: i32,
+}
+
+impl WeatherSettings {
+    /// The endpoint as messages name it: scheme, host, port and path only.
+    pub fn endpoint(&self) -> String {
+        endpoint_of(&self.url)
+    }
+}
+
+/// A URL without user, password and query, for messages.
+fn endpoint_of(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.set_query(None);
+            parsed.set_fragment(None);
+            parsed.to_string()
+        }
+        Err(_) => "(not a URL)".to_string(),
+    }
+}
+
+impl std::fmt::Debug for WeatherSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WeatherSettings")
+            .field("url", &self.endpoint())
+            .field("timeout", &self.timeout)
+            .field("attempts", &self.attempts)
+            .field("backoff", &self.backoff)
+            .field("days_back", &self.days_back)
+            .field("days_ahead", &self.days_ahead)
+            .finish()
+    }
 }
 
 impl Default for WeatherSettings {
@@ -403,11 +438,16 @@ impl Config {
         let weather = WeatherSettings {
             url: match get(ENV_WEATHER_URL) {
                 None => defaults.url,
-                Some(url) if url.starts_with("http://") || url.starts_with("https://") => url,
+                Some(url)
+                    if (url.starts_with("http://") || url.starts_with("https://"))
+                        && url::Url::parse(&url).is_ok() =>
+                {
+                    url
+                }
                 Some(url) => {
                     return Err(ConfigError::Invalid {
                         name: ENV_WEATHER_URL,
-                        value: url,
+                        value: endpoint_of(&url),
                         accepted: "an http:// or https:// URL",
                     });
                 }

@@ -43,6 +43,13 @@ pub enum StorageError {
     /// An input object could not be read.
     #[error("cannot read {path}: {message}")]
     Object { path: String, message: String },
+    /// A server did not answer in time (`what` names it, without credentials).
+    #[error("no answer from {what} within {seconds} s: {message}")]
+    Unreachable {
+        what: String,
+        seconds: u64,
+        message: String,
+    },
 }
 
 impl StorageError {
@@ -74,7 +81,7 @@ impl StorageError {
             StorageError::Catalog(_) | StorageError::ConflictsExhausted { .. } => true,
             StorageError::Glue { retryable, .. } => *retryable,
             StorageError::Data { .. } => false,
-            StorageError::Object { .. } => true,
+            StorageError::Object { .. } | StorageError::Unreachable { .. } => true,
         }
     }
 }

@@ -50,7 +50,15 @@ async fn gold_recomputes_the_touched_dates_of_the_announced_silver_table() {
     };
     let outcomes = silver_to_gold::handler(&deps, wake()).await.unwrap();
     let tables_done: Vec<_> = outcomes.iter().map(|o| o.table.as_str()).collect();
-    assert_eq!(tables_done, ["gold.fact_sales", "gold.fact_sales_daily"]);
+    // The facts of the announced table, then the demand features they feed.
+    assert_eq!(
+        tables_done,
+        [
+            "gold.fact_sales",
+            "gold.fact_sales_daily",
+            "gold.features_demand_daily"
+        ]
+    );
 
     let daily: Vec<FactSalesDaily> = deps
         .lake

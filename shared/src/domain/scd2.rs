@@ -145,9 +145,29 @@ impl<I: Hash + Eq + Clone> KeyIndex<I> {
             .find_map(|&(from, to, key)| (from <= at && to.is_none_or(|to| at < to)).then_some(key))
     }
 
-    /// Whether `id` has any version.
-    pub fn knows(&self, id: &I) -> bool {
-        self.by_id.contains_key(id)
+    /// The dimension's latest change: the greatest time a version opened or closed
+    /// (`i64::MIN` without versions). Changes only move it forward.
+    pub fn as_of(&self) -> i64 {
+        self.changes().max().unwrap_or(i64::MIN)
+    }
+
+    /// What changed after `since`: the earliest time a version opened or closed (keys of
+    /// events from then on may move), and whether a member first appeared (its earlier events,
+    /// unkeyed until now, take its first version).
+    pub fn changes_since(&self, since: i64) -> (Option<i64>, bool) {
+        let earliest = self.changes().filter(|t| *t > since).min();
+        let new_member = self
+            .by_id
+            .values()
+            .any(|versions| versions.first().is_some_and(|(from, _, _)| *from > since));
+        (earliest, new_member)
+    }
+
+    fn changes(&self) -> impl Iterator<Item = i64> + '_ {
+        self.by_id
+            .values()
+            .flatten()
+            .flat_map(|&(from, to, _)| std::iter::once(from).chain(to))
     }
 }
 
@@ -157,6 +177,32 @@ pub struct SurrogateKeys {
     pub stores: KeyIndex<i32>,
     pub products: KeyIndex<i32>,
     pub customers: KeyIndex<String>,
+}
+
+impl SurrogateKeys {
+    /// Each dimension's latest change (store, product, customer): the state keys looked up
+    /// here reflect.
+    pub fn as_of(&self) -> [i64; 3] {
+        [
+            self.stores.as_of(),
+            self.products.as_of(),
+            self.customers.as_of(),
+        ]
+    }
+
+    /// What changed in the dimensions after the state `since` (see [`KeyIndex::changes_since`]):
+    /// the earliest change of any, and per dimension whether a member first appeared.
+    pub fn changes_since(&self, since: [i64; 3]) -> (Option<i64>, [bool; 3]) {
+        let changes = [
+            self.stores.changes_since(since[0]),
+            self.products.changes_since(since[1]),
+            self.customers.changes_since(since[2]),
+        ];
+        (
+            changes.iter().filter_map(|(earliest, _)| *earliest).min(),
+            changes.map(|(_, new_member)| new_member),
+        )
+    }
 }
 
 /// A dimension table's row type, seen as a [`Version`], and the reference row it is built from.
@@ -399,6 +445,12 @@ mod tests {
         assert_eq!(keys.key_at(&3, 250), None);
         assert_eq!(keys.key_at(&3, 300), Some(6));
         assert_eq!(keys.key_at(&7, 300), None);
+        // Changes since an instant: the earliest after it, and whether an id first appeared.
+        assert_eq!(keys.as_of(), 300);
+        assert_eq!(keys.changes_since(99), (Some(100), true));
+        assert_eq!(keys.changes_since(100), (Some(200), true)); // 2 changed, 3 left, 4 new
+        assert_eq!(keys.changes_since(250), (Some(300), false)); // 3 came back: not new
+        assert_eq!(keys.changes_since(300), (None, false));
     }
 
     #[test]

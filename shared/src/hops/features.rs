@@ -1,15 +1,13 @@
 //! `gold.features_demand_daily`, kept by the silver → gold hop after the facts: the dates whose
 //! inputs (`fact_sales_daily`, `fact_inventory`, `dim_weather`) changed since the table's
-//! checkpoints, and the 27 dates after each (lags and rolling means reach that far), are
-//! recomputed from those inputs and their partitions replaced — so the table always equals a
-//! recomputation, and a batch costs its dates' windows, not history.
+//! checkpoints — for sales also the 27 dates after each (lags and rolling means reach that far)
+//! — are recomputed from those inputs and their partitions replaced, so the table always equals
+//! a recomputation, and a batch costs its dates' windows, not history.
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::{Deps, source_checkpoint};
-use crate::adapters::iceberg::{
-    CommitOutcome, CommitPlan, Lakehouse, TableDef, partition_day, tables,
-};
+use super::{Deps, source_changes};
+use crate::adapters::iceberg::{CommitOutcome, CommitPlan, TableDef, tables};
 use crate::domain::features::{DemandInputs, LOOK_BACK_DAYS, dates_reached, features_demand_daily};
 use crate::domain::records::{DimWeather, FactInventory, FactSalesDaily};
 use crate::error::StorageError;
@@ -28,30 +26,26 @@ pub const SOURCES: [TableDef; 3] = [
 pub async fn refresh(deps: &Deps) -> Result<Option<CommitOutcome>, StorageError> {
     let lake = &deps.lake;
     lake.commit_with(&tables::FEATURES_DEMAND_DAILY, move |features| async move {
-        let mut changed = BTreeSet::new();
+        // Sales reach the 27 dates after theirs (lags, rolling means); stock counts and weather
+        // only their own.
+        let (mut sales_changed, mut own_changed) = (BTreeSet::new(), BTreeSet::new());
         let mut properties = HashMap::new();
         let mut sources = Vec::with_capacity(SOURCES.len());
         for source in &SOURCES {
-            let table = lake.load(source).await?;
-            let key = source_checkpoint(source);
-            let done: i64 = Lakehouse::snapshot_property(&features, &key)
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
-            let head = table
-                .metadata()
-                .current_snapshot()
-                .map_or(0, |s| s.sequence_number());
-            if head > done {
-                let files = lake.files_since(&table, done).await?;
-                changed.extend(files.iter().filter_map(|f| partition_day(&f.data_file)));
+            let changes = source_changes(lake, &features, source).await?;
+            if *source == tables::FACT_SALES_DAILY {
+                sales_changed.extend(changes.days);
+            } else {
+                own_changed.extend(changes.days);
             }
-            properties.insert(key, head.to_string());
-            sources.push(table);
+            properties.extend([changes.checkpoint]);
+            sources.push(changes.table);
         }
-        if changed.is_empty() {
+        if sales_changed.is_empty() && own_changed.is_empty() {
             return Ok(None);
         }
-        let dates = dates_reached(&changed);
+        let mut dates = dates_reached(&sales_changed);
+        dates.extend(own_changed);
         let window: BTreeSet<i32> = dates
             .iter()
             .flat_map(|&d| d - (LOOK_BACK_DAYS - 1)..=d)

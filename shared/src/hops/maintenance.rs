@@ -8,10 +8,10 @@ use std::time::Instant;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tracing::{info, instrument};
+use tracing::{info, instrument, warn};
 
 use super::reference::{latest_snapshot, read_versions};
-use super::{Deps, checkpoint, source_checkpoint, to_silver};
+use super::{Deps, checkpoint, head_sequence, sequence_property, source_changes, to_silver};
 use super::{reference, to_gold};
 use crate::adapters::iceberg::{
     ALL_TABLES, CommitOutcome, CommitPlan, DEFAULT_TARGET_FILE_SIZE, FileStats, Lakehouse,
@@ -20,7 +20,7 @@ use crate::adapters::iceberg::{
 use crate::domain::gold;
 use crate::domain::records::*;
 use crate::domain::reports::{SilverRows, data_quality_daily, late_arrivals_daily};
-use crate::domain::scd2::{Changes, Dimension, apply_snapshot};
+use crate::domain::scd2::{Changes, Dimension, SurrogateKeys, apply_snapshot};
 use crate::domain::time::date_of;
 use crate::error::{HandlerError, StorageError};
 
@@ -78,17 +78,13 @@ pub async fn handle(deps: &Deps, now_micros: i64) -> Result<MaintenanceReport, H
     }
 
     // 1. Dimensions; then fact_sales keys the changes reach.
-    let mut changes = KeyChanges::default();
-    for (index, (dim, reference)) in [
+    for (dim, reference) in [
         (tables::DIM_STORE, tables::BRONZE_STORES),
         (tables::DIM_PRODUCT, tables::BRONZE_PRODUCTS),
         (tables::DIM_CUSTOMER, tables::BRONZE_CUSTOMERS),
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    ] {
         let started = Instant::now();
-        let (outcome, applied, earliest) = match dim.name {
+        let (outcome, applied) = match dim.name {
             "dim_store" => update_dimension::<DimStore>(lake, &dim, &reference).await?,
             "dim_product" => update_dimension::<DimProduct>(lake, &dim, &reference).await?,
             _ => update_dimension::<DimCustomer>(lake, &dim, &reference).await?,
@@ -97,17 +93,21 @@ pub async fn handle(deps: &Deps, now_micros: i64) -> Result<MaintenanceReport, H
             r.versions_opened = applied.opened;
             r.versions_closed = applied.closed;
         }
-        changes.opened[index] = applied.opened > 0;
-        if let Some(t) = earliest {
-            changes.earliest = Some(changes.earliest.map_or(t, |c: i64| c.min(t)));
-        }
     }
     let started = Instant::now();
     let outcome = update_equipment(lake).await?;
     record(&mut reports, &tables::DIM_EQUIPMENT, started, outcome);
     let started = Instant::now();
-    let outcome = rekey_sales(lake, &changes).await?;
-    record(&mut reports, &tables::FACT_SALES, started, outcome);
+    // A re-key that fails (a conflict storm, a timeout) is taken up by the next run: what it
+    // has to do is recorded in fact_sales, not in this process.
+    match rekey_sales(lake).await {
+        Ok(outcomes) => {
+            for outcome in outcomes {
+                record(&mut reports, &tables::FACT_SALES, started, Some(outcome));
+            }
+        }
+        Err(e) => warn!(error = %e, "Re-keying fact_sales failed; the next run resumes it."),
+    }
 
     // 2. Daily reports.
     for report in [tables::DATA_QUALITY_DAILY, tables::LATE_ARRIVALS_DAILY] {
@@ -206,98 +206,141 @@ fn record<'r>(
 /// were checked against the dimensions.
 const PROP_KEYS_CHECKED: &str = "bakehouse.keys-checked-through";
 
-/// What this run's dimension updates changed, as far as `fact_sales`' keys are concerned.
-#[derive(Clone, Copy, Debug, Default)]
-struct KeyChanges {
-    /// The earliest time a version opened or closed: keys of later events may move.
-    earliest: Option<i64>,
-    /// Per dimension, in [`gold::KEY_COLUMNS`]' order: whether a version opened, so a key
-    /// unresolved until now may resolve (a new member's first version covers all earlier time).
-    opened: [bool; 3],
+/// Files one re-key commit rewrites at most: a large pass lands in steps, each a short commit
+/// that a concurrent append forces to re-plan only its own step.
+const REKEY_FILES_PER_COMMIT: usize = 32;
+
+/// Looks `fact_sales`' keys up again where the dimensions changed since the state its keys
+/// reflect (`bakehouse.keys-as-of`, lowered by any writer that keyed rows with an older state),
+/// and rewrites the files whose keys move — only their key columns; each rewritten file keeps
+/// its rows' sequence number. The files looked at: every file of the dates from the earliest
+/// change on, and the files whose statistics show a key unresolved for a present id (nulls in
+/// a key column beyond those of its id column) — all of them when that dimension gained a
+/// member (its first version covers all earlier time), else those added since the last check
+/// (`bakehouse.keys-checked-through`). No data file is read to choose them. Without a recorded
+/// state (a new lake, or one written before keys were tracked) every file with an unresolved
+/// key is looked at once.
+async fn rekey_sales(lake: &Lakehouse) -> Result<Vec<CommitOutcome>, StorageError> {
+    let keys = &reference::surrogate_keys(lake).await?;
+    let current = keys.as_of();
+    let table = lake.load(&tables::FACT_SALES).await?;
+    let recorded = reference::keys_as_of(&table);
+    let checked = sequence_property(&table, PROP_KEYS_CHECKED);
+    let head = head_sequence(&table);
+    let (earliest, gained) = match recorded {
+        Some(state) => keys.changes_since(state),
+        None => (None, [true; 3]),
+    };
+    let from_day = earliest.map(date_of);
+    let has_column = |name: &str| {
+        table
+            .metadata()
+            .current_schema()
+            .field_by_name(name)
+            .is_some()
+    };
+    let unresolved = |file: &LiveFile, (key, id): (&str, &str)| match file.null_count(&table, key) {
+        Some(nulls) => nulls > file.null_count(&table, id).unwrap_or(0),
+        None => has_column(key), // written before the key column existed
+    };
+    let candidates: Vec<LiveFile> = lake
+        .live_files(&table)
+        .await?
+        .into_iter()
+        .filter(|file| {
+            let day = partition_day(&file.data_file);
+            from_day.is_some_and(|from| day.is_some_and(|d| d >= from))
+                || gold::KEY_COLUMNS
+                    .iter()
+                    .zip(gained)
+                    .any(|(&columns, gained)| {
+                        (gained || file.sequence_number > checked) && unresolved(file, columns)
+                    })
+        })
+        .collect();
+    if candidates.is_empty() && recorded == Some(current) {
+        return Ok(Vec::new());
+    }
+    let steps: Vec<&[LiveFile]> = if candidates.is_empty() {
+        vec![&[]]
+    } else {
+        candidates.chunks(REKEY_FILES_PER_COMMIT).collect()
+    };
+    let last = steps.len() - 1;
+    let mut outcomes = Vec::new();
+    for (index, step) in steps.into_iter().enumerate() {
+        let outcome = lake
+            .commit_with(&tables::FACT_SALES, move |table| async move {
+                let live: std::collections::HashSet<String> = lake
+                    .live_files(&table)
+                    .await?
+                    .iter()
+                    .map(|f| f.path().to_string())
+                    .collect();
+                let (mut add_rewritten, mut remove) = (Vec::new(), Vec::new());
+                for file in step.iter().filter(|f| live.contains(f.path())) {
+                    if let Some(rewritten) = rekey_file(lake, &table, file, keys).await? {
+                        add_rewritten
+                            .extend(rewritten.into_iter().map(|f| (f, file.sequence_number)));
+                        remove.push(file.clone());
+                    }
+                }
+                let mut properties = HashMap::new();
+                if index == last {
+                    // The keys now reflect `current` — unless a writer recorded an older state
+                    // meanwhile: its rows were not looked at, so that state stays for next time.
+                    if reference::keys_as_of(&table) == recorded {
+                        properties.extend([reference::keys_as_of_value(current)]);
+                    }
+                    properties.insert(PROP_KEYS_CHECKED.to_string(), head.to_string());
+                }
+                if remove.is_empty() && properties.is_empty() {
+                    return Ok(None);
+                }
+                Ok(Some(CommitPlan {
+                    operation: Operation::Overwrite,
+                    add: Vec::new(),
+                    add_rewritten,
+                    remove,
+                    properties,
+                    keep_added_on_conflict: false,
+                }))
+            })
+            .await?;
+        outcomes.extend(outcome);
+    }
+    Ok(outcomes)
 }
 
-/// Looks `fact_sales`' keys up again where they may have changed, and rewrites the files whose
-/// keys did: the files of every date from the earliest dimension change on; the files whose
-/// statistics show keys unresolved for a known id (nulls in a key column beyond those of its
-/// id column) — every such file when its dimension opened a version, else those added since
-/// the last check. So a fact that arrived before its store, product or customer was known
-/// gets its key at the next maintenance, and a lake keyed by older rules is fixed whole once.
-/// The rows stay as they are; only the three key columns change.
-async fn rekey_sales(
+/// One `fact_sales` file with its keys looked up in `keys`, written anew; `None` when no key
+/// moves.
+async fn rekey_file(
     lake: &Lakehouse,
-    changes: &KeyChanges,
-) -> Result<Option<CommitOutcome>, StorageError> {
-    let keys = &reference::surrogate_keys(lake).await?;
-    let from_day = changes.earliest.map(date_of);
-    lake.commit_with(&tables::FACT_SALES, move |table| async move {
-        let checked: i64 = Lakehouse::snapshot_property(&table, PROP_KEYS_CHECKED)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let head = table
-            .metadata()
-            .current_snapshot()
-            .map_or(0, |s| s.sequence_number());
-        let has_column = |name: &str| {
-            table
-                .metadata()
-                .current_schema()
-                .field_by_name(name)
-                .is_some()
-        };
-        let unresolved =
-            |file: &LiveFile, (key, id): (&str, &str)| match file.null_count(&table, key) {
-                Some(nulls) => nulls > file.null_count(&table, id).unwrap_or(0),
-                None => has_column(key), // written before the key column existed
-            };
-        let candidates: Vec<LiveFile> = lake
-            .live_files(&table)
-            .await?
-            .into_iter()
-            .filter(|file| {
-                let day = partition_day(&file.data_file);
-                from_day.is_some_and(|from| day.is_some_and(|d| d >= from))
-                    || gold::KEY_COLUMNS
-                        .iter()
-                        .zip(changes.opened)
-                        .any(|(&columns, opened)| {
-                            (opened || file.sequence_number > checked) && unresolved(file, columns)
-                        })
-            })
-            .collect();
-        // Files read for the first time: the checkpoint moves past them even if none changes.
-        let first_check = candidates.iter().any(|f| f.sequence_number > checked);
-        let (mut add, mut remove) = (Vec::new(), Vec::new());
-        for file in candidates {
-            let batches = lake
-                .read_batches(&table, std::slice::from_ref(&file), None)
-                .await?;
-            let mut rewritten = Vec::with_capacity(batches.len());
-            let mut changed = false;
-            for batch in batches {
-                let rekeyed =
-                    gold::rekeyed_sales(&batch, keys).map_err(|e| StorageError::Data {
-                        context: format!("re-key {}", file.path()),
-                        message: e.to_string(),
-                    })?;
-                changed |= rekeyed.is_some();
-                rewritten.push(rekeyed.unwrap_or(batch));
-            }
-            if changed {
-                let day = partition_day(&file.data_file);
-                add.extend(
-                    lake.write_batches(&table, vec![(day, rewritten)], DEFAULT_TARGET_FILE_SIZE)
-                        .await?,
-                );
-                remove.push(file);
-            }
-        }
-        if remove.is_empty() && !first_check {
-            return Ok(None);
-        }
-        let properties = HashMap::from([(PROP_KEYS_CHECKED.to_string(), (head + 1).to_string())]);
-        Ok(Some(CommitPlan::overwrite(add, remove, properties)))
-    })
-    .await
+    table: &iceberg::table::Table,
+    file: &LiveFile,
+    keys: &SurrogateKeys,
+) -> Result<Option<Vec<iceberg::spec::DataFile>>, StorageError> {
+    let batches = lake
+        .read_batches(table, std::slice::from_ref(file), None)
+        .await?;
+    let mut rewritten = Vec::with_capacity(batches.len());
+    let mut changed = false;
+    for batch in batches {
+        let rekeyed = gold::rekeyed_sales(&batch, keys).map_err(|e| StorageError::Data {
+            context: format!("re-key {}", file.path()),
+            message: e.to_string(),
+        })?;
+        changed |= rekeyed.is_some();
+        rewritten.push(rekeyed.unwrap_or(batch));
+    }
+    if !changed {
+        return Ok(None);
+    }
+    let day = partition_day(&file.data_file);
+    let files = lake
+        .write_batches(table, vec![(day, rewritten)], DEFAULT_TARGET_FILE_SIZE)
+        .await?;
+    Ok(Some(files))
 }
 
 /// Reference snapshots by (ingestion time, object): each a dimension's (id, attributes) rows.
@@ -306,12 +349,12 @@ type Snapshots<D> =
 
 /// Applies every full snapshot of a bronze reference table, oldest first, to an SCD2
 /// dimension (those already applied change nothing), and rewrites the dimension when that
-/// opened or closed a version. Returns the commit, the changes, and the earliest change time.
+/// opened or closed a version. Returns the commit and the changes.
 async fn update_dimension<D>(
     lake: &Lakehouse,
     dim: &TableDef,
     reference: &TableDef,
-) -> Result<(Option<CommitOutcome>, Changes, Option<i64>), StorageError>
+) -> Result<(Option<CommitOutcome>, Changes), StorageError>
 where
     D: Dimension + Serialize + DeserializeOwned + Send + Sync,
     D::Reference: DeserializeOwned + Ingested + Send,
@@ -333,24 +376,16 @@ where
             .or_default()
             .push(D::entry(row));
     }
-    let (snapshots, result) = (
-        &snapshots,
-        &std::sync::Mutex::new((Changes::default(), None)),
-    );
+    let (snapshots, result) = (&snapshots, &std::sync::Mutex::new(Changes::default()));
     let outcome = lake
         .commit_with(dim, |table| async move {
             let mut versions = read_versions::<D>(lake, &table).await?;
             let mut changes = Changes::default();
-            let mut earliest = None;
             for ((at, _), entries) in snapshots {
-                let applied = apply_snapshot(&mut versions, entries.iter().cloned(), *at);
-                if !applied.is_empty() {
-                    earliest.get_or_insert(*at);
-                }
-                changes += applied;
+                changes += apply_snapshot(&mut versions, entries.iter().cloned(), *at);
             }
             if let Ok(mut slot) = result.lock() {
-                *slot = (changes, earliest);
+                *slot = changes;
             }
             if changes.is_empty() {
                 return Ok(None);
@@ -367,8 +402,8 @@ where
             }))
         })
         .await?;
-    let (changes, earliest) = result.lock().map(|r| *r).unwrap_or_default();
-    Ok((outcome, changes, earliest))
+    let changes = result.lock().map(|r| *r).unwrap_or_default();
+    Ok((outcome, changes))
 }
 
 /// `dim_equipment` (type 1): rewritten as the latest equipment snapshot when they differ.
@@ -424,49 +459,24 @@ async fn update_report(
     }
     let sources = &sources;
     lake.commit_with(report, move |table| async move {
-        let mut loaded = Vec::new();
-        let mut dates: BTreeSet<i32> = BTreeSet::new();
-        let mut properties = HashMap::new();
+        let mut changes = Vec::with_capacity(sources.len());
         for source in sources {
-            let source_table = lake.load(source).await?;
-            let key = source_checkpoint(source);
-            let done: i64 = Lakehouse::snapshot_property(&table, &key)
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
-            let head = source_table
-                .metadata()
-                .current_snapshot()
-                .map_or(0, |s| s.sequence_number());
-            properties.insert(key, head.to_string());
-            let files = if head > done {
-                lake.live_files(&source_table).await?
-            } else {
-                Vec::new()
-            };
-            dates.extend(
-                files
-                    .iter()
-                    .filter(|f| f.sequence_number > done)
-                    .filter_map(|f| partition_day(&f.data_file)),
-            );
-            loaded.push((source_table, files));
+            changes.push(source_changes(lake, &table, source).await?);
         }
+        let dates: BTreeSet<i32> = changes
+            .iter()
+            .flat_map(|c| c.days.iter().copied())
+            .collect();
         if dates.is_empty() {
             return Ok(None);
         }
+        let properties: HashMap<String, String> =
+            changes.iter().map(|c| c.checkpoint.clone()).collect();
         // Every file of the touched dates, of every source (also those unchanged).
         let mut rows_of = Vec::new();
-        for (source_table, files) in loaded {
-            let files = if files.is_empty() {
-                lake.live_files(&source_table).await?
-            } else {
-                files
-            };
-            let of_dates: Vec<_> = files
-                .into_iter()
-                .filter(|f| partition_day(&f.data_file).is_some_and(|d| dates.contains(&d)))
-                .collect();
-            rows_of.push((source_table, of_dates));
+        for change in changes {
+            let files = lake.files_of_days(&change.table, &dates).await?;
+            rows_of.push((change.table, files));
         }
         let [sales, readings, inventory, rest @ ..] = rows_of.as_slice() else {
             return Ok(None);
@@ -491,20 +501,8 @@ async fn update_report(
             rows.retain(|r| in_dates(r.business_date));
             lake.write_rows(&table, &rows, |r| r.business_date).await?
         };
-        let remove = lake
-            .live_files(&table)
-            .await?
-            .into_iter()
-            .filter(|f| partition_day(&f.data_file).is_some_and(in_dates))
-            .collect();
-        Ok(Some(CommitPlan {
-            operation: Operation::Overwrite,
-            add,
-            add_rewritten: Vec::new(),
-            remove,
-            properties,
-            keep_added_on_conflict: false,
-        }))
+        let remove = lake.files_of_days(&table, &dates).await?;
+        Ok(Some(CommitPlan::overwrite(add, remove, properties)))
     })
     .await
 }

@@ -39,15 +39,59 @@ pub const PROP_REFERENCE_TIME: &str = "bakehouse.reference-ingestion-time";
 
 /// The source sequence number a downstream table has processed up to (0: nothing yet).
 pub fn checkpoint(table: &iceberg::table::Table) -> i64 {
-    Lakehouse::snapshot_property(table, PROP_SOURCE_SEQUENCE)
+    sequence_property(table, PROP_SOURCE_SEQUENCE)
+}
+
+/// A sequence-number checkpoint kept in the current snapshot's summary (0: none yet).
+fn sequence_property(table: &iceberg::table::Table, key: &str) -> i64 {
+    Lakehouse::snapshot_property(table, key)
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
 }
 
-/// The checkpoint a table computed from several sources keeps for one of them (its snapshot
-/// summary property): the source's sequence number it has read up to.
-fn source_checkpoint(source: &TableDef) -> String {
-    format!("{PROP_SOURCE_SEQUENCE}.{}", source.qualified())
+/// The sequence number of the table's current snapshot (0 before the first commit).
+fn head_sequence(table: &iceberg::table::Table) -> i64 {
+    table
+        .metadata()
+        .current_snapshot()
+        .map_or(0, |s| s.sequence_number())
+}
+
+/// What changed in one source of a table computed from several (a daily report, the demand
+/// features), since the checkpoint the table keeps for it (a snapshot summary property).
+struct SourceChanges {
+    /// The source table as loaded.
+    table: iceberg::table::Table,
+    /// The partition days of its files added since the checkpoint (compaction adds none).
+    days: std::collections::BTreeSet<i32>,
+    /// The checkpoint to commit with what is computed from it: the source's head.
+    checkpoint: (String, String),
+}
+
+/// The changes of `source` since `target`'s checkpoint for it.
+async fn source_changes(
+    lake: &Lakehouse,
+    target: &iceberg::table::Table,
+    source: &TableDef,
+) -> Result<SourceChanges, StorageError> {
+    let table = lake.load(source).await?;
+    let key = format!("{PROP_SOURCE_SEQUENCE}.{}", source.qualified());
+    let done = sequence_property(target, &key);
+    let head = head_sequence(&table);
+    let days = if head > done {
+        let files = lake.files_since(&table, done).await?;
+        files
+            .iter()
+            .filter_map(|f| crate::adapters::iceberg::partition_day(&f.data_file))
+            .collect()
+    } else {
+        std::collections::BTreeSet::new()
+    };
+    Ok(SourceChanges {
+        table,
+        days,
+        checkpoint: (key, head.to_string()),
+    })
 }
 
 /// The checkpoint a downstream commit records: the source table's current snapshot, which it

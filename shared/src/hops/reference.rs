@@ -77,3 +77,39 @@ pub async fn surrogate_keys(lake: &Lakehouse) -> Result<SurrogateKeys, StorageEr
         customers: KeyIndex::new(&read_versions::<DimCustomer>(lake, &customers).await?),
     })
 }
+
+/// `fact_sales`' record of the dimension state its keys reflect: per dimension (store, product,
+/// customer), the latest change its keys were looked up with — the oldest any writer used
+/// since maintenance last brought the keys up to date. Maintenance looks keys up again for what
+/// changed after it.
+pub const PROP_KEYS_AS_OF: &str = "bakehouse.keys-as-of";
+
+/// The dimension state `fact_sales`' keys reflect; `None` before maintenance first recorded
+/// one (a new lake, or one written before keys were tracked).
+pub fn keys_as_of(fact_sales: &iceberg::table::Table) -> Option<[i64; 3]> {
+    let text = Lakehouse::snapshot_property(fact_sales, PROP_KEYS_AS_OF)?;
+    let values: Vec<i64> = text.split(',').filter_map(|v| v.parse().ok()).collect();
+    values.try_into().ok()
+}
+
+/// The property a commit of rows keyed with dimension state `used` records: the older of what
+/// the table records and `used`, so rows keyed with an outdated state are looked up again;
+/// nothing while the table records none (maintenance's first pass covers every file).
+pub fn keys_as_of_property(
+    fact_sales: &iceberg::table::Table,
+    used: [i64; 3],
+) -> Option<(String, String)> {
+    let recorded = keys_as_of(fact_sales)?;
+    let oldest: Vec<String> = recorded
+        .iter()
+        .zip(used)
+        .map(|(r, u)| (*r).min(u).to_string())
+        .collect();
+    Some((PROP_KEYS_AS_OF.to_string(), oldest.join(",")))
+}
+
+/// The property recording that `fact_sales`' keys reflect dimension state `state`.
+pub fn keys_as_of_value(state: [i64; 3]) -> (String, String) {
+    let values: Vec<String> = state.iter().map(i64::to_string).collect();
+    (PROP_KEYS_AS_OF.to_string(), values.join(","))
+}

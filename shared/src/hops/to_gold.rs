@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::{info, instrument};
 
-use super::reference::surrogate_keys;
+use super::reference::{self, surrogate_keys};
 use super::{Deps, PROP_TOO_LATE_TAKEN_IN, checkpoint, checkpoint_properties, new_source_files};
 use crate::adapters::events::changed_tables;
 use crate::adapters::iceberg::{
@@ -131,34 +131,51 @@ async fn process(
     match fact.name {
         "fact_sales" => {
             let keys = Arc::new(surrogate_keys(&deps.lake).await?);
+            let keyed_with = Some(keys.as_of());
             let columns = Some(&gold::FACT_SALES_SILVER_COLUMNS[..]);
             let silver = &tables::SILVER_SALES;
-            refresh(deps, fact, silver, columns, scope, move |silver, schema| {
-                let (schema, keys, name) = (schema.clone(), keys.clone(), name.clone());
-                let facts = silver.flat_map(move |batch| {
-                    let facts = batch.and_then(|batch| {
-                        gold::sales_facts(&batch, &schema, &policy, &keys)
-                            .map_err(|e| failed(&name, e))
+            refresh(
+                deps,
+                fact,
+                silver,
+                columns,
+                scope,
+                keyed_with,
+                move |silver, schema| {
+                    let (schema, keys, name) = (schema.clone(), keys.clone(), name.clone());
+                    let facts = silver.flat_map(move |batch| {
+                        let facts = batch.and_then(|batch| {
+                            gold::sales_facts(&batch, &schema, &policy, &keys)
+                                .map_err(|e| failed(&name, e))
+                        });
+                        match facts {
+                            Ok(facts) => facts.into_iter().map(Ok).collect(),
+                            Err(e) => vec![Err(e)],
+                        }
                     });
-                    match facts {
-                        Ok(facts) => facts.into_iter().map(Ok).collect(),
-                        Err(e) => vec![Err(e)],
-                    }
-                });
-                Ok(Box::new(facts) as FactBatches)
-            })
+                    Ok(Box::new(facts) as FactBatches)
+                },
+            )
             .await
         }
         "fact_sales_daily" if also.is_none() => add_daily_sales(deps, fact).await,
         "fact_sales_daily" => {
             let columns = Some(&gold::DAILY_SALES_SILVER_COLUMNS[..]);
             let silver = &tables::SILVER_SALES;
-            refresh(deps, fact, silver, columns, scope, move |silver, schema| {
-                let facts = daily_sales(silver, &policy, &name)?
-                    .finish()
-                    .map_err(|e| failed(&name, e))?;
-                by_date(schema, &facts, |f| f.business_date)
-            })
+            refresh(
+                deps,
+                fact,
+                silver,
+                columns,
+                scope,
+                None,
+                move |silver, schema| {
+                    let facts = daily_sales(silver, &policy, &name)?
+                        .finish()
+                        .map_err(|e| failed(&name, e))?;
+                    by_date(schema, &facts, |f| f.business_date)
+                },
+            )
             .await
         }
         "fact_inventory" => {
@@ -169,6 +186,7 @@ async fn process(
                 &tables::SILVER_INVENTORY,
                 None,
                 scope,
+                None,
                 move |silver, schema| {
                     let facts = gold::fact_inventory(&rows_of(silver)?, &policy);
                     by_date(schema, &facts, |f| f.business_date)
@@ -179,19 +197,35 @@ async fn process(
         "fact_equipment_performance" => {
             let scope = Scope::Dates(also);
             let silver = &tables::SILVER_EQUIPMENT_METRICS;
-            refresh(deps, fact, silver, None, scope, move |silver, schema| {
-                let facts = gold::fact_equipment_performance(&rows_of(silver)?, &policy);
-                by_date(schema, &facts, |f| f.business_date)
-            })
+            refresh(
+                deps,
+                fact,
+                silver,
+                None,
+                scope,
+                None,
+                move |silver, schema| {
+                    let facts = gold::fact_equipment_performance(&rows_of(silver)?, &policy);
+                    by_date(schema, &facts, |f| f.business_date)
+                },
+            )
             .await
         }
         "dim_weather" => {
             let scope = Scope::Dates(also);
             let silver = &tables::SILVER_WEATHER;
-            refresh(deps, fact, silver, None, scope, move |silver, schema| {
-                let days = weather::dim_weather(&rows_of(silver)?, &policy);
-                by_date(schema, &days, |d| d.business_date)
-            })
+            refresh(
+                deps,
+                fact,
+                silver,
+                None,
+                scope,
+                None,
+                move |silver, schema| {
+                    let days = weather::dim_weather(&rows_of(silver)?, &policy);
+                    by_date(schema, &days, |d| d.business_date)
+                },
+            )
             .await
         }
         _ => Ok(None),
@@ -285,13 +319,15 @@ fn take_in(batch: RecordBatch, dates: &BTreeSet<i32>) -> Result<RecordBatch, Arr
 
 /// Brings one fact up to date (see [`Scope`]): reads the silver rows in scope (too-late
 /// rows of the dates a backfill took in count as on time), makes the fact from them with
-/// `aggregate` on a blocking thread, and commits it with the checkpoint.
+/// `aggregate` on a blocking thread, and commits it with the checkpoint — and, for rows keyed
+/// with dimension state `keyed_with`, that state ([`reference::keys_as_of_property`]).
 async fn refresh(
     deps: &Deps,
     fact_def: &TableDef,
     silver_def: &TableDef,
     columns: Option<&[&str]>,
     scope: Scope,
+    keyed_with: Option<[i64; 3]>,
     aggregate: impl Fn(SilverBatches, &SchemaRef) -> Result<FactBatches, StorageError>
     + Send
     + Sync
@@ -355,6 +391,9 @@ async fn refresh(
             .map_err(|e| failed(&name, e))??;
         if taken_in != taken_in_dates(&gold_table) {
             properties.extend(taken_in_property(&taken_in));
+        }
+        if let Some(used) = keyed_with {
+            properties.extend(reference::keys_as_of_property(&gold_table, used));
         }
         let (add, _) =
             write_produced(&gold_table, DEFAULT_TARGET_FILE_SIZE, WRITE_LANES, facts).await?;

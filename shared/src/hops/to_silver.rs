@@ -44,13 +44,17 @@ pub const SILVER: [(TableDef, TableDef); 4] = [
     (tables::SILVER_WEATHER, tables::BRONZE_WEATHER),
 ];
 
-/// The datasets refined into silver, in [`SILVER`]'s order.
-const REFINED: [Dataset; 4] = [
-    Dataset::SalesEvents,
-    Dataset::EquipmentMetrics,
-    Dataset::InventoryUpdates,
-    Dataset::Weather,
-];
+/// The datasets refined into silver: those of [`SILVER`]'s bronze tables.
+fn refined() -> Vec<Dataset> {
+    SILVER
+        .iter()
+        .filter_map(|(_, bronze)| {
+            Dataset::ALL
+                .into_iter()
+                .find(|d| TableDef::bronze(*d) == *bronze)
+        })
+        .collect()
+}
 
 /// Handles a wake-up: an S3 notification of bronze commits (or none: process everything).
 ///
@@ -62,13 +66,13 @@ pub async fn handle(
     event: Option<&S3Event>,
 ) -> Result<Vec<CommitOutcome>, HandlerError> {
     let changed = event.map(changed_tables).unwrap_or_default();
-    let datasets: Vec<Dataset> = REFINED
+    let datasets: Vec<Dataset> = refined()
         .into_iter()
         .filter(|d| changed.is_empty() || changed.contains(&format!("bronze.{}", d.bronze_table())))
         .collect();
     // A notification about other tables (a reference snapshot, say) still wakes every dataset.
     let datasets = if datasets.is_empty() {
-        REFINED.to_vec()
+        refined()
     } else {
         datasets
     };

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 
+use futures::StreamExt;
 use tracing::{info, warn};
 
 use super::reference::{latest_snapshot, load_reference};
@@ -67,40 +68,57 @@ pub async fn pull(deps: &Deps, from: i32, to: i32, now: i64) -> Result<PullSumma
         .map_err(|e| HandlerError::Weather(format!("cannot build the HTTP client: {e}")))?;
     let stores: Vec<BronzeStore> = latest_snapshot(&deps.lake, &tables::BRONZE_STORES).await?;
     let mut summary = PullSummary::default();
+    let mut located = Vec::new();
     for store in &stores {
-        let (Some(latitude), Some(longitude)) = (store.latitude, store.longitude) else {
-            summary.stores_without_location.push(store.store_id);
-            continue;
-        };
-        let query = [
-            ("latitude", latitude.to_string()),
-            ("longitude", longitude.to_string()),
-            ("daily", DAILY_VARIABLES.to_string()),
-            ("timezone", "UTC".to_string()),
-            ("start_date", date_from_days(from).to_string()),
-            ("end_date", date_from_days(to).to_string()),
-        ];
-        match fetch(&client, settings, &query, &mut summary.requests).await {
+        match (store.latitude, store.longitude) {
+            (Some(latitude), Some(longitude)) => {
+                located.push((store.store_id, latitude, longitude))
+            }
+            _ => summary.stores_without_location.push(store.store_id),
+        }
+    }
+    // A few stores at a time: a slow or failing store does not hold up the others.
+    let client = &client;
+    let mut answers: Vec<(i32, Result<String, String>, usize)> =
+        futures::stream::iter(located.into_iter().map(
+            |(store_id, latitude, longitude)| async move {
+                let query = [
+                    ("latitude", latitude.to_string()),
+                    ("longitude", longitude.to_string()),
+                    ("daily", DAILY_VARIABLES.to_string()),
+                    ("timezone", "UTC".to_string()),
+                    ("start_date", date_from_days(from).to_string()),
+                    ("end_date", date_from_days(to).to_string()),
+                ];
+                let mut requests = 0;
+                let answer = fetch(client, settings, &query, &mut requests).await;
+                (store_id, answer, requests)
+            },
+        ))
+        .buffer_unordered(STORES_AT_ONCE)
+        .collect()
+        .await;
+    answers.sort_by_key(|(store_id, _, _)| *store_id);
+    for (store_id, answer, requests) in answers {
+        summary.requests += requests;
+        match answer {
             Ok(body) => {
-                let lines: Vec<String> = landing_records(&body, store.store_id, now)
+                let lines: Vec<String> = landing_records(&body, store_id, now)
                     .iter()
                     .map(serde_json::Value::to_string)
                     .collect();
                 let location = format!(
-                    "{}/weather/{}-store-{}-{}.jsonl",
+                    "{}/weather/{}-store-{store_id}-{}.jsonl",
                     deps.config.landing,
                     date_from_days(from),
-                    store.store_id,
                     format_timestamp(now).replace(':', ""),
                 );
                 write_object(&deps.lake, &location, lines.join("\n") + "\n").await?;
                 summary.landed.push(location);
             }
             Err(reason) => {
-                warn!(store = store.store_id, %reason, "Weather pull failed.");
-                summary
-                    .failed
-                    .push(format!("store {}: {reason}", store.store_id));
+                warn!(store = store_id, %reason, "Weather pull failed.");
+                summary.failed.push(format!("store {store_id}: {reason}"));
             }
         }
     }
@@ -113,6 +131,9 @@ pub async fn pull(deps: &Deps, from: i32, to: i32, now: i64) -> Result<PullSumma
     Ok(summary)
 }
 
+/// Stores asked at once.
+const STORES_AT_ONCE: usize = 4;
+
 /// One answer of the API, after up to `settings.attempts` tries; the error names the endpoint
 /// (without its query, which may carry a key) and the last failure.
 async fn fetch(
@@ -121,7 +142,7 @@ async fn fetch(
     query: &[(&str, String)],
     requests: &mut usize,
 ) -> Result<String, String> {
-    let endpoint = settings.url.split('?').next().unwrap_or_default();
+    let endpoint = settings.endpoint();
     let url = url::Url::parse_with_params(&settings.url, query)
         .map_err(|e| format!("{endpoint}: not a URL: {e}"))?;
     let mut last = String::new();
@@ -135,7 +156,7 @@ async fn fetch(
             Ok(r) if r.status().is_success() => match r.text().await {
                 Ok(body) => return Ok(body),
                 Err(e) => {
-                    last = format!("reading the body failed: {e}");
+                    last = format!("reading the body failed: {}", e.without_url());
                     true
                 }
             },

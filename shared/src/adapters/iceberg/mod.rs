@@ -109,6 +109,47 @@ impl Lakehouse {
         })
     }
 
+    /// Fails within a few seconds, naming the endpoint, when an `s3://` warehouse's server does
+    /// not answer (a file warehouse always does): a wrong endpoint or a stopped server is then one
+    /// clear line instead of a request's retries and their error chain.
+    ///
+    /// # Errors
+    /// [`StorageError::Unreachable`].
+    pub async fn check_warehouse(&self) -> Result<(), StorageError> {
+        if !self.warehouse.starts_with("s3://") {
+            return Ok(());
+        }
+        let unreachable = |message: String| StorageError::Unreachable {
+            what: format!(
+                "the S3 endpoint {} (warehouse {})",
+                self.storage
+                    .get(crate::config::S3_ENDPOINT)
+                    .map_or("of AWS_REGION", String::as_str),
+                self.warehouse
+            ),
+            seconds: CONNECT_WITHIN.as_secs(),
+            message,
+        };
+        let probe = self.file_io.exists(format!("{}/", self.warehouse));
+        match tokio::time::timeout(CONNECT_WITHIN, probe).await {
+            // A refusal (credentials, permissions) is an answer: the command reports it itself.
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => {
+                let cause = root_cause(&e);
+                let lower = cause.to_lowercase();
+                let unanswered = ["connect", "dns", "timed out", "resolve"]
+                    .iter()
+                    .any(|word| lower.contains(word));
+                if unanswered {
+                    Err(unreachable(cause))
+                } else {
+                    Ok(())
+                }
+            }
+            Err(_) => Err(unreachable("no answer".to_string())),
+        }
+    }
+
     /// The catalog, for query engines.
     pub fn catalog(&self) -> Arc<dyn Catalog> {
         self.catalog.clone()
@@ -318,6 +359,19 @@ fn lost_creation_race(e: &iceberg::Error) -> bool {
     message.contains("already exists") || message.contains("pg_type_typname_nsp_index")
 }
 
+/// The innermost cause of an error (the one line that says what failed).
+fn root_cause(error: &dyn std::error::Error) -> String {
+    let mut cause = error;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    cause.to_string()
+}
+
+/// How long opening the catalog or reaching the warehouse may take before the server counts as
+/// unreachable.
+const CONNECT_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Opens an SQL catalog (SQLite in WAL mode, or PostgreSQL) and its pointer table.
 async fn open_sql(
     catalog: &CatalogUri,
@@ -338,10 +392,19 @@ async fn open_sql(
         _ => Dialect::Postgres,
     };
     let url = catalog.connect_url();
-    let pool: AnyPool = AnyPoolOptions::new()
-        .max_connections(4)
-        .connect(&url)
-        .await?;
+    let connecting = AnyPoolOptions::new().max_connections(4).connect(&url);
+    let unreachable = |message: String| StorageError::Unreachable {
+        what: format!("the catalog database {}", crate::config::redact_url(&url)),
+        seconds: CONNECT_WITHIN.as_secs(),
+        message,
+    };
+    let pool: AnyPool = match tokio::time::timeout(CONNECT_WITHIN, connecting).await {
+        Ok(Ok(pool)) => pool,
+        Ok(Err(sqlx::Error::PoolTimedOut)) => return Err(unreachable("no connection".into())),
+        Ok(Err(e @ sqlx::Error::Io(_))) => return Err(unreachable(e.to_string())),
+        Ok(Err(e)) => return Err(e.into()),
+        Err(_) => return Err(unreachable("no connection".into())),
+    };
     if dialect == Dialect::Sqlite {
         // WAL makes commits visible atomically to concurrent readers (upstream #3061).
         sqlx::query("PRAGMA journal_mode=WAL")
