@@ -163,6 +163,40 @@ enum Command {
     Status(status::StatusArgs),
 }
 
+/// Commands that do not open the lake: `--warehouse` and `--catalog` are hidden from their help
+/// and refused on their command line (`demo` runs in its own `--home`, `produce` only talks to
+/// Kafka).
+const WITHOUT_LAKE: [&str; 2] = ["demo", "produce"];
+
+/// The command line, parsed (exits with clap's message on a bad one).
+fn parse_command_line() -> Cli {
+    use clap::{Arg, CommandFactory, FromArgMatches};
+    let mut command = Cli::command();
+    for name in WITHOUT_LAKE {
+        // An argument of the subcommand's own, hidden, takes the place of the global one.
+        command = command.mut_subcommand(name, |sub| {
+            ["warehouse", "catalog"].into_iter().fold(sub, |sub, flag| {
+                sub.arg(Arg::new(flag).long(flag).hide(true).num_args(1))
+            })
+        });
+    }
+    let matches = command.get_matches();
+    if let Some((name, sub)) = matches.subcommand()
+        && WITHOUT_LAKE.contains(&name)
+    {
+        for flag in ["warehouse", "catalog"] {
+            if sub.value_source(flag) == Some(clap::parser::ValueSource::CommandLine) {
+                clap::Error::raw(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    format!("--{flag} does not apply to `{name}`: it does not open a lake\n"),
+                )
+                .exit();
+            }
+        }
+    }
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
 #[tokio::main]
 async fn main() {
     tracing_subscriber::fmt()
@@ -174,7 +208,7 @@ async fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
-    if let Err(error) = run(Cli::parse()).await {
+    if let Err(error) = run(parse_command_line()).await {
         eprintln!("error: {error:#}");
         std::process::exit(1);
     }

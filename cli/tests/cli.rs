@@ -306,3 +306,25 @@ fn an_s3_endpoint_that_does_not_answer_is_named_within_seconds() {
     );
     assert!(message.lines().count() <= 2, "one clear line: {message}");
 }
+
+#[test]
+fn commands_without_a_lake_neither_show_nor_take_its_flags() {
+    let home = tempfile::tempdir().unwrap();
+    for command in ["demo", "produce"] {
+        let help = bakehouse(home.path(), &[command, "--help"]);
+        let text = String::from_utf8_lossy(&help.stdout);
+        assert!(
+            !text.contains("--catalog") && !text.contains("--warehouse"),
+            "{text}"
+        );
+        let refused = bakehouse(home.path(), &[command, "--catalog", "sqlite:///tmp/x.db"]);
+        assert_eq!(refused.status.code(), Some(2));
+        assert!(
+            stderr(&refused).contains(&format!("--catalog does not apply to `{command}`")),
+            "{}",
+            stderr(&refused)
+        );
+    }
+    let help = bakehouse(home.path(), &["status", "--help"]);
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--warehouse"));
+}
