@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use bakehouse::adapters::iceberg::{ALL_TABLES, Lakehouse, TableDef, tables};
-use bakehouse::domain::dataset::Dataset;
 use bakehouse::domain::records::{DataQualityDaily, LateArrivalsDaily};
 use bakehouse::domain::time::{date_from_days, format_timestamp};
 use bakehouse::hops::to_gold::FACTS;
@@ -217,10 +216,7 @@ async fn kafka_lag(
         let highest = committed.entry(partition.clone()).or_insert(*offset);
         *highest = (*highest).max(*offset);
     }
-    let mut topics: BTreeSet<String> = Dataset::EVENTS
-        .iter()
-        .map(|d| format!("{prefix}{}", d.name()))
-        .collect();
+    let mut topics: BTreeSet<String> = crate::kafka::event_topics(prefix).into_iter().collect();
     topics.extend(
         committed
             .keys()

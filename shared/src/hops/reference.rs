@@ -100,12 +100,11 @@ pub fn keys_as_of_property(
     used: [i64; 3],
 ) -> Option<(String, String)> {
     let recorded = keys_as_of(fact_sales)?;
-    let oldest: Vec<String> = recorded
-        .iter()
-        .zip(used)
-        .map(|(r, u)| (*r).min(u).to_string())
-        .collect();
-    Some((PROP_KEYS_AS_OF.to_string(), oldest.join(",")))
+    let mut oldest = used;
+    for (o, r) in oldest.iter_mut().zip(recorded) {
+        *o = (*o).min(r);
+    }
+    Some(keys_as_of_value(oldest))
 }
 
 /// The property recording that `fact_sales`' keys reflect dimension state `state`.

@@ -179,57 +179,54 @@ async fn process(
             .await
         }
         "fact_inventory" => {
-            let scope = Scope::Dates(also);
-            refresh(
-                deps,
-                fact,
-                &tables::SILVER_INVENTORY,
-                None,
-                scope,
-                None,
-                move |silver, schema| {
-                    let facts = gold::fact_inventory(&rows_of(silver)?, &policy);
-                    by_date(schema, &facts, |f| f.business_date)
-                },
-            )
+            let silver = &tables::SILVER_INVENTORY;
+            recompute_dates(deps, fact, silver, also, gold::fact_inventory, |f| {
+                f.business_date
+            })
             .await
         }
         "fact_equipment_performance" => {
-            let scope = Scope::Dates(also);
             let silver = &tables::SILVER_EQUIPMENT_METRICS;
-            refresh(
-                deps,
-                fact,
-                silver,
-                None,
-                scope,
-                None,
-                move |silver, schema| {
-                    let facts = gold::fact_equipment_performance(&rows_of(silver)?, &policy);
-                    by_date(schema, &facts, |f| f.business_date)
-                },
-            )
-            .await
+            let aggregate = gold::fact_equipment_performance;
+            recompute_dates(deps, fact, silver, also, aggregate, |f| f.business_date).await
         }
         "dim_weather" => {
-            let scope = Scope::Dates(also);
             let silver = &tables::SILVER_WEATHER;
-            refresh(
-                deps,
-                fact,
-                silver,
-                None,
-                scope,
-                None,
-                move |silver, schema| {
-                    let days = weather::dim_weather(&rows_of(silver)?, &policy);
-                    by_date(schema, &days, |d| d.business_date)
-                },
-            )
+            recompute_dates(deps, fact, silver, also, weather::dim_weather, |d| {
+                d.business_date
+            })
             .await
         }
         _ => Ok(None),
     }
+}
+
+/// A table recomputed whole for each date its new silver rows (and a backfill) touch, from
+/// those dates' silver rows with `aggregate`.
+async fn recompute_dates<S, F>(
+    deps: &Deps,
+    fact: &TableDef,
+    silver: &TableDef,
+    also: Option<Backfill>,
+    aggregate: fn(&[S], &gold::GoldPolicy) -> Vec<F>,
+    date_of: fn(&F) -> i32,
+) -> Result<Option<CommitOutcome>, StorageError>
+where
+    S: DeserializeOwned + 'static,
+    F: Serialize + 'static,
+{
+    let policy = deps.config.gold;
+    let scope = Scope::Dates(also);
+    refresh(
+        deps,
+        fact,
+        silver,
+        None,
+        scope,
+        None,
+        move |silver, schema| by_date(schema, &aggregate(&rows_of(silver)?, &policy), date_of),
+    )
+    .await
 }
 
 /// Which silver rows a refresh reads and which gold files it replaces.
