@@ -100,6 +100,26 @@ enum Command {
         #[arg(long)]
         sample: bool,
     },
+    /// Evolve a running lake without rewriting it: bring every table to its current definition
+    /// (new columns, widened types), change partition specs, fill new bronze columns of older
+    /// rows from their payload. Checked whole before anything is written
+    Evolve {
+        /// TABLE=GRAIN: partition TABLE by hour, day or month from now on (repeatable, or
+        /// comma-separated); files written before keep their spec
+        #[arg(
+            long = "partition",
+            env = "BAKEHOUSE_PARTITIONS",
+            value_delimiter = ','
+        )]
+        partitions: Vec<String>,
+        /// TABLE.COLUMN: fill a bronze string column for the rows ingested before it existed,
+        /// from their payload, exactly once (repeatable), e.g. bronze.sales_events.channel
+        #[arg(long = "fill")]
+        fills: Vec<String>,
+        /// Print the report as JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Ingest files (JSON lines or CSV) into bronze, as the S3 trigger does
     Ingest {
         /// Dataset of the files; default: the `<dataset>` folder of `…/landing/<dataset>/file`
@@ -245,6 +265,11 @@ async fn run(cli: Cli) -> Result<()> {
             };
             say!("Created {} tables; {loaded}.", report.created.len());
         }
+        Command::Evolve {
+            partitions,
+            fills,
+            json,
+        } => evolve(&deps, &partitions, &fills, json).await?,
         Command::Ingest { dataset, files } => {
             let dataset = dataset.map(|d| d.parse::<Dataset>()).transpose()?;
             for file in &files {
@@ -276,6 +301,54 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Replay(args) => repair::run_replay(&deps, &args).await?,
         Command::Redrive(args) => repair::redrive(&deps, &args).await?,
         Command::Report(args) => report::run(&deps, &args).await?,
+    }
+    Ok(())
+}
+
+/// `bakehouse evolve`: parses every request first (a bad one stops it before any change).
+async fn evolve(deps: &Deps, partitions: &[String], fills: &[String], json: bool) -> Result<()> {
+    use bakehouse::hops::evolve::{ColumnFill, PartitionChange};
+    let partitions = partitions
+        .iter()
+        .map(|p| PartitionChange::parse(p).map_err(|e| anyhow::anyhow!("invalid --partition: {e}")))
+        .collect::<Result<Vec<_>>>()?;
+    let fills = fills
+        .iter()
+        .map(|f| ColumnFill::parse(f).map_err(|e| anyhow::anyhow!("invalid --fill: {e}")))
+        .collect::<Result<Vec<_>>>()?;
+    let report = bakehouse::hops::evolve::evolve(deps, &partitions, &fills).await?;
+    if json {
+        say!("{}", to_json(&report)?);
+        return Ok(());
+    }
+    say!(
+        "Tables at their current definitions ({} created).",
+        report.created.len()
+    );
+    for change in &partitions {
+        let name = change.table.qualified();
+        let grain = change.grain.name();
+        let now = if report.partitioned.contains(&format!("{name}={grain}")) {
+            "from now on"
+        } else {
+            "already"
+        };
+        say!("{name}: partitioned by {grain} {now}.");
+    }
+    for fill in &report.fills {
+        say!(
+            "{}.{}: {} files rewritten, {} rows filled, {} without a value, {} refused{}.",
+            fill.table,
+            fill.column,
+            fill.files,
+            fill.filled,
+            fill.absent,
+            fill.refused,
+            fill.first_refusal
+                .as_deref()
+                .map(|r| format!(" (first: {r})"))
+                .unwrap_or_default()
+        );
     }
     Ok(())
 }

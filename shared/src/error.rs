@@ -43,6 +43,9 @@ pub enum StorageError {
     /// An input object could not be read.
     #[error("cannot read {path}: {message}")]
     Object { path: String, message: String },
+    /// A schema or partition change Iceberg forbids, refused before anything was written.
+    #[error("cannot evolve {table}: {message}; nothing was changed")]
+    Evolution { table: String, message: String },
     /// A server did not answer in time (`what` names it, without credentials).
     #[error("no answer from {what} within {seconds} s: {message}")]
     Unreachable {
@@ -80,7 +83,7 @@ impl StorageError {
             }
             StorageError::Catalog(_) | StorageError::ConflictsExhausted { .. } => true,
             StorageError::Glue { retryable, .. } => *retryable,
-            StorageError::Data { .. } => false,
+            StorageError::Data { .. } | StorageError::Evolution { .. } => false,
             StorageError::Object { .. } | StorageError::Unreachable { .. } => true,
         }
     }

@@ -193,16 +193,32 @@ impl Generator {
         } else {
             product
         };
+        // A transaction's channel: six in ten in store, three online, one in the app; an
+        // online or app order always has its customer.
+        let transaction = i / 3;
+        let channel = match transaction % 10 {
+            0..=5 => "in_store",
+            6..=8 => "online",
+            _ => "app",
+        };
+        let customer = if self.chance(0.6) {
+            json!(format!("C{:04}", self.rng.random_range(1..=8)))
+        } else if channel == "in_store" {
+            Value::Null
+        } else {
+            json!(format!("C{:04}", transaction % 8 + 1))
+        };
         let record = json!({
             "event_id": format!("S{}-{i:07}", self.plan.seed),
             "transaction_id": format!("T{}-{:06}", self.plan.seed, i / 3),
             "event_time": Self::ts(event_time),
             "store_id": store,
             "product_id": product,
-            "customer_id": if self.chance(0.6) { json!(format!("C{:04}", self.rng.random_range(1..=8))) } else { Value::Null },
+            "customer_id": customer,
             "quantity": quantity,
             "unit_price": price,
             "promotion_id": if self.chance(0.1) { json!("SPRING10") } else { Value::Null },
+            "channel": channel,
         });
         self.emit(record, "event_id")
     }

@@ -71,7 +71,7 @@ async fn a_lost_race_replans_on_the_newer_table_and_keeps_both_writes() {
                 // Another writer lands between our plan and our swap.
                 support::append(theirs, &["theirs"], 1).await?;
             }
-            let add = ours.write_rows(&table, rows, |_| 1).await?;
+            let add = ours.write_rows(&table, rows).await?;
             Ok(Some(CommitPlan {
                 operation: Operation::Append,
                 add,
@@ -79,6 +79,7 @@ async fn a_lost_race_replans_on_the_newer_table_and_keeps_both_writes() {
                 remove: vec![],
                 properties: HashMap::new(),
                 keep_added_on_conflict: false,
+                added_spec: None,
             }))
         })
         .await
@@ -118,7 +119,7 @@ async fn removing_a_file_someone_else_already_removed_replans() {
         .await
         .unwrap()
         .into_iter()
-        .filter(|f| bakehouse::adapters::iceberg::partition_day(&f.data_file) == Some(1))
+        .filter(|f| f.days == Some((1, 1)))
         .collect();
     assert_eq!(day_one.len(), 1);
     // A concurrent overwrite of day 1 removes that file first.
@@ -131,7 +132,7 @@ async fn removing_a_file_someone_else_already_removed_replans() {
             .into_iter()
             .filter(|f| f.path() == day_one[0].path())
             .collect();
-        let add = lake.write_rows(&table, replacement, |_| 1).await?;
+        let add = lake.write_rows(&table, replacement).await?;
         Ok(Some(CommitPlan {
             operation: Operation::Overwrite,
             add,
@@ -139,6 +140,7 @@ async fn removing_a_file_someone_else_already_removed_replans() {
             remove,
             properties: HashMap::new(),
             keep_added_on_conflict: false,
+            added_spec: None,
         }))
     })
     .await
@@ -155,12 +157,10 @@ async fn removing_a_file_someone_else_already_removed_replans() {
                 lake.live_files(&table)
                     .await?
                     .into_iter()
-                    .filter(|f| {
-                        bakehouse::adapters::iceberg::partition_day(&f.data_file) == Some(1)
-                    })
+                    .filter(|f| f.days == Some((1, 1)))
                     .collect()
             };
-            let add = lake.write_rows(&table, mine, |_| 1).await?;
+            let add = lake.write_rows(&table, mine).await?;
             Ok(Some(CommitPlan {
                 operation: Operation::Overwrite,
                 add,
@@ -168,6 +168,7 @@ async fn removing_a_file_someone_else_already_removed_replans() {
                 remove,
                 properties: HashMap::new(),
                 keep_added_on_conflict: false,
+                added_spec: None,
             }))
         })
         .await
@@ -195,7 +196,7 @@ async fn exhausted_retries_fail_loudly_and_change_nothing() {
     let result = impatient
         .commit_with(&QUARANTINE, move |table| async move {
             support::append(other, &["winner"], 1).await?;
-            let add = impatient.write_rows(&table, rows, |_| 1).await?;
+            let add = impatient.write_rows(&table, rows).await?;
             Ok(Some(CommitPlan {
                 operation: Operation::Append,
                 add,
@@ -203,6 +204,7 @@ async fn exhausted_retries_fail_loudly_and_change_nothing() {
                 remove: vec![],
                 properties: HashMap::new(),
                 keep_added_on_conflict: false,
+                added_spec: None,
             }))
         })
         .await;
@@ -300,6 +302,7 @@ async fn checkpoint_properties_are_carried_into_later_snapshots() {
             ]
             .into(),
             keep_added_on_conflict: false,
+            added_spec: None,
         }))
     })
     .await

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use arrow_array::RecordBatch;
 use bakehouse::adapters::iceberg::{
-    CommitPlan, DEFAULT_TARGET_FILE_SIZE, Lakehouse, arrow_schema, batch_to_rows, partition_day,
+    CommitPlan, DEFAULT_TARGET_FILE_SIZE, Lakehouse, arrow_schema, batch_to_rows, partition_value,
     rows_to_batch, tables::QUARANTINE, write_produced,
 };
 use bakehouse::config::{Config, Overrides};
@@ -64,9 +64,9 @@ async fn lanes_and_shares_keep_every_row_in_file_order() {
         })
         .collect();
     let written: Vec<String> = batches.iter().flat_map(|(_, rows)| tags(rows)).collect();
-    let items: Vec<Result<(i32, RecordBatch), StorageError>> = batches
+    let items: Vec<Result<RecordBatch, StorageError>> = batches
         .iter()
-        .map(|(day, rows)| Ok((*day, rows_to_batch("test", &schema, rows).unwrap())))
+        .map(|(_, rows)| Ok(rows_to_batch("test", &schema, rows).unwrap()))
         .collect();
     let (files, _) = write_produced(&table, DEFAULT_TARGET_FILE_SIZE, 2, items.into_iter())
         .await
@@ -77,7 +77,7 @@ async fn lanes_and_shares_keep_every_row_in_file_order() {
     let mut per_day: HashMap<Option<i32>, Vec<u64>> = HashMap::new();
     for file in &files {
         per_day
-            .entry(partition_day(file))
+            .entry(partition_value(file))
             .or_default()
             .push(file.record_count());
     }

@@ -51,8 +51,7 @@ async fn files_per_day(lake: &Lakehouse) -> HashMap<Option<i32>, usize> {
     let table = lake.load(&QUARANTINE).await.unwrap();
     let mut out = HashMap::new();
     for file in lake.live_files(&table).await.unwrap() {
-        *out.entry(bakehouse::adapters::iceberg::partition_day(&file.data_file))
-            .or_insert(0) += 1;
+        *out.entry(file.days.map(|(day, _)| day)).or_insert(0) += 1;
     }
     out
 }

@@ -101,9 +101,9 @@ async fn gold_matches_an_independent_computation() {
 
     // Sales: first valid copy of each id, scored, eligible when ≥ 50 and not too late.
     let mut seen = HashSet::new();
-    // (date, store, product) → (quantity, revenue cents, line items, transactions)
+    // (date, store, product, channel) → (quantity, revenue cents, line items, transactions)
     type Daily = (i64, i64, i64, HashSet<String>);
-    let mut expected: BTreeMap<(i32, i64, i64), Daily> = BTreeMap::new();
+    let mut expected: BTreeMap<(i32, i64, i64, Option<String>), Daily> = BTreeMap::new();
     for line in &day.sales {
         let Some((id, t, o)) = parse(line, "event_id") else {
             continue;
@@ -127,11 +127,19 @@ async fn gold_matches_an_independent_computation() {
                 25
             }
             - if future(t) { 10 } else { 0 };
+        let channel = o.get("channel").and_then(Value::as_str).map(str::to_string);
+        let remote = matches!(channel.as_deref(), Some("online" | "app"));
+        let score = score
+            - if remote && o["customer_id"].is_null() {
+                10
+            } else {
+                0
+            };
         if score < 50 || late(t) {
             continue;
         }
         let date = (t.timestamp().div_euclid(86_400)) as i32;
-        let acc = expected.entry((date, store, product)).or_default();
+        let acc = expected.entry((date, store, product, channel)).or_default();
         acc.0 += quantity;
         acc.1 += quantity * price;
         acc.2 += 1;
@@ -143,7 +151,7 @@ async fn gold_matches_an_independent_computation() {
         );
     }
     let mut daily: Vec<FactSalesDaily> = read(&deps.lake, &tables::FACT_SALES_DAILY).await;
-    daily.sort_by_key(|d| (d.business_date, d.store_id, d.product_id));
+    daily.sort_by_key(|d| (d.business_date, d.store_id, d.product_id, d.channel.clone()));
     let got: Vec<_> = daily
         .iter()
         .map(|d| {
@@ -152,6 +160,7 @@ async fn gold_matches_an_independent_computation() {
                     d.business_date,
                     i64::from(d.store_id),
                     i64::from(d.product_id),
+                    d.channel.clone(),
                 ),
                 (d.quantity, d.revenue.0, d.line_items, d.transactions),
             )
@@ -159,7 +168,7 @@ async fn gold_matches_an_independent_computation() {
         .collect();
     let want: Vec<_> = expected
         .iter()
-        .map(|(k, v)| (*k, (v.0, v.1, v.2, v.3.len() as i64)))
+        .map(|(k, v)| (k.clone(), (v.0, v.1, v.2, v.3.len() as i64)))
         .collect();
     assert!(want.len() > 50, "the generated day should span many groups");
     assert_eq!(got, want);

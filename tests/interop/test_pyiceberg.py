@@ -25,7 +25,8 @@ SILVER_TAIL = ("ingestion_time:timestamptz lateness_seconds:double too_late:bool
 VALIDITY = "valid_from:timestamptz valid_to:timestamptz is_current:boolean"
 EXPECTED_SCHEMAS = {  # SPEC §3–5 names; types as README's "Decisions" say
     "bronze.sales_events": "event_id:string transaction_id:string event_time:timestamptz store_id:int product_id:int "
-                           "customer_id:string quantity:int unit_price:decimal(10, 2) promotion_id:string " + LINEAGE,
+                           "customer_id:string quantity:int unit_price:decimal(10, 2) promotion_id:string " + LINEAGE
+                           + " channel:string",
     "bronze.equipment_metrics": "metric_id:string equipment_id:int event_time:timestamptz operational_status:string "
                                 "power_kw:double temperature_c:double interval_seconds:int readings:string " + LINEAGE,
     "bronze.inventory_updates": "update_id:string event_time:timestamptz store_id:int product_id:int beginning_stock:int "
@@ -51,7 +52,7 @@ EXPECTED_SCHEMAS = {  # SPEC §3–5 names; types as README's "Decisions" say
                          "raw:string raw_encoding:string ingestion_time:timestamptz",
     "silver.sales": "event_id:string transaction_id:string event_time:timestamptz business_date:date store_id:int "
                     "product_id:int customer_id:string quantity:int unit_price:decimal(10, 2) revenue:decimal(14, 2) "
-                    "promotion_id:string time_of_day:string " + SILVER_TAIL,
+                    "promotion_id:string time_of_day:string " + SILVER_TAIL + " channel:string",
     "silver.equipment_metrics": "metric_id:string equipment_id:int event_time:timestamptz business_date:date "
                                 "operational_status:string power_kw:double temperature_c:double interval_seconds:int "
                                 "readings:string " + SILVER_TAIL,
@@ -61,9 +62,9 @@ EXPECTED_SCHEMAS = {  # SPEC §3–5 names; types as README's "Decisions" say
     "gold.fact_sales": "sale_id:string transaction_id:string business_date:date event_time:timestamptz store_id:int "
                        "store_key:long product_id:int product_key:long customer_id:string quantity:int "
                        "unit_price:decimal(10, 2) revenue:decimal(14, 2) time_of_day:string quality_score:int "
-                       "customer_key:long",
+                       "customer_key:long channel:string",
     "gold.fact_sales_daily": "business_date:date store_id:int product_id:int quantity:long revenue:decimal(14, 2) "
-                             "line_items:long transactions:long promoted_quantity:long",
+                             "line_items:long transactions:long promoted_quantity:long channel:string",
     "gold.fact_inventory": "business_date:date store_id:int product_id:int beginning_stock:int restocked_quantity:int "
                            "sold_quantity:int waste_quantity:int closing_stock:long waste_ratio:double "
                            "days_of_supply:double stock_out:boolean updates:long",
@@ -124,6 +125,8 @@ def make_inputs(root):
         sales.append({"event_id": f"e{i}", "transaction_id": f"t{i // 2}", "event_time": ts(DAY, 7 + i % 12, i % 60),
                       "store_id": 1 + i % 2, "product_id": 10 + i % 3, "customer_id": None,
                       "quantity": 1 + i % 4, "unit_price": [1.2, 4.35, 19.99][i % 3]})
+        if i % 4:  # a channel on three in four; an online or app sale without a customer: 90
+            sales[-1]["channel"] = CHANNELS[i % 4 - 1]
     sales.append(dict(sales[0]))                                   # duplicate: first wins
     sales.append({**sales[1], "event_id": "bad-store", "store_id": 9})      # unknown store: 80
     sales.append({**sales[1], "event_id": "poor", "store_id": 9, "product_id": 99, "quantity": 0})  # 35
@@ -257,8 +260,12 @@ def test_bronze_and_quarantine_hold_every_record_once(lake):
     assert rows(catalog, "bronze.inventory_updates").num_rows == 3 + 5
 
 
+CHANNELS = ["in_store", "online", "app"]
+
+
 def expected_score(s):
     score = 100
+    score -= 10 if s.get("channel") in ("online", "app") and not s.get("customer_id") else 0
     score -= 20 if s["store_id"] not in (1, 2) else 0
     score -= 20 if s["product_id"] not in (10, 11, 12) else 0
     score -= 25 if not 1 <= s["quantity"] <= 100 else 0
@@ -276,6 +283,7 @@ def test_silver_sales_are_deduplicated_scored_and_derived(lake):
         assert r["unit_price"] == price
         assert r["revenue"] == price * s["quantity"]
         assert r["quality_score"] == expected_score(s), s["event_id"]
+        assert r["channel"] == s.get("channel"), s["event_id"]
         assert r["business_date"] == r["event_time"].date()
         assert r["too_late"] is (r["lateness_seconds"] > 48 * 3600)
     assert by_id["poor"]["failed_rules"] == "store_unknown,product_unknown,quantity_out_of_range"
@@ -289,12 +297,13 @@ def test_gold_daily_sales_match_an_independent_computation(lake):
     for r in silver:
         if r["too_late"] or r["quality_score"] < 50:
             continue
-        acc = expected[(r["business_date"], r["store_id"], r["product_id"])]
+        acc = expected[(r["business_date"], r["store_id"], r["product_id"], r["channel"])]
         acc[0] += r["quantity"]
         acc[1] += r["revenue"]
         acc[2] += 1
         acc[3].add(r["transaction_id"] or r["event_id"])
-    got = {(r["business_date"], r["store_id"], r["product_id"]): [r["quantity"], r["revenue"], r["line_items"], r["transactions"]]
+    got = {(r["business_date"], r["store_id"], r["product_id"], r["channel"]):
+           [r["quantity"], r["revenue"], r["line_items"], r["transactions"]]
            for r in rows(catalog, "gold.fact_sales_daily").to_pylist()}
     assert got == {k: [v[0], v[1], v[2], len(v[3])] for k, v in expected.items()}
     assert rows(catalog, "gold.fact_sales").num_rows == sum(v[2] for v in expected.values())

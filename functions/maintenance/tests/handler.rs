@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use bakehouse::adapters::iceberg::{TableDef, partition_day, tables};
+use bakehouse::adapters::iceberg::{TableDef, tables};
 use bakehouse::config::Config;
 use bakehouse::domain::records::{
     BronzeSale, BronzeStore, DataQualityDaily, DimProduct, DimStore, FactSale,
@@ -151,7 +151,7 @@ async fn maintenance_builds_dimensions_reports_and_compacts() {
     for def in tables::ALL_TABLES {
         let table = deps.lake.load(&def).await.unwrap();
         let files = deps.lake.live_files(&table).await.unwrap();
-        let mut days: Vec<_> = files.iter().map(|f| partition_day(&f.data_file)).collect();
+        let mut days: Vec<_> = files.iter().map(|f| f.days).collect();
         let n = days.len();
         days.dedup();
         assert_eq!(

@@ -78,6 +78,7 @@ async fn gold_recomputes_the_touched_dates_of_the_announced_silver_table() {
                 line_items: 2,
                 transactions: 2,
                 promoted_quantity: 0,
+                channel: None,
             },
             FactSalesDaily {
                 business_date: day,
@@ -88,6 +89,7 @@ async fn gold_recomputes_the_touched_dates_of_the_announced_silver_table() {
                 line_items: 1,
                 transactions: 1,
                 promoted_quantity: 0,
+                channel: None,
             },
         ]
     );

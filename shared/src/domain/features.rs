@@ -38,10 +38,13 @@ pub fn features_demand_daily(
     let mut quantity: HashMap<(i32, Pair), i64> = HashMap::new();
     let mut revenue: HashMap<(i32, Pair), (Money, i64)> = HashMap::new();
     let mut keys: BTreeMap<i32, BTreeSet<Pair>> = BTreeMap::new();
+    // A store × product's day: the sum of its channels' rows.
     for s in inputs.sales {
         let pair = (s.store_id, s.product_id);
-        quantity.insert((s.business_date, pair), s.quantity);
-        revenue.insert((s.business_date, pair), (s.revenue, s.promoted_quantity));
+        *quantity.entry((s.business_date, pair)).or_default() += s.quantity;
+        let (day_revenue, promoted) = revenue.entry((s.business_date, pair)).or_default();
+        *day_revenue = Money(day_revenue.0 + s.revenue.0);
+        *promoted += s.promoted_quantity;
         if dates.contains(&s.business_date) {
             keys.entry(s.business_date).or_default().insert(pair);
         }
@@ -121,6 +124,7 @@ mod tests {
             line_items: 1,
             transactions: 1,
             promoted_quantity: 0,
+            channel: None,
         }
     }
 

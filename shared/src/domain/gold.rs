@@ -3,7 +3,7 @@
 //! sorted by its grain, except `fact_sales` (a row per silver sale, in silver's order). The two
 //! sales facts work on Arrow columns batch by batch, never holding silver; the others on rows.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow_array::{
@@ -17,6 +17,7 @@ use super::money::Money;
 use super::records::*;
 use super::scd2::{KeyIndex, SurrogateKeys};
 use super::silver::IdSet;
+use super::validate::CHANNELS;
 
 /// Default minimum quality score for gold (SPEC §4).
 pub const DEFAULT_MIN_QUALITY_SCORE: i32 = 50;
@@ -55,7 +56,7 @@ pub struct RevenueOverflow {
 }
 
 /// The silver sales columns `fact_sales` reads (the others are not even decoded).
-pub const FACT_SALES_SILVER_COLUMNS: [&str; 13] = [
+pub const FACT_SALES_SILVER_COLUMNS: [&str; 14] = [
     "event_id",
     "transaction_id",
     "business_date",
@@ -69,10 +70,11 @@ pub const FACT_SALES_SILVER_COLUMNS: [&str; 13] = [
     "time_of_day",
     "quality_score",
     "too_late",
+    "channel",
 ];
 
 /// The silver sales columns `fact_sales_daily` reads.
-pub const DAILY_SALES_SILVER_COLUMNS: [&str; 9] = [
+pub const DAILY_SALES_SILVER_COLUMNS: [&str; 10] = [
     "transaction_id",
     "promotion_id",
     "business_date",
@@ -82,6 +84,7 @@ pub const DAILY_SALES_SILVER_COLUMNS: [&str; 9] = [
     "revenue",
     "quality_score",
     "too_late",
+    "channel",
 ];
 
 /// A column of a silver batch, as its Arrow type.
@@ -105,8 +108,7 @@ fn eligible(batch: &RecordBatch, policy: &GoldPolicy) -> Result<BooleanArray, Ar
 
 /// `gold.fact_sales` of one silver batch (read with [`FACT_SALES_SILVER_COLUMNS`]): its
 /// eligible line items with the keys of the store and product versions valid at each event's
-/// time, in `fact` (the table's Arrow schema), as (business date, batch) for each date the
-/// batch holds, dates ascending. A fact row depends on its silver row alone, so the fact is
+/// time, in `fact` (the table's Arrow schema). A fact row depends on its silver row alone, so the fact is
 /// made batch by batch in silver's order and never held whole: the same rows whatever order
 /// the events came in, not always in the same order within a file.
 ///
@@ -117,21 +119,9 @@ pub fn sales_facts(
     fact: &SchemaRef,
     policy: &GoldPolicy,
     keys: &SurrogateKeys,
-) -> Result<Vec<(i32, RecordBatch)>, ArrowError> {
+) -> Result<RecordBatch, ArrowError> {
     let rows = filter_record_batch(batch, &eligible(batch, policy)?)?;
-    let dates = column::<Date32Array>(&rows, "business_date")?;
-    let days: BTreeSet<i32> = dates.iter().flatten().collect();
-    let mut out = Vec::with_capacity(days.len());
-    for &day in &days {
-        let of_day = if days.len() == 1 && dates.null_count() == 0 {
-            rows.clone()
-        } else {
-            let mask: BooleanArray = dates.iter().map(|d| Some(d == Some(day))).collect();
-            filter_record_batch(&rows, &mask)?
-        };
-        out.push((day, fact_rows(&of_day, fact, keys)?));
-    }
-    Ok(out)
+    fact_rows(&rows, fact, keys)
 }
 
 /// Eligible silver rows as `fact_sales` rows: renamed, keyed and cast to the fact's schema.
@@ -230,12 +220,12 @@ pub fn rekeyed_sales(
 }
 
 /// `gold.fact_sales_daily`, summed over silver batch by batch (read with
-/// [`DAILY_SALES_SILVER_COLUMNS`]): per business_date × store × product of the eligible rows.
-/// Holds the groups, with their transaction ids packed, not the batches.
+/// [`DAILY_SALES_SILVER_COLUMNS`]): per business_date × store × product × channel of the
+/// eligible rows. Holds the groups, with their transaction ids packed, not the batches.
 #[derive(Default)]
 pub struct DailySales {
     /// Each group's index in `sums`.
-    groups: hashbrown::HashMap<(i32, i32, i32), u32, foldhash::fast::RandomState>,
+    groups: hashbrown::HashMap<DailyKey, u32, foldhash::fast::RandomState>,
     sums: Vec<DailySum>,
 }
 
@@ -281,6 +271,31 @@ impl DailySum {
     }
 }
 
+/// A `fact_sales_daily` group: business date, store, product and channel (its index in
+/// [`CHANNELS`], or none).
+type DailyKey = (i32, i32, i32, Option<u8>);
+
+/// The channel of row `i` as its index in [`CHANNELS`] (validation admits no other value).
+fn channel_at(channel: &StringArray, i: usize) -> Option<u8> {
+    if channel.is_null(i) {
+        return None;
+    }
+    CHANNELS
+        .iter()
+        .position(|c| *c == channel.value(i))
+        .map(|p| p as u8)
+}
+
+/// The key of a daily row.
+fn daily_key(row: &FactSalesDaily) -> DailyKey {
+    let channel = row
+        .channel
+        .as_deref()
+        .and_then(|c| CHANNELS.iter().position(|known| *known == c))
+        .map(|p| p as u8);
+    (row.business_date, row.store_id, row.product_id, channel)
+}
+
 impl DailySales {
     /// Adds the eligible rows of one silver batch.
     ///
@@ -295,8 +310,14 @@ impl DailySales {
         let revenue = column::<Decimal128Array>(batch, "revenue")?;
         let transaction = column::<StringArray>(batch, "transaction_id")?;
         let promotion = column::<StringArray>(batch, "promotion_id")?;
+        let channel = column::<StringArray>(batch, "channel")?;
         for i in (0..batch.num_rows()).filter(|i| eligible.value(*i)) {
-            let key = (date.value(i), store.value(i), product.value(i));
+            let key = (
+                date.value(i),
+                store.value(i),
+                product.value(i),
+                channel_at(channel, i),
+            );
             let next = u32::try_from(self.sums.len())
                 .map_err(|_| ArrowError::ComputeError("more than 2^32 groups".to_string()))?;
             let group = *self.groups.entry(key).or_insert(next);
@@ -326,7 +347,7 @@ impl DailySales {
     /// looks up among the rows summed before ([`DailySales::mark_counted`]).
     pub fn transactions_by_date(&self) -> BTreeMap<i32, IdSet> {
         let mut by_date: BTreeMap<i32, IdSet> = BTreeMap::new();
-        for ((date, _, _), group) in &self.groups {
+        for ((date, ..), group) in &self.groups {
             let ids = by_date.entry(*date).or_default();
             for id in self.sums[*group as usize].ids() {
                 // Ids come from a UTF-8 column; anything else is skipped, never matched.
@@ -354,8 +375,14 @@ impl DailySales {
         let store = column::<Int32Array>(batch, "store_id")?;
         let product = column::<Int32Array>(batch, "product_id")?;
         let transaction = column::<StringArray>(batch, "transaction_id")?;
+        let channel = column::<StringArray>(batch, "channel")?;
         for i in (0..batch.num_rows()).filter(|i| eligible.value(*i) && transaction.is_valid(*i)) {
-            let key = (date.value(i), store.value(i), product.value(i));
+            let key = (
+                date.value(i),
+                store.value(i),
+                product.value(i),
+                channel_at(channel, i),
+            );
             if let Some(group) = self.groups.get(&key) {
                 self.sums[*group as usize]
                     .counted
@@ -374,7 +401,7 @@ impl DailySales {
         groups.sort_unstable_by_key(|(key, _)| *key);
         groups
             .into_iter()
-            .map(|((business_date, store_id, product_id), group)| {
+            .map(|((business_date, store_id, product_id, channel), group)| {
                 let sum = &self.sums[group as usize];
                 let revenue = i64::try_from(sum.revenue)
                     .ok()
@@ -394,6 +421,7 @@ impl DailySales {
                     line_items: sum.line_items,
                     transactions: sum.transactions(),
                     promoted_quantity: sum.promoted,
+                    channel: channel.map(|c| CHANNELS[usize::from(c)].to_string()),
                 })
             })
             .collect()
@@ -410,12 +438,10 @@ pub fn add_daily(
     existing: Vec<FactSalesDaily>,
     delta: Vec<FactSalesDaily>,
 ) -> Result<Vec<FactSalesDaily>, RevenueOverflow> {
-    let mut rows: BTreeMap<(i32, i32, i32), FactSalesDaily> = existing
-        .into_iter()
-        .map(|r| ((r.business_date, r.store_id, r.product_id), r))
-        .collect();
+    let mut rows: BTreeMap<DailyKey, FactSalesDaily> =
+        existing.into_iter().map(|r| (daily_key(&r), r)).collect();
     for d in delta {
-        let key = (d.business_date, d.store_id, d.product_id);
+        let key = daily_key(&d);
         match rows.get_mut(&key) {
             None => {
                 rows.insert(key, d);
@@ -568,6 +594,7 @@ mod tests {
             quality_score: score,
             failed_rules: String::new(),
             source_ref: String::new(),
+            channel: None,
         }
     }
 
@@ -600,32 +627,28 @@ mod tests {
         let keys = SurrogateKeys::default();
         let mut out: BTreeMap<i32, Vec<String>> = BTreeMap::new();
         for batch in rows.chunks(3).flat_map(silver) {
-            let facts = sales_facts(&batch, &fact, policy, &keys).unwrap();
-            let days: Vec<i32> = facts.iter().map(|(day, _)| *day).collect();
-            assert!(days.is_sorted(), "dates ascending: {days:?}");
-            for (day, batch) in facts {
-                assert_eq!(batch.schema(), fact);
-                let ids = column::<StringArray>(&batch, "sale_id").unwrap();
-                let revenue = column::<Decimal128Array>(&batch, "revenue").unwrap();
-                let dates = column::<Date32Array>(&batch, "business_date").unwrap();
-                for (i, id) in ids.iter().enumerate() {
-                    let row = rows
-                        .iter()
-                        .find(|r| Some(r.event_id.as_str()) == id)
-                        .unwrap();
-                    assert_eq!(dates.value(i), day, "{id:?} in its date's batch");
-                    assert_eq!(
-                        revenue.value(i),
-                        i128::from(row.revenue.0),
-                        "{id:?}'s own row"
-                    );
-                }
-                let keys = column::<Int64Array>(&batch, "store_key").unwrap();
-                assert_eq!(keys.null_count(), batch.num_rows(), "no dimension: no key");
-                out.entry(day)
+            let batch = sales_facts(&batch, &fact, policy, &keys).unwrap();
+            assert_eq!(batch.schema(), fact);
+            let ids = column::<StringArray>(&batch, "sale_id").unwrap();
+            let revenue = column::<Decimal128Array>(&batch, "revenue").unwrap();
+            let dates = column::<Date32Array>(&batch, "business_date").unwrap();
+            for (i, id) in ids.iter().enumerate() {
+                let row = rows
+                    .iter()
+                    .find(|r| Some(r.event_id.as_str()) == id)
+                    .unwrap();
+                assert_eq!(dates.value(i), row.business_date, "{id:?}'s date");
+                assert_eq!(
+                    revenue.value(i),
+                    i128::from(row.revenue.0),
+                    "{id:?}'s own row"
+                );
+                out.entry(row.business_date)
                     .or_default()
-                    .extend(ids.iter().flatten().map(str::to_string));
+                    .push(row.event_id.clone());
             }
+            let keys = column::<Int64Array>(&batch, "store_key").unwrap();
+            assert_eq!(keys.null_count(), batch.num_rows(), "no dimension: no key");
         }
         out.values_mut().for_each(|ids| ids.sort());
         out
@@ -659,6 +682,7 @@ mod tests {
                     line_items: 3,
                     transactions: 2,
                     promoted_quantity: 2,
+                    channel: None,
                 },
                 FactSalesDaily {
                     business_date: 2,
@@ -669,6 +693,7 @@ mod tests {
                     line_items: 2,
                     transactions: 2,
                     promoted_quantity: 0,
+                    channel: None,
                 },
             ]
         );

@@ -77,6 +77,11 @@ pub fn assess_sale(sale: &BronzeSale, reference: &ReferenceIndex) -> Assessment 
             10,
             not_from_future(sale.event_time, sale.ingestion_time),
         ),
+        (
+            "remote_sale_without_customer",
+            10,
+            sale.customer_id.is_some() || sale.channel.as_deref().is_none_or(|c| c == "in_store"),
+        ),
     ])
 }
 
@@ -187,6 +192,7 @@ mod tests {
             source: String::new(),
             source_ref: String::new(),
             ingestion_time: 0,
+            channel: None,
         }
     }
 

@@ -26,6 +26,9 @@ pub struct BronzeSale {
     pub quantity: i32,
     pub unit_price: Money,
     pub promotion_id: Option<String>,
+    /// in_store, online or app; absent from events of producers that predate it.
+    #[serde(default)]
+    pub channel: Option<String>,
     /// The record as received; readers that skip the column (silver) get it empty.
     #[serde(default)]
     pub payload: String,
@@ -176,6 +179,8 @@ pub struct SilverSale {
     pub quality_score: i32,
     pub failed_rules: String,
     pub source_ref: String,
+    #[serde(default)]
+    pub channel: Option<String>,
 }
 
 /// `silver.equipment_metrics`: a deduplicated, scored reading.
@@ -291,6 +296,8 @@ pub struct FactSale {
     /// Absent from files written before the column was added.
     #[serde(default)]
     pub customer_key: Option<i64>,
+    #[serde(default)]
+    pub channel: Option<String>,
 }
 
 /// `gold.fact_sales_daily`: business_date × store × product.
@@ -307,6 +314,9 @@ pub struct FactSalesDaily {
     /// column existed: read as 0 until a backfill recomputes those dates).
     #[serde(default, deserialize_with = "null_as_zero")]
     pub promoted_quantity: i64,
+    /// The sales channel of the group's line items; null for events without one.
+    #[serde(default)]
+    pub channel: Option<String>,
 }
 
 fn null_as_zero<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {

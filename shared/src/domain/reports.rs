@@ -218,6 +218,7 @@ mod tests {
             quality_score: score,
             failed_rules: String::new(),
             source_ref: String::new(),
+            channel: None,
         }
     }
 

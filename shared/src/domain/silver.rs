@@ -182,6 +182,7 @@ pub fn sale_to_silver(
         quantity: b.quantity,
         unit_price: b.unit_price,
         promotion_id: b.promotion_id,
+        channel: b.channel,
         ingestion_time: b.ingestion_time,
         source_ref: b.source_ref,
     }
@@ -265,6 +266,7 @@ mod tests {
             source: "file".into(),
             source_ref: String::new(),
             ingestion_time,
+            channel: None,
         }
     }
 

@@ -25,6 +25,8 @@ pub const OPERATIONAL_STATUSES: [&str; 6] = [
     "maintenance",
     "error",
 ];
+/// Channels accepted for a sale's optional `channel`.
+pub const CHANNELS: [&str; 3] = ["in_store", "online", "app"];
 /// Default `interval_seconds` of a reading (SPEC §2).
 pub const DEFAULT_INTERVAL_SECONDS: i32 = 30;
 
@@ -153,6 +155,26 @@ pub enum BronzeRecord {
     Weather(BronzeWeather),
 }
 
+impl BronzeRecord {
+    /// The text of a string field `name` (`None` when null or not a string field).
+    pub fn field_text(&self, name: &str) -> Option<String> {
+        let value = match self {
+            BronzeRecord::Sale(r) => serde_json::to_value(r),
+            BronzeRecord::Reading(r) => serde_json::to_value(r),
+            BronzeRecord::Inventory(r) => serde_json::to_value(r),
+            BronzeRecord::Store(r) => serde_json::to_value(r),
+            BronzeRecord::Product(r) => serde_json::to_value(r),
+            BronzeRecord::Customer(r) => serde_json::to_value(r),
+            BronzeRecord::Equipment(r) => serde_json::to_value(r),
+            BronzeRecord::Weather(r) => serde_json::to_value(r),
+        };
+        match value.ok()?.get(name)? {
+            Value::String(text) => Some(text.clone()),
+            _ => None,
+        }
+    }
+}
+
 /// Validates one raw record of `dataset`, stamping `lineage` on the result.
 ///
 /// # Errors
@@ -203,6 +225,13 @@ pub fn validate(
             let quantity = o.int("quantity")?;
             let unit_price = o.money("unit_price")?;
             let promotion_id = o.opt_str("promotion_id", None)?;
+            let channel = o.opt_str("channel", None)?;
+            if let Some(channel) = channel.as_deref().filter(|c| !CHANNELS.contains(c)) {
+                return Err(Rejection::new(
+                    RejectCode::InvalidValue,
+                    format!("channel {channel:?} is not one of {}", CHANNELS.join(", ")),
+                ));
+            }
             let revenue = unit_price.times(i64::from(quantity));
             if revenue.is_none_or(|r| r.0.abs() > MAX_LINE_REVENUE_CENTS) {
                 return Err(Rejection::new(
@@ -220,6 +249,7 @@ pub fn validate(
                 quantity,
                 unit_price,
                 promotion_id,
+                channel,
                 payload,
                 source: l.source,
                 source_ref: l.source_ref,

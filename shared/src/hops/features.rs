@@ -66,10 +66,9 @@ pub async fn refresh(deps: &Deps) -> Result<Option<CommitOutcome>, StorageError>
             weather: &weather,
         };
         let rows = features_demand_daily(&dates, &inputs);
-        let add = lake
-            .write_rows(&features, &rows, |r| r.business_date)
-            .await?;
-        let remove = lake.files_of_days(&features, &dates).await?;
+        let mut add = lake.write_rows(&features, &rows).await?;
+        let (remove, kept) = lake.replace_days(&features, &dates).await?;
+        add.extend(kept);
         Ok(Some(CommitPlan::overwrite(add, remove, properties)))
     })
     .await

@@ -21,7 +21,7 @@ use super::{
 use crate::adapters::events::{FailedBatch, IngestEvent, KafkaMessage, s3_objects};
 use crate::adapters::iceberg::{
     CommitOutcome, CommitPlan, DEFAULT_TARGET_FILE_SIZE, KeyProbe, Lakehouse, LiveFile, TableDef,
-    TableWriter, partition_day, rows_to_batch, tables,
+    TableWriter, rows_to_batch, tables,
 };
 use crate::adapters::objects::ObjectReader;
 use crate::config::ENV_MAX_OBJECT_BYTES;
@@ -396,9 +396,7 @@ async fn commit_kafka_rows<T: Serialize + Ingested + Sync>(
             if fresh.is_empty() {
                 return Ok(None);
             }
-            let add = lake
-                .write_rows(&table, &fresh, |r| date_of(r.ingestion_time()))
-                .await?;
+            let add = lake.write_rows(&table, &fresh).await?;
             let mut merged = offsets;
             for (partition, offset) in batch_offsets {
                 let entry = merged.entry(partition.clone()).or_insert(*offset);
@@ -431,8 +429,7 @@ async fn source_refs_held(
     let (files, mut held) = match earlier {
         None => (lake.files_of_days(table, days).await?, HashSet::new()),
         Some((sequence, held)) => {
-            let in_days =
-                |f: &LiveFile| partition_day(&f.data_file).is_some_and(|d| days.contains(&d));
+            let in_days = |f: &LiveFile| f.days.is_some() && f.holds_any(days);
             let since = lake.files_since(table, sequence).await?;
             (since.into_iter().filter(in_days).collect(), held)
         }
@@ -659,13 +656,12 @@ async fn ingest_reader(
     let format = file_format(key);
     let target = dataset.filter(|_| format.is_some() && refused.is_none());
     let ingestion_time = now_micros();
-    let day = Some(date_of(ingestion_time));
     let mut defs = vec![tables::QUARANTINE];
     defs.extend(target.map(TableDef::bronze));
     let tables = futures::future::try_join_all(defs.iter().map(|def| lake.load(def))).await?;
     let mut writers = Vec::with_capacity(defs.len());
     for table in &tables {
-        writers.push(TableWriter::open(table, day, DEFAULT_TARGET_FILE_SIZE).await?);
+        writers.push(TableWriter::open(table, DEFAULT_TARGET_FILE_SIZE).await?);
     }
     let context = Arc::new(ObjectContext {
         key: key.to_string(),
@@ -746,13 +742,14 @@ async fn ingest_reader(
     let digest = object_digest(key, &content.finalize());
     let reference = target.filter(|d| d.is_reference());
     for (def, writer) in defs.iter().zip(writers) {
+        let spec_id = writer.spec_id();
         let files = writer.close().await?;
         let snapshot = reference.is_some() && *def != tables::QUARANTINE;
         let reference_properties = snapshot.then(|| (key.to_string(), ingestion_time));
         commit_object_files(
             lake,
             def,
-            files,
+            (files, spec_id),
             &digest,
             reference_properties,
             &mut summary,
@@ -862,13 +859,13 @@ fn oversized_object(size: u64, cap: u64) -> Rejection {
     )
 }
 
-/// Commits the files one object wrote to `def`, unless the table already holds the object
-/// (`digest`): then the files are deleted. A reference snapshot (`reference`: its key and
+/// Commits the files one object wrote to `def` (under the partition spec `spec_id`), unless
+/// the table already holds the object (`digest`): then the files are deleted. A reference snapshot (`reference`: its key and
 /// ingestion time) commits even without files.
 async fn commit_object_files(
     lake: &Lakehouse,
     def: &TableDef,
-    files: Vec<DataFile>,
+    (files, spec_id): (Vec<DataFile>, i32),
     digest: &str,
     reference: Option<(String, i64)>,
     summary: &mut IngestSummary,
@@ -894,8 +891,11 @@ async fn commit_object_files(
                     properties.insert(PROP_REFERENCE_OBJECT.to_string(), key);
                     properties.insert(PROP_REFERENCE_TIME.to_string(), time.to_string());
                 }
+                // Written before planning: under the spec of that time, which a partition
+                // evolution since may have replaced.
                 Ok(Some(CommitPlan {
                     keep_added_on_conflict: true,
+                    added_spec: Some(spec_id),
                     ..CommitPlan::append(add, properties)
                 }))
             }

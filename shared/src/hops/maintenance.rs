@@ -15,7 +15,7 @@ use super::{Deps, checkpoint, head_sequence, sequence_property, source_changes, 
 use super::{reference, to_gold};
 use crate::adapters::iceberg::{
     ALL_TABLES, CommitOutcome, CommitPlan, DEFAULT_TARGET_FILE_SIZE, FileStats, Lakehouse,
-    LiveFile, Operation, TableDef, partition_day, tables,
+    LiveFile, Operation, TableDef, tables,
 };
 use crate::domain::gold;
 use crate::domain::records::*;
@@ -248,8 +248,7 @@ async fn rekey_sales(lake: &Lakehouse) -> Result<Vec<CommitOutcome>, StorageErro
         .await?
         .into_iter()
         .filter(|file| {
-            let day = partition_day(&file.data_file);
-            from_day.is_some_and(|from| day.is_some_and(|d| d >= from))
+            from_day.is_some_and(|from| file.days.is_some_and(|(_, last)| last >= from))
                 || gold::KEY_COLUMNS
                     .iter()
                     .zip(gained)
@@ -304,6 +303,7 @@ async fn rekey_sales(lake: &Lakehouse) -> Result<Vec<CommitOutcome>, StorageErro
                     remove,
                     properties,
                     keep_added_on_conflict: false,
+                    added_spec: None,
                 }))
             })
             .await?;
@@ -336,9 +336,8 @@ async fn rekey_file(
     if !changed {
         return Ok(None);
     }
-    let day = partition_day(&file.data_file);
     let files = lake
-        .write_batches(table, vec![(day, rewritten)], DEFAULT_TARGET_FILE_SIZE)
+        .write_batches(table, rewritten, DEFAULT_TARGET_FILE_SIZE)
         .await?;
     Ok(Some(files))
 }
@@ -391,7 +390,7 @@ where
                 return Ok(None);
             }
             let dim_rows: Vec<D> = versions.into_iter().map(D::from_version).collect();
-            let add = lake.write_rows(&table, &dim_rows, |_| 0).await?;
+            let add = lake.write_rows(&table, &dim_rows).await?;
             Ok(Some(CommitPlan {
                 operation: Operation::Overwrite,
                 add,
@@ -399,6 +398,7 @@ where
                 remove: lake.live_files(&table).await?,
                 properties: HashMap::new(),
                 keep_added_on_conflict: false,
+                added_spec: None,
             }))
         })
         .await?;
@@ -430,11 +430,12 @@ async fn update_equipment(lake: &Lakehouse) -> Result<Option<CommitOutcome>, Sto
         }
         Ok(Some(CommitPlan {
             operation: Operation::Overwrite,
-            add: lake.write_rows(&table, wanted, |_| 0).await?,
+            add: lake.write_rows(&table, wanted).await?,
             add_rewritten: Vec::new(),
             remove: files,
             properties: HashMap::new(),
             keep_added_on_conflict: false,
+            added_spec: None,
         }))
     })
     .await
@@ -490,18 +491,19 @@ async fn update_report(
             inventory: &inventory,
         };
         let in_dates = |d: i32| dates.contains(&d);
-        let add = if let Some((quarantine_table, quarantine_files)) = rest.first() {
+        let mut add = if let Some((quarantine_table, quarantine_files)) = rest.first() {
             let quarantine: Vec<QuarantineRow> =
                 lake.read_rows(quarantine_table, quarantine_files).await?;
             let mut rows = data_quality_daily(&silver, &quarantine, &policy);
             rows.retain(|r| in_dates(r.business_date));
-            lake.write_rows(&table, &rows, |r| r.business_date).await?
+            lake.write_rows(&table, &rows).await?
         } else {
             let mut rows = late_arrivals_daily(&silver);
             rows.retain(|r| in_dates(r.business_date));
-            lake.write_rows(&table, &rows, |r| r.business_date).await?
+            lake.write_rows(&table, &rows).await?
         };
-        let remove = lake.files_of_days(&table, &dates).await?;
+        let (remove, kept) = lake.replace_days(&table, &dates).await?;
+        add.extend(kept);
         Ok(Some(CommitPlan::overwrite(add, remove, properties)))
     })
     .await

@@ -1,6 +1,7 @@
 //! The hops — one module per Lambda handler — and what they share: the dependencies built
 //! once per process and the checkpoint properties kept in snapshot summaries.
 
+pub mod evolve;
 pub mod features;
 pub mod ingest;
 pub mod maintenance;
@@ -80,10 +81,7 @@ async fn source_changes(
     let head = head_sequence(&table);
     let days = if head > done {
         let files = lake.files_since(&table, done).await?;
-        files
-            .iter()
-            .filter_map(|f| crate::adapters::iceberg::partition_day(&f.data_file))
-            .collect()
+        files.iter().flat_map(LiveFile::dates).collect()
     } else {
         std::collections::BTreeSet::new()
     };

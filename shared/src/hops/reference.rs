@@ -5,7 +5,7 @@
 use serde::de::DeserializeOwned;
 
 use super::{PROP_REFERENCE_OBJECT, PROP_REFERENCE_TIME};
-use crate::adapters::iceberg::{Lakehouse, TableDef, partition_day, tables};
+use crate::adapters::iceberg::{Lakehouse, TableDef, tables};
 use crate::domain::records::*;
 use crate::domain::reference::ReferenceIndex;
 use crate::domain::scd2::{Dimension, KeyIndex, SurrogateKeys, Version};
@@ -43,7 +43,7 @@ pub async fn latest_snapshot<T: DeserializeOwned + Ingested>(
         .live_files(&table)
         .await?
         .into_iter()
-        .filter(|f| partition_day(&f.data_file).is_none_or(|d| d == date_of(time)))
+        .filter(|f| f.holds(date_of(time)))
         .collect();
     let prefix = format!("{object}:");
     let rows: Vec<T> = lake.read_rows(&table, &files).await?;

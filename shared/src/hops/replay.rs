@@ -16,9 +16,7 @@ use serde::Serialize;
 use tracing::{info, instrument};
 
 use super::Deps;
-use crate::adapters::iceberg::{
-    CommitPlan, Lakehouse, LiveFile, Operation, TableDef, partition_day, tables,
-};
+use crate::adapters::iceberg::{CommitPlan, Lakehouse, LiveFile, Operation, TableDef, tables};
 use crate::domain::dataset::Dataset;
 use crate::domain::records::{Ingested, Lineage, QuarantineRow};
 use crate::domain::time::date_of;
@@ -193,8 +191,7 @@ async fn write_records(
                     _ => None,
                 })
                 .collect();
-            lake.write_rows(table, &rows, |r| date_of(r.ingestion_time))
-                .await
+            lake.write_rows(table, &rows).await
         }};
     }
     match records.first() {
@@ -224,10 +221,7 @@ async fn remove_from_quarantine(
                     .filter(|r| !moved.contains(&(r.source_ref.clone(), r.ingestion_time)))
                     .collect();
                 if kept.len() < rows.len() {
-                    add.extend(
-                        lake.write_rows(&table, &kept, |r| date_of(r.ingestion_time))
-                            .await?,
-                    );
+                    add.extend(lake.write_rows(&table, &kept).await?);
                     remove.push(file);
                 }
             }
@@ -241,6 +235,7 @@ async fn remove_from_quarantine(
                 remove,
                 properties: Default::default(),
                 keep_added_on_conflict: false,
+                added_spec: None,
             }))
         })
         .await?;
@@ -249,8 +244,5 @@ async fn remove_from_quarantine(
 
 /// The files of the partitions (ingestion dates) `days`; unpartitioned files are kept.
 fn in_days(files: Vec<LiveFile>, days: &BTreeSet<i32>) -> Vec<LiveFile> {
-    files
-        .into_iter()
-        .filter(|f| partition_day(&f.data_file).is_none_or(|d| days.contains(&d)))
-        .collect()
+    files.into_iter().filter(|f| f.holds_any(days)).collect()
 }

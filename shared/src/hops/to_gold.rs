@@ -20,7 +20,7 @@ use super::{Deps, PROP_TOO_LATE_TAKEN_IN, checkpoint, checkpoint_properties, new
 use crate::adapters::events::changed_tables;
 use crate::adapters::iceberg::{
     CommitOutcome, CommitPlan, DEFAULT_TARGET_FILE_SIZE, KeyProbe, Lakehouse, LiveFile, TableDef,
-    arrow_schema, batch_to_rows, batches_by_day, partition_day, tables, write_produced,
+    arrow_schema, batch_to_rows, batches_by_day, tables, write_produced,
 };
 use crate::domain::time::{date_from_days, days_from_date};
 use crate::domain::{gold, weather};
@@ -143,15 +143,11 @@ async fn process(
                 keyed_with,
                 move |silver, schema| {
                     let (schema, keys, name) = (schema.clone(), keys.clone(), name.clone());
-                    let facts = silver.flat_map(move |batch| {
-                        let facts = batch.and_then(|batch| {
+                    let facts = silver.map(move |batch| {
+                        batch.and_then(|batch| {
                             gold::sales_facts(&batch, &schema, &policy, &keys)
                                 .map_err(|e| failed(&name, e))
-                        });
-                        match facts {
-                            Ok(facts) => facts.into_iter().map(Ok).collect(),
-                            Err(e) => vec![Err(e)],
-                        }
+                        })
                     });
                     Ok(Box::new(facts) as FactBatches)
                 },
@@ -261,7 +257,7 @@ type SilverBatches = Box<dyn Iterator<Item = Result<RecordBatch, StorageError>> 
 
 /// The fact batches of one recomputation, as (business date, batch), produced on a blocking
 /// thread while the writers encode the previous ones.
-type FactBatches = Box<dyn Iterator<Item = Result<(i32, RecordBatch), StorageError>> + Send>;
+type FactBatches = Box<dyn Iterator<Item = Result<RecordBatch, StorageError>> + Send>;
 
 /// An error computing `fact` (its qualified name).
 fn failed(fact: &str, e: impl std::fmt::Display) -> StorageError {
@@ -350,18 +346,12 @@ async fn refresh(
         let (read, remove) = match scope {
             Scope::NewRows => (new, Vec::new()),
             Scope::Dates(also) => {
-                let mut dates: BTreeSet<i32> = new
-                    .iter()
-                    .filter_map(|f| partition_day(&f.data_file))
-                    .collect();
+                let mut dates: BTreeSet<i32> = new.iter().flat_map(LiveFile::dates).collect();
                 if let Some(b) = also {
                     // A backfill names dates, not files: every date either table holds.
                     let all = lake.live_files(&silver).await?.into_iter();
                     let all = all.chain(lake.live_files(&gold_table).await?);
-                    dates.extend(
-                        all.filter_map(|f| partition_day(&f.data_file))
-                            .filter(|d| b.contains(*d)),
-                    );
+                    dates.extend(all.flat_map(|f| f.dates()).filter(|d| b.contains(*d)));
                 }
                 if let Some(b) = also.filter(|b| b.too_late) {
                     taken_in.extend(dates.iter().filter(|d| b.contains(**d)));
@@ -431,7 +421,7 @@ async fn add_daily_sales(
         for (day, keys) in transactions {
             let summed: Vec<_> = old
                 .iter()
-                .filter(|f| f.sequence_number <= done && partition_day(&f.data_file) == Some(day))
+                .filter(|f| f.sequence_number <= done && f.holds(day))
                 .cloned()
                 .collect();
             if summed.is_empty() || keys.is_empty() {

@@ -21,7 +21,7 @@ use super::{Deps, checkpoint, checkpoint_properties, new_source_files};
 use crate::adapters::events::changed_tables;
 use crate::adapters::iceberg::{
     Columns, CommitOutcome, CommitPlan, DEFAULT_TARGET_FILE_SIZE, KeyProbe, Lakehouse, LiveFile,
-    LookupStats, TableDef, arrow_schema, batches_by_day, partition_day, tables, write_produced,
+    LookupStats, TableDef, arrow_schema, batches_by_day, tables, write_produced,
 };
 use crate::domain::dataset::Dataset;
 use crate::domain::records::*;
@@ -279,7 +279,7 @@ async fn held_already(
     for (day, mut probe) in probes {
         let files: Vec<LiveFile> = silver_files
             .iter()
-            .filter(|f| partition_day(&f.data_file) == Some(day))
+            .filter(|f| f.holds(day))
             .cloned()
             .collect();
         if files.is_empty() {
@@ -334,11 +334,11 @@ struct Refinery<B, S> {
     table: String,
     figures: RowFigures,
     /// Batches of the last bronze batch not handed out yet.
-    ready: std::vec::IntoIter<(i32, RecordBatch)>,
+    ready: std::vec::IntoIter<RecordBatch>,
 }
 
 impl<B, S: Serialize + Assessed> Refinery<B, S> {
-    fn refine(&mut self, rows: Vec<B>) -> Result<Vec<(i32, RecordBatch)>, StorageError> {
+    fn refine(&mut self, rows: Vec<B>) -> Result<Vec<RecordBatch>, StorageError> {
         let read = rows.len();
         let (how, reference, policy) = (self.how, &self.reference, &self.policy);
         let fresh: Vec<S> = dedupe_first(rows, how.id_of, &mut self.seen)
@@ -351,7 +351,7 @@ impl<B, S: Serialize + Assessed> Refinery<B, S> {
 }
 
 impl<B, S: Serialize + Assessed> Iterator for Refinery<B, S> {
-    type Item = Result<(i32, RecordBatch), StorageError>;
+    type Item = Result<RecordBatch, StorageError>;
 
     /// Blocks for the reader's next batch: call on a blocking thread.
     fn next(&mut self) -> Option<Self::Item> {

@@ -228,7 +228,7 @@ pub async fn refine(deps: &Deps) -> Result<Option<CommitOutcome>, StorageError> 
                 .into_iter()
                 .chain(new.iter().map(|w| weather_to_silver(w, reference))),
         );
-        let add = lake.write_rows(&silver, &rows, |w| w.business_date).await?;
+        let add = lake.write_rows(&silver, &rows).await?;
         Ok(Some(CommitPlan::overwrite(
             add,
             held,

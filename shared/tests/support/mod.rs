@@ -89,9 +89,7 @@ pub async fn append_rows(
     rows: &[QuarantineRow],
 ) -> Result<Option<CommitOutcome>, StorageError> {
     lake.commit_with(&QUARANTINE, move |table| async move {
-        let add = lake
-            .write_rows(&table, rows, |r| (r.ingestion_time / MICROS_PER_DAY) as i32)
-            .await?;
+        let add = lake.write_rows(&table, rows).await?;
         Ok(Some(CommitPlan {
             operation: Operation::Append,
             add,
@@ -99,6 +97,7 @@ pub async fn append_rows(
             remove: vec![],
             properties: HashMap::new(),
             keep_added_on_conflict: false,
+            added_spec: None,
         }))
     })
     .await

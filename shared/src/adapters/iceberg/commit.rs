@@ -61,6 +61,9 @@ pub struct CommitPlan {
     /// The files of `add` were written once, before planning, and every attempt reuses them:
     /// a lost race must not delete them (otherwise an attempt's files are its own, and go).
     pub keep_added_on_conflict: bool,
+    /// The partition spec `add` was written under when not the planned table's default (files
+    /// written before planning, while a partition evolution landed): their manifest uses it.
+    pub added_spec: Option<i32>,
 }
 
 impl CommitPlan {
@@ -73,6 +76,7 @@ impl CommitPlan {
             remove: Vec::new(),
             properties,
             keep_added_on_conflict: false,
+            added_spec: None,
         }
     }
 
@@ -308,7 +312,16 @@ impl Lakehouse {
             let path = manifest_path(0);
             let output = file_io.new_output(&path).map_err(ice("create manifest"))?;
             written.push(path);
-            let spec = metadata.default_partition_spec().as_ref().clone();
+            let spec = match plan.added_spec {
+                None => metadata.default_partition_spec().as_ref().clone(),
+                Some(id) => metadata
+                    .partition_spec_by_id(id)
+                    .ok_or_else(|| {
+                        StorageError::data(&name)(format!("unknown partition spec {id}"))
+                    })?
+                    .as_ref()
+                    .clone(),
+            };
             let mut writer =
                 ManifestWriterBuilder::new(output, Some(snapshot_id), schema.clone(), spec)
                     .build_v2_data();

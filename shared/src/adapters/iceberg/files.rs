@@ -5,12 +5,13 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use arrow_array::RecordBatch;
+use arrow_array::{Array, RecordBatch};
 use futures::StreamExt;
 use futures::future::try_join_all;
 use iceberg::arrow::{ArrowFileReader, schema_to_arrow_schema};
 use iceberg::spec::{
-    DataFile, DataFileFormat, Literal, ManifestFile, PartitionKey, PrimitiveLiteral, Struct,
+    DataFile, DataFileFormat, Literal, ManifestFile, PartitionKey, PartitionSpec, PrimitiveLiteral,
+    Struct, Transform,
 };
 use iceberg::table::Table;
 use iceberg::writer::base_writer::data_file_writer::{DataFileWriter, DataFileWriterBuilder};
@@ -40,6 +41,12 @@ pub struct LiveFile {
     /// Data sequence number: the commit order in which its rows were added.
     pub sequence_number: i64,
     pub file_sequence_number: Option<i64>,
+    /// The dates its partition covers, first and last (days since the epoch): one date for a
+    /// file partitioned by date, day or hour, a month's for one partitioned by month; `None`
+    /// for an unpartitioned file.
+    pub days: Option<(i32, i32)>,
+    /// The partition spec it was written under.
+    pub spec_id: i32,
 }
 
 impl LiveFile {
@@ -57,11 +64,55 @@ impl LiveFile {
     }
 }
 
-/// The partition value (a date, in days since the epoch) of a file of a table partitioned by
-/// one date or `day()` field; `None` for an unpartitioned file.
-pub fn partition_day(data_file: &DataFile) -> Option<i32> {
+impl LiveFile {
+    /// Whether its partition holds `day` (an unpartitioned file holds every day).
+    pub fn holds(&self, day: i32) -> bool {
+        self.days
+            .is_none_or(|(first, last)| (first..=last).contains(&day))
+    }
+
+    /// The dates its partition covers (none for an unpartitioned file).
+    pub fn dates(&self) -> impl Iterator<Item = i32> + use<> {
+        self.days.into_iter().flat_map(|(first, last)| first..=last)
+    }
+
+    /// Whether its partition holds any of `days`.
+    pub fn holds_any(&self, days: &BTreeSet<i32>) -> bool {
+        self.days
+            .is_none_or(|(first, last)| days.range(first..=last).next().is_some())
+    }
+}
+
+/// The dates (first, last; days since the epoch) that the value of a table's partition
+/// field covers under `spec` (partitioned by one date, or `hour`/`day`/`month` of a
+/// timestamp or date); `None` for an unpartitioned spec or another transform.
+fn partition_days(spec: &PartitionSpec, value: i32) -> Option<(i32, i32)> {
+    match spec.fields().first()?.transform {
+        Transform::Identity | Transform::Day => Some((value, value)),
+        Transform::Hour => {
+            let day = value.div_euclid(24);
+            Some((day, day))
+        }
+        Transform::Month => {
+            let first_of = |month: i32| {
+                chrono::NaiveDate::from_ymd_opt(
+                    1970 + month.div_euclid(12),
+                    month.rem_euclid(12) as u32 + 1,
+                    1,
+                )
+                .map(crate::domain::time::days_from_date)
+            };
+            Some((first_of(value)?, first_of(value + 1)? - 1))
+        }
+        _ => None,
+    }
+}
+
+/// The partition value of a data file (a table partitioned by one field of an integer or
+/// date value: the date itself under a `day` spec); `None` for an unpartitioned file.
+pub fn partition_value(data_file: &DataFile) -> Option<i32> {
     match data_file.partition().fields().first()? {
-        Some(Literal::Primitive(PrimitiveLiteral::Int(days))) => Some(*days),
+        Some(Literal::Primitive(PrimitiveLiteral::Int(value))) => Some(*value),
         _ => None,
     }
 }
@@ -95,7 +146,8 @@ pub fn rows_to_batch<T: Serialize>(
         .map_err(|e| convert(e.to_string()))
 }
 
-/// Rows as one Arrow batch per partition date (`day_of`), in date order.
+/// Rows as one Arrow batch per date (`day_of`), in date order, each date's rows in their
+/// order: rows of a date are written together, whatever the table's partition spec.
 ///
 /// # Errors
 /// A row does not fit the schema.
@@ -104,20 +156,15 @@ pub fn batches_by_day<T: Serialize>(
     schema: &Arc<arrow_schema::Schema>,
     rows: &[T],
     day_of: impl Fn(&T) -> i32,
-) -> Result<Vec<(i32, RecordBatch)>, StorageError> {
-    rows_by_day(rows, day_of)
-        .into_iter()
-        .map(|(day, group)| Ok((day, rows_to_batch(name, schema, &group)?)))
-        .collect()
-}
-
-/// Rows grouped by partition date (`day_of`), in date order, each date's in their order.
-fn rows_by_day<T>(rows: &[T], day_of: impl Fn(&T) -> i32) -> BTreeMap<i32, Vec<&T>> {
+) -> Result<Vec<RecordBatch>, StorageError> {
     let mut groups: BTreeMap<i32, Vec<&T>> = BTreeMap::new();
     for row in rows {
         groups.entry(day_of(row)).or_default().push(row);
     }
     groups
+        .into_values()
+        .map(|group| rows_to_batch(name, schema, &group))
+        .collect()
 }
 
 /// A batch as rows of `T` (the inverse of [`rows_to_batch`]; `context` for errors).
@@ -195,27 +242,31 @@ pub const DEFAULT_BLOOM_FILTER_FPP: f64 = 0.00001;
 type DataWriter =
     DataFileWriter<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
 
-/// Writes Arrow batches of one table and partition as they come, as Parquet data files
-/// rolling over past a target size. Nothing is committed.
+/// Writes Arrow batches of one table as they come, as Parquet data files of the table's
+/// current partition spec, rolling over past a target size: each row goes to the partition
+/// its partition column gives under that spec (a batch of one partition is written whole, a
+/// batch spanning several is split). Nothing is committed.
 pub struct TableWriter {
     name: String,
+    table: Table,
     schema: Arc<arrow_schema::Schema>,
-    inner: DataWriter,
+    properties: WriterProperties,
+    target_file_size: usize,
+    /// The partition column's index in `schema` and the spec's transform of it; `None` for an
+    /// unpartitioned table.
+    partition: Option<(usize, iceberg::transform::BoxedTransformFunction)>,
+    writers: BTreeMap<Option<i32>, DataWriter>,
 }
 
 impl TableWriter {
-    /// A writer for the partition `day` of `table` (`None`: unpartitioned).
+    /// A writer for `table` under its current schema and partition spec.
     ///
     /// # Errors
-    /// The table's schema or location cannot be used.
-    pub async fn open(
-        table: &Table,
-        day: Option<i32>,
-        target_file_size: usize,
-    ) -> Result<Self, StorageError> {
+    /// The table's schema or partition spec cannot be used.
+    pub async fn open(table: &Table, target_file_size: usize) -> Result<Self, StorageError> {
         let name = table.identifier().to_string();
         let metadata = table.metadata();
-        let schema = metadata.current_schema().clone();
+        let schema = metadata.current_schema();
         let mut properties = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
             .set_max_row_group_bytes(Some(ROW_GROUP_BYTES));
@@ -235,44 +286,39 @@ impl TableWriter {
                     properties.set_column_dictionary_enabled(ColumnPath::from(column), false);
             }
         }
-        let table_properties = metadata.properties();
-        for (column, fpp) in bloom_filter_columns(table_properties) {
+        for (column, fpp) in bloom_filter_columns(metadata.properties()) {
             properties = properties
                 .set_max_row_group_row_count(Some(BLOOM_ROWS_PER_GROUP))
                 .set_column_bloom_filter_enabled(ColumnPath::from(column), true)
                 .set_column_bloom_filter_fpp(ColumnPath::from(column), fpp)
                 .set_column_bloom_filter_ndv(ColumnPath::from(column), BLOOM_ROWS_PER_GROUP as u64);
         }
-        let properties = properties.build();
-        let location =
-            DefaultLocationGenerator::new(metadata).map_err(StorageError::iceberg(&name))?;
-        let names = DefaultFileNameGenerator::new(
-            uuid::Uuid::new_v4().to_string(),
-            None,
-            DataFileFormat::Parquet,
-        );
-        let rolling = RollingFileWriterBuilder::new(
-            ParquetWriterBuilder::new(properties, schema.clone()),
-            target_file_size,
-            table.file_io().clone(),
-            location,
-            names,
-        );
-        let key = day.map(|day| {
-            PartitionKey::new(
-                metadata.default_partition_spec().as_ref().clone(),
-                schema.clone(),
-                Struct::from_iter([Some(Literal::date(day))]),
-            )
-        });
-        let inner = DataFileWriterBuilder::new(rolling)
-            .build(key)
-            .await
-            .map_err(StorageError::iceberg(&name))?;
+        let arrow = arrow_schema(table)?;
+        let partition = match metadata.default_partition_spec().fields().first() {
+            None => None,
+            Some(field) => {
+                let source = schema
+                    .field_by_id(field.source_id)
+                    .and_then(|f| arrow.index_of(&f.name).ok())
+                    .ok_or_else(|| {
+                        StorageError::data(&name)(format!(
+                            "no column for partition field {}",
+                            field.name
+                        ))
+                    })?;
+                let transform = iceberg::transform::create_transform_function(&field.transform)
+                    .map_err(StorageError::iceberg(&name))?;
+                Some((source, transform))
+            }
+        };
         Ok(TableWriter {
-            schema: arrow_schema(table)?,
             name,
-            inner,
+            table: table.clone(),
+            schema: arrow,
+            properties: properties.build(),
+            target_file_size,
+            partition,
+            writers: BTreeMap::new(),
         })
     }
 
@@ -281,79 +327,138 @@ impl TableWriter {
         &self.schema
     }
 
+    /// The partition spec its files are written under.
+    pub fn spec_id(&self) -> i32 {
+        self.table.metadata().default_partition_spec_id()
+    }
+
     /// Writes one batch (in [`TableWriter::schema`]).
     ///
     /// # Errors
-    /// Encoding or writing fails.
+    /// A row has no partition value, or encoding or writing fails.
     pub async fn write(&mut self, batch: RecordBatch) -> Result<(), StorageError> {
-        self.inner
-            .write(batch)
-            .await
-            .map_err(StorageError::iceberg(format!("write {}", self.name)))
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        for (value, part) in self.split(batch)? {
+            let writer = match self.writers.entry(value) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => e.insert(
+                    open_data_writer(&self.table, &self.properties, self.target_file_size, value)
+                        .await?,
+                ),
+            };
+            writer
+                .write(part)
+                .await
+                .map_err(StorageError::iceberg(format!("write {}", self.name)))?;
+        }
+        Ok(())
+    }
+
+    /// `batch` by partition value (`None`: unpartitioned), in value order.
+    fn split(&self, batch: RecordBatch) -> Result<Vec<(Option<i32>, RecordBatch)>, StorageError> {
+        let Some((source, transform)) = &self.partition else {
+            return Ok(vec![(None, batch)]);
+        };
+        let failed = |message: String| StorageError::Data {
+            context: format!("partition rows of {}", self.name),
+            message,
+        };
+        let values = transform
+            .transform(batch.column(*source).clone())
+            .map_err(|e| failed(e.to_string()))?;
+        let values = arrow_cast::cast(&values, &arrow_schema::DataType::Int32)
+            .map_err(|e| failed(e.to_string()))?;
+        let values = values
+            .as_any()
+            .downcast_ref::<arrow_array::Int32Array>()
+            .ok_or_else(|| failed("partition values are not integers".to_string()))?;
+        if values.null_count() > 0 {
+            return Err(failed(format!(
+                "{} row(s) without a partition value",
+                values.null_count()
+            )));
+        }
+        let first = values.value(0);
+        if values.values().iter().all(|v| *v == first) {
+            return Ok(vec![(Some(first), batch)]);
+        }
+        let mut rows: BTreeMap<i32, Vec<u32>> = BTreeMap::new();
+        for (row, value) in values.values().iter().enumerate() {
+            rows.entry(*value).or_default().push(row as u32);
+        }
+        rows.into_iter()
+            .map(|(value, indices)| {
+                let indices = arrow_array::UInt32Array::from(indices);
+                arrow_select::take::take_record_batch(&batch, &indices)
+                    .map(|part| (Some(value), part))
+                    .map_err(|e| failed(e.to_string()))
+            })
+            .collect()
     }
 
     /// Finishes the files and returns them, ready to commit.
     ///
     /// # Errors
     /// Writing fails.
-    pub async fn close(mut self) -> Result<Vec<DataFile>, StorageError> {
-        self.inner
-            .close()
-            .await
-            .map_err(StorageError::iceberg(format!("write {}", self.name)))
-    }
-}
-
-/// One [`TableWriter`] per partition (a date in days), opened when its first batch comes.
-pub struct PartitionWriters {
-    table: Table,
-    target_file_size: usize,
-    writers: BTreeMap<i32, TableWriter>,
-}
-
-impl PartitionWriters {
-    /// Writers for the partitions of `table` (partitioned by one date or `day()` field).
-    pub fn new(table: &Table, target_file_size: usize) -> Self {
-        PartitionWriters {
-            table: table.clone(),
-            target_file_size,
-            writers: BTreeMap::new(),
-        }
-    }
-
-    /// Writes `batch` (in the table's Arrow schema, [`arrow_schema`]) to the partition `day`.
-    ///
-    /// # Errors
-    /// Opening, encoding or writing fails.
-    pub async fn write(&mut self, day: i32, batch: RecordBatch) -> Result<(), StorageError> {
-        let writer = match self.writers.entry(day) {
-            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::btree_map::Entry::Vacant(e) => {
-                e.insert(TableWriter::open(&self.table, Some(day), self.target_file_size).await?)
-            }
-        };
-        writer.write(batch).await
-    }
-
-    /// Finishes every partition's files and returns them, ready to commit.
-    ///
-    /// # Errors
-    /// Writing fails.
     pub async fn close(self) -> Result<Vec<DataFile>, StorageError> {
         let mut files = Vec::new();
-        for writer in self.writers.into_values() {
-            files.extend(writer.close().await?);
+        for mut writer in self.writers.into_values() {
+            files.extend(
+                writer
+                    .close()
+                    .await
+                    .map_err(StorageError::iceberg(format!("write {}", self.name)))?,
+            );
         }
         Ok(files)
     }
 }
 
-/// Writes the (partition date, batch) items `produce` yields into `table`'s date partitions.
-/// `produce` runs on a blocking thread, making the next batch while the writers encode the
-/// previous ones. With `lanes` > 1 the batches are dealt in turn to that many writers, each
-/// encoding on its own task into its own files: a date with more batches than one is then
-/// split over several files (each sorted as the batches came), and the encoding — the larger
-/// share of a hop that only gathers rows — runs on every core. Returns the files (nothing
+/// A rolling Parquet writer for one partition (`value` under the table's default spec;
+/// `None`: unpartitioned).
+async fn open_data_writer(
+    table: &Table,
+    properties: &WriterProperties,
+    target_file_size: usize,
+    value: Option<i32>,
+) -> Result<DataWriter, StorageError> {
+    let name = table.identifier().to_string();
+    let metadata = table.metadata();
+    let schema = metadata.current_schema().clone();
+    let location = DefaultLocationGenerator::new(metadata).map_err(StorageError::iceberg(&name))?;
+    let names = DefaultFileNameGenerator::new(
+        uuid::Uuid::new_v4().to_string(),
+        None,
+        DataFileFormat::Parquet,
+    );
+    let rolling = RollingFileWriterBuilder::new(
+        ParquetWriterBuilder::new(properties.clone(), schema.clone()),
+        target_file_size,
+        table.file_io().clone(),
+        location,
+        names,
+    );
+    let key = value.map(|value| {
+        PartitionKey::new(
+            metadata.default_partition_spec().as_ref().clone(),
+            schema.clone(),
+            Struct::from_iter([Some(Literal::int(value))]),
+        )
+    });
+    DataFileWriterBuilder::new(rolling)
+        .build(key)
+        .await
+        .map_err(StorageError::iceberg(&name))
+}
+
+/// Writes the batches `produce` yields into `table` ([`TableWriter`]). `produce` runs on a
+/// blocking thread, making the next batch while the writers encode the previous ones. With
+/// `lanes` > 1 the batches are dealt in turn to that many writers, each encoding on its own
+/// task into its own files: a partition with more batches than one is then split over several
+/// files (each sorted as the batches came), and the encoding — the larger share of a hop that
+/// only gathers rows — runs on every core. Returns the files (nothing
 /// committed) and the spent iterator, which holds whatever it counted.
 ///
 /// # Errors
@@ -365,7 +470,7 @@ pub async fn write_produced<P>(
     produce: P,
 ) -> Result<(Vec<DataFile>, P), StorageError>
 where
-    P: Iterator<Item = Result<(i32, RecordBatch), StorageError>> + Send + 'static,
+    P: Iterator<Item = Result<RecordBatch, StorageError>> + Send + 'static,
 {
     let (sender, mut receiver) = tokio::sync::mpsc::channel(1);
     let producer = tokio::task::spawn_blocking(move || {
@@ -379,13 +484,13 @@ where
     });
     let (mut senders, mut lane_tasks) = (Vec::new(), Vec::new());
     for _ in 0..lanes.max(1) {
-        let (lane, mut batches) = tokio::sync::mpsc::channel::<(i32, RecordBatch)>(1);
-        let mut writers = PartitionWriters::new(table, target_file_size);
+        let (lane, mut batches) = tokio::sync::mpsc::channel::<RecordBatch>(1);
+        let mut writer = TableWriter::open(table, target_file_size).await?;
         lane_tasks.push(tokio::spawn(async move {
-            while let Some((day, batch)) = batches.recv().await {
-                writers.write(day, batch).await?;
+            while let Some(batch) = batches.recv().await {
+                writer.write(batch).await?;
             }
-            writers.close().await
+            writer.close().await
         }));
         senders.push(lane);
     }
@@ -423,32 +528,6 @@ where
         message: format!("the thread producing the rows failed: {e}"),
     })?;
     Ok((files, produce))
-}
-
-/// Writes one partition's batches, made as they are taken, into data files of `table` that
-/// roll over past `target_file_size`; no file when no batch has a row.
-///
-/// # Errors
-/// A batch is an error, or opening, encoding or writing fails.
-async fn write_partition(
-    table: &Table,
-    day: Option<i32>,
-    target_file_size: usize,
-    mut batches: impl Iterator<Item = Result<RecordBatch, StorageError>>,
-) -> Result<Vec<DataFile>, StorageError> {
-    let first = loop {
-        match batches.next() {
-            None => return Ok(Vec::new()),
-            Some(Ok(batch)) if batch.num_rows() == 0 => continue,
-            Some(batch) => break batch?,
-        }
-    };
-    let mut writer = TableWriter::open(table, day, target_file_size).await?;
-    writer.write(first).await?;
-    for batch in batches {
-        writer.write(batch?).await?;
-    }
-    writer.close().await
 }
 
 /// Tasks decoding one `read_batches` at once (a function has two cores).
@@ -729,27 +808,90 @@ impl Lakehouse {
         if days.is_empty() {
             return Ok(Vec::new());
         }
+        let metadata = table.metadata();
         let may_hold = |m: &ManifestFile| {
             let Some(summary) = m.partitions.as_ref().and_then(|p| p.first()) else {
                 return true;
             };
-            // A date's single-value binary form: 4 bytes, little-endian days.
+            let Some(spec) = metadata.partition_spec_by_id(m.partition_spec_id) else {
+                return true;
+            };
+            // An integer or date's single-value binary form: 4 bytes, little-endian.
             let bound = |b: Option<&[u8]>| {
                 b.and_then(|b| <[u8; 4]>::try_from(b).ok())
                     .map(i32::from_le_bytes)
             };
-            let (low, high) = (
-                bound(summary.lower_bound.as_deref().map(|b| b.as_slice())),
-                bound(summary.upper_bound.as_deref().map(|b| b.as_slice())),
-            );
-            days.range(low.unwrap_or(i32::MIN)..=high.unwrap_or(i32::MAX))
-                .next()
-                .is_some()
+            let low = bound(summary.lower_bound.as_deref().map(|b| b.as_slice()))
+                .and_then(|v| partition_days(spec, v))
+                .map_or(i32::MIN, |(first, _)| first);
+            let high = bound(summary.upper_bound.as_deref().map(|b| b.as_slice()))
+                .and_then(|v| partition_days(spec, v))
+                .map_or(i32::MAX, |(_, last)| last);
+            days.range(low..=high).next().is_some()
         };
         self.files_matching(table, snapshot, may_hold, |f| {
-            partition_day(&f.data_file).is_some_and(|d| days.contains(&d))
+            f.days.is_some() && f.holds_any(days)
         })
         .await
+    }
+
+    /// What replacing the rows of the dates `days` removes: the files of those dates
+    /// ([`Lakehouse::files_of_days`]), and, written anew, the rows of other dates that a
+    /// removed file holds besides (a file partitioned by month), so that they stay. Nothing is
+    /// committed: the new files join the replacement rows in the overwrite.
+    ///
+    /// # Errors
+    /// A manifest or file cannot be read, or writing fails.
+    pub async fn replace_days(
+        &self,
+        table: &Table,
+        days: &BTreeSet<i32>,
+    ) -> Result<(Vec<LiveFile>, Vec<DataFile>), StorageError> {
+        let remove = self.files_of_days(table, days).await?;
+        let spanning: Vec<LiveFile> = remove
+            .iter()
+            .filter(|f| f.dates().any(|d| !days.contains(&d)))
+            .cloned()
+            .collect();
+        if spanning.is_empty() {
+            return Ok((remove, Vec::new()));
+        }
+        let column = table
+            .metadata()
+            .default_partition_spec()
+            .fields()
+            .first()
+            .and_then(|f| table.metadata().current_schema().field_by_id(f.source_id))
+            .map(|f| f.name.clone())
+            .ok_or_else(|| {
+                StorageError::data(table.identifier().to_string())(
+                    "no partition column".to_string(),
+                )
+            })?;
+        let failed = |e: arrow_schema::ArrowError| StorageError::Data {
+            context: format!("keep the other dates of {}", table.identifier()),
+            message: e.to_string(),
+        };
+        let mut kept = Vec::new();
+        for batch in self.read_batches(table, &spanning, None).await? {
+            let dates = batch
+                .column_by_name(&column)
+                .and_then(|c| c.as_any().downcast_ref::<arrow_array::Date32Array>())
+                .ok_or_else(|| {
+                    StorageError::data(table.identifier().to_string())(format!(
+                        "{column} is not a date column"
+                    ))
+                })?;
+            let keep: arrow_array::BooleanArray = dates
+                .iter()
+                .map(|d| Some(d.is_none_or(|d| !days.contains(&d))))
+                .collect();
+            kept.push(arrow_select::filter::filter_record_batch(&batch, &keep).map_err(failed)?);
+        }
+        let add = self
+            .write_batches(table, kept, DEFAULT_TARGET_FILE_SIZE)
+            .await?;
+        Ok((remove, add))
     }
 
     /// Every data file a snapshot (current or older) reads.
@@ -783,8 +925,12 @@ impl Lakehouse {
         .await?;
         let mut files = Vec::new();
         for manifest in manifests {
+            let spec = manifest.metadata().partition_spec();
             for entry in manifest.entries().iter().filter(|e| e.is_alive()) {
                 let live = LiveFile {
+                    spec_id: spec.spec_id(),
+                    days: partition_value(entry.data_file())
+                        .and_then(|value| partition_days(spec, value)),
                     data_file: entry.data_file().clone(),
                     snapshot_id: entry.snapshot_id().unwrap_or_default(),
                     sequence_number: entry.sequence_number().unwrap_or_default(),
@@ -799,10 +945,9 @@ impl Lakehouse {
         Ok(files)
     }
 
-    /// Writes rows as Parquet data files of `table`, one group of files per partition value
-    /// (`partition_of` gives the date in days; it is not called for an unpartitioned table).
-    /// The rows become Arrow [`ROWS_PER_BATCH`] at a time, each batch encoded before the next
-    /// is made: the rows' columns never exist whole. Nothing is committed.
+    /// Writes rows as Parquet data files of `table`, one group of files per partition of its
+    /// current spec. The rows become Arrow [`ROWS_PER_BATCH`] at a time, each batch encoded
+    /// before the next is made: the rows' columns never exist whole. Nothing is committed.
     ///
     /// # Errors
     /// Conversion to Arrow or writing a file fails.
@@ -810,32 +955,20 @@ impl Lakehouse {
         &self,
         table: &Table,
         rows: &[T],
-        partition_of: impl Fn(&T) -> i32,
     ) -> Result<Vec<DataFile>, StorageError> {
         let name = table.identifier().to_string();
         let arrow_schema = arrow_schema(table)?;
-        let partitions: Vec<(Option<i32>, Vec<&T>)> =
-            if table.metadata().default_partition_spec().is_unpartitioned() {
-                vec![(None, rows.iter().collect())]
-            } else {
-                rows_by_day(rows, partition_of)
-                    .into_iter()
-                    .map(|(day, group)| (Some(day), group))
-                    .collect()
-            };
-        let mut data_files = Vec::new();
-        for (day, group) in partitions {
-            let batches = group
-                .chunks(ROWS_PER_BATCH)
-                .map(|chunk| rows_to_batch(&name, &arrow_schema, chunk));
-            data_files
-                .extend(write_partition(table, day, DEFAULT_TARGET_FILE_SIZE, batches).await?);
+        let mut writer = TableWriter::open(table, DEFAULT_TARGET_FILE_SIZE).await?;
+        for chunk in rows.chunks(ROWS_PER_BATCH) {
+            writer
+                .write(rows_to_batch(&name, &arrow_schema, chunk)?)
+                .await?;
         }
-        Ok(data_files)
+        writer.close().await
     }
 
     /// Writes Arrow batches (already in the table's Arrow schema) as Parquet data files, one
-    /// group of files per partition (`None`: unpartitioned), rolling over to a new file past
+    /// group of files per partition of its current spec, rolling over to a new file past
     /// `target_file_size` bytes. Nothing is committed.
     ///
     /// # Errors
@@ -843,15 +976,14 @@ impl Lakehouse {
     pub async fn write_batches(
         &self,
         table: &Table,
-        partitions: Vec<(Option<i32>, Vec<RecordBatch>)>,
+        batches: Vec<RecordBatch>,
         target_file_size: usize,
     ) -> Result<Vec<DataFile>, StorageError> {
-        let mut data_files = Vec::new();
-        for (day, batches) in partitions {
-            let batches = batches.into_iter().map(Ok);
-            data_files.extend(write_partition(table, day, target_file_size, batches).await?);
+        let mut writer = TableWriter::open(table, target_file_size).await?;
+        for batch in batches {
+            writer.write(batch).await?;
         }
-        Ok(data_files)
+        writer.close().await
     }
 
     /// Reads every row of the given files as Arrow batches in the table's current Arrow schema

@@ -9,7 +9,7 @@ use serde::Serialize;
 use tracing::{info, warn};
 
 use super::files::LiveFile;
-use super::{CommitOutcome, CommitPlan, Lakehouse, Operation, TableDef, partition_day};
+use super::{CommitOutcome, CommitPlan, Lakehouse, Operation, TableDef};
 use crate::adapters::objects::{ListedObject, list_objects};
 use crate::config::MaintenancePolicy;
 use crate::error::StorageError;
@@ -61,29 +61,27 @@ impl Lakehouse {
     ) -> Result<Option<CommitOutcome>, StorageError> {
         let (small, target) = (policy.small_file_bytes(), policy.target_file_bytes);
         self.commit_with(def, move |table| async move {
-            let mut partitions: BTreeMap<Option<i32>, Vec<LiveFile>> = BTreeMap::new();
+            // By the dates a partition covers: files of an older spec meet the current one's.
+            let current_spec = table.metadata().default_partition_spec_id();
+            let mut partitions: BTreeMap<Option<(i32, i32)>, Vec<LiveFile>> = BTreeMap::new();
             for file in self.live_files(&table).await? {
                 if file.data_file.file_size_in_bytes() < small
                     && processed.is_none_or(|p| file.sequence_number <= p)
                 {
-                    partitions
-                        .entry(partition_day(&file.data_file))
-                        .or_default()
-                        .push(file);
+                    partitions.entry(file.days).or_default().push(file);
                 }
             }
             let mut add_rewritten = Vec::new();
             let mut remove = Vec::new();
-            for (day, files) in partitions {
+            for files in partitions.into_values() {
                 for bin in bin_pack(files, target) {
-                    if bin.len() < 2 {
+                    // A lone small file is rewritten only to bring it into the current spec.
+                    if bin.len() < 2 && bin.iter().all(|f| f.spec_id == current_spec) {
                         continue;
                     }
                     let batches = self.read_batches(&table, &bin, None).await?;
                     let sequence = bin.iter().map(|f| f.sequence_number).max().unwrap_or(0);
-                    let written = self
-                        .write_batches(&table, vec![(day, batches)], target as usize)
-                        .await?;
+                    let written = self.write_batches(&table, batches, target as usize).await?;
                     add_rewritten.extend(written.into_iter().map(|f| (f, sequence)));
                     remove.extend(bin);
                 }
@@ -98,6 +96,7 @@ impl Lakehouse {
                 remove,
                 properties: HashMap::new(),
                 keep_added_on_conflict: false,
+                added_spec: None,
             }))
         })
         .await

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use iceberg::io::StorageFactory;
 use iceberg::io::{FileIO, FileIOBuilder};
-use iceberg::spec::NestedField;
+use iceberg::spec::Schema;
 use iceberg::table::Table;
 use iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableCreation};
 use iceberg_catalog_glue::{GlueCatalog, GlueCatalogBuilder};
@@ -30,15 +30,35 @@ pub use commit::{CHECKPOINT_PREFIX, CommitOutcome, CommitPlan, Operation};
 pub use files::{
     BLOOM_FILTER_ENABLED, BLOOM_FILTER_FPP, Columns, DEFAULT_BLOOM_FILTER_FPP,
     DEFAULT_TARGET_FILE_SIZE, LiveFile, TableWriter, arrow_schema, batch_to_rows, batches_by_day,
-    partition_day, rows_to_batch, write_produced,
+    partition_value, rows_to_batch, write_produced,
 };
 pub use lookup::{KeyProbe, LookupStats};
 pub use maintain::{FileStats, OrphanStats};
-pub use tables::{ALL_TABLES, TableDef};
+pub use tables::{ALL_TABLES, Col, Grain, TableDef};
 
 use crate::config::{CATALOG_NAME, CatalogUri, Config, S3_ENDPOINT};
 use crate::error::StorageError;
 use pointer::{CatalogPointer, Dialect};
+
+/// The fields of `table`'s schema once evolved to `def`, or `None` when it matches already.
+fn planned_schema(
+    def: &TableDef,
+    table: &Table,
+) -> Result<Option<Vec<iceberg::spec::NestedFieldRef>>, StorageError> {
+    let wanted = def
+        .schema()
+        .map_err(StorageError::iceberg(def.qualified()))?;
+    let metadata = table.metadata();
+    tables::schema_change(
+        metadata.current_schema(),
+        &wanted,
+        metadata.last_column_id(),
+    )
+    .map_err(|message| StorageError::Evolution {
+        table: def.qualified(),
+        message,
+    })
+}
 
 /// Table properties every table is created with.
 const TABLE_PROPERTIES: [(&str, &str); 3] = [
@@ -192,67 +212,86 @@ impl Lakehouse {
                 ))(e));
             }
         }
+        // Every existing table's change is checked first: a refused one leaves all as it was.
+        let mut existing = Vec::new();
+        for def in ALL_TABLES {
+            if self.table_exists(&def).await? {
+                let table = self.load(&def).await?;
+                planned_schema(&def, &table)?;
+                existing.push(def);
+            }
+        }
         let mut created = Vec::new();
         for def in ALL_TABLES {
-            let ident = def.ident();
-            if self
-                .catalog
-                .table_exists(&ident)
-                .await
-                .map_err(StorageError::iceberg("check table"))?
-            {
+            if existing.contains(&def) {
                 self.evolve(&def).await?;
-                continue;
-            }
-            // The same layout on every catalog: IAM policies and S3 triggers rely on it.
-            let creation = TableCreation::builder()
-                .name(def.name.to_string())
-                .location(format!("{}/{}/{}", self.warehouse, def.namespace, def.name))
-                .schema(
-                    def.schema()
-                        .map_err(StorageError::iceberg(def.qualified()))?,
-                )
-                .partition_spec(
-                    def.partition_spec()
-                        .map_err(StorageError::iceberg(def.qualified()))?,
-                )
-                .properties(table_properties(&def))
-                .build();
-            let outcome = match &self.pointer {
-                CatalogPointer::Glue(client) => {
-                    pointer::create_glue_table(client, &self.file_io, &ident, creation).await
-                }
-                CatalogPointer::Sql { .. } => self
-                    .catalog
-                    .create_table(ident.namespace(), creation)
-                    .await
-                    .map(|_| ())
-                    .map_err(StorageError::iceberg(format!(
-                        "create table {}",
-                        def.qualified()
-                    ))),
-            };
-            match outcome {
-                Ok(()) => created.push(def.qualified()),
-                // A concurrent init may have created it meanwhile.
-                Err(e) if !self.catalog.table_exists(&ident).await.unwrap_or(false) => {
-                    return Err(e);
-                }
-                Err(_) => {}
+            } else if self.create_table(&def).await? {
+                created.push(def.qualified());
             }
         }
         Ok(created)
     }
 
-    /// Brings a table created from an older definition up to the current one, without
-    /// rewriting data: columns appended to its definition are added as optional fields with new
-    /// field ids (files written before read them as null), and properties it lacks (the lookup
-    /// columns' bloom filters) are set, so the files written from now on carry them.
-    async fn evolve(&self, def: &TableDef) -> Result<(), StorageError> {
+    async fn table_exists(&self, def: &TableDef) -> Result<bool, StorageError> {
+        self.catalog
+            .table_exists(&def.ident())
+            .await
+            .map_err(StorageError::iceberg("check table"))
+    }
+
+    /// Creates a table from its definition; `false` when another process created it first.
+    ///
+    /// # Errors
+    /// The catalog refuses the creation for another reason.
+    pub async fn create_table(&self, def: &TableDef) -> Result<bool, StorageError> {
+        let ident = def.ident();
+        // The same layout on every catalog: IAM policies and S3 triggers rely on it.
+        let creation = TableCreation::builder()
+            .name(def.name.to_string())
+            .location(format!("{}/{}/{}", self.warehouse, def.namespace, def.name))
+            .schema(
+                def.schema()
+                    .map_err(StorageError::iceberg(def.qualified()))?,
+            )
+            .partition_spec(
+                def.partition_spec()
+                    .map_err(StorageError::iceberg(def.qualified()))?,
+            )
+            .properties(table_properties(def))
+            .build();
+        let outcome = match &self.pointer {
+            CatalogPointer::Glue(client) => {
+                pointer::create_glue_table(client, &self.file_io, &ident, creation).await
+            }
+            CatalogPointer::Sql { .. } => self
+                .catalog
+                .create_table(ident.namespace(), creation)
+                .await
+                .map(|_| ())
+                .map_err(StorageError::iceberg(format!(
+                    "create table {}",
+                    def.qualified()
+                ))),
+        };
+        match outcome {
+            Ok(()) => Ok(true),
+            // A concurrent init may have created it meanwhile.
+            Err(e) if !self.catalog.table_exists(&ident).await.unwrap_or(false) => Err(e),
+            Err(_) => Ok(false),
+        }
+    }
+
+    /// Brings a table created from an older definition up to `def`, without rewriting data
+    /// ([`tables::schema_change`]): new columns become optional fields with new ids (files
+    /// written before read them as null), widened types are promoted in place, and properties
+    /// it lacks (the lookup columns' bloom filters) are set, so the files written from now on
+    /// carry them. A change Iceberg forbids is refused before anything is written; the change
+    /// lands through the compare-and-swap, so a writer planning on the older schema re-plans.
+    ///
+    /// # Errors
+    /// [`StorageError::Evolution`], or the catalog or storage fails.
+    pub async fn evolve(&self, def: &TableDef) -> Result<(), StorageError> {
         let wanted_properties = table_properties(def);
-        let wanted_schema = def
-            .schema()
-            .map_err(StorageError::iceberg(def.qualified()))?;
         self.update_metadata_with(def, |table| {
             let metadata = table.metadata();
             let missing: HashMap<String, String> = wanted_properties
@@ -260,34 +299,16 @@ impl Lakehouse {
                 .filter(|(k, _)| !metadata.properties().contains_key(*k))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
-            let current = metadata.current_schema();
-            let mut next_id = metadata.last_column_id();
-            let added: Vec<_> = wanted_schema
-                .as_struct()
-                .fields()
-                .iter()
-                .filter(|f| current.field_by_name(&f.name).is_none())
-                .map(|f| {
-                    next_id += 1;
-                    Arc::new(NestedField::optional(
-                        next_id,
-                        f.name.clone(),
-                        (*f.field_type).clone(),
-                    ))
-                })
-                .collect();
-            if missing.is_empty() && added.is_empty() {
+            let fields = planned_schema(def, table)?;
+            if missing.is_empty() && fields.is_none() {
                 return Ok(None);
             }
             let context = || format!("evolve {}", def.qualified());
             let location = table.metadata_location().map(str::to_string);
             let mut builder = metadata.clone().into_builder(location);
-            if !added.is_empty() {
-                let schema = current
-                    .as_ref()
-                    .clone()
-                    .into_builder()
-                    .with_fields(added)
+            if let Some(fields) = fields {
+                let schema = Schema::builder()
+                    .with_fields(fields)
                     .build()
                     .map_err(StorageError::iceberg(context()))?;
                 builder = builder
@@ -302,6 +323,44 @@ impl Lakehouse {
         })
         .await?;
         Ok(())
+    }
+
+    /// Makes `grain` the table's partitioning for the files written from now on; files written
+    /// before keep their spec and stay readable, and compaction rewrites them into the new one
+    /// when it touches them. Returns whether anything changed. The change lands through the
+    /// compare-and-swap: a writer that planned under the old spec re-plans.
+    ///
+    /// # Errors
+    /// [`StorageError::Evolution`] for a granularity the table does not accept, or the catalog
+    /// or storage fails.
+    pub async fn evolve_partition(
+        &self,
+        def: &TableDef,
+        grain: Grain,
+    ) -> Result<bool, StorageError> {
+        let changed = self
+            .update_metadata_with(def, |table| {
+                let metadata = table.metadata();
+                let spec = tables::partition_change(def, metadata.default_partition_spec(), grain)
+                    .map_err(|message| StorageError::Evolution {
+                        table: def.qualified(),
+                        message,
+                    })?;
+                let Some(spec) = spec else {
+                    return Ok(None);
+                };
+                let context = || format!("evolve the partition spec of {}", def.qualified());
+                let location = table.metadata_location().map(str::to_string);
+                let updated = metadata
+                    .clone()
+                    .into_builder(location)
+                    .add_default_partition_spec(spec)
+                    .and_then(|b| b.build())
+                    .map_err(StorageError::iceberg(context()))?;
+                Ok(Some((updated.metadata, ())))
+            })
+            .await?;
+        Ok(changed.is_some())
     }
 
     /// A summary property of the table's current snapshot (a checkpoint).

@@ -1,10 +1,14 @@
 //! Every Iceberg table of SPEC §3–5: namespace, name, schema (field ids fixed here, so
-//! they never move) and partition spec. Column names match the row structs in
-//! `domain::records`.
+//! they never move) and partition spec; and which changes of an existing table's schema and
+//! partition spec are evolutions Iceberg allows (checked before anything is written). Column
+//! names match the row structs in `domain::records`.
 
 use std::sync::Arc;
 
-use iceberg::spec::{NestedField, PrimitiveType, Schema, Transform, Type, UnboundPartitionSpec};
+use iceberg::spec::{
+    NestedField, NestedFieldRef, PartitionSpec, PrimitiveType, Schema, Transform, Type,
+    UnboundPartitionSpec,
+};
 use iceberg::{NamespaceIdent, TableIdent};
 
 use crate::domain::dataset::Dataset;
@@ -12,33 +16,75 @@ use crate::domain::dataset::Dataset;
 /// The namespaces, in creation order.
 pub const NAMESPACES: [&str; 3] = ["bronze", "silver", "gold"];
 
-/// One table's definition.
+/// One table's definition. A column is added by appending it to `columns` (existing tables
+/// gain it at the next `bakehouse init`), and a type widened by changing its `Col` to one
+/// Iceberg promotes it to ([`schema_change`]); columns are never removed or reordered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TableDef {
     pub namespace: &'static str,
     pub name: &'static str,
-    columns: &'static [(&'static str, Col)],
-    /// The partition source column and transform (`day` of a timestamp, or `identity` of a
-    /// date); `None` for a small unpartitioned table (the dimensions).
-    partition: Option<(&'static str, Part)>,
+    pub columns: &'static [(&'static str, Col)],
+    /// The partition source column (a timestamp or a date) and the granularity new tables
+    /// start with; `None` for a small unpartitioned table (the dimensions). A table's current
+    /// granularity is its own ([`Grain`], `bakehouse evolve --partition`).
+    pub partition: Option<(&'static str, Grain)>,
 }
 
+/// A column type (every column is optional).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum Col {
+pub enum Col {
     Str,
     Int,
     Long,
+    Float,
     Double,
     Bool,
     Ts,
     Date,
+    /// decimal(precision, 2).
     Dec(u32),
 }
 
+/// How finely a table is partitioned on its partition column: `hour(ts)`, `day(ts)` or
+/// `identity(date)`, `month(ts or date)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum Part {
+pub enum Grain {
+    Hour,
     Day,
-    Identity,
+    Month,
+}
+
+impl Grain {
+    /// The accepted names, for messages.
+    pub const NAMES: &'static str = "hour, day, month";
+
+    /// Parses `hour`, `day` or `month`.
+    pub fn parse(name: &str) -> Option<Grain> {
+        match name {
+            "hour" => Some(Grain::Hour),
+            "day" => Some(Grain::Day),
+            "month" => Some(Grain::Month),
+            _ => None,
+        }
+    }
+
+    /// The grain a partition transform stands for.
+    pub fn of(transform: Transform) -> Option<Grain> {
+        match transform {
+            Transform::Hour => Some(Grain::Hour),
+            Transform::Day | Transform::Identity => Some(Grain::Day),
+            Transform::Month => Some(Grain::Month),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Grain::Hour => "hour",
+            Grain::Day => "day",
+            Grain::Month => "month",
+        }
+    }
 }
 
 use Col::*;
@@ -68,8 +114,9 @@ pub const BRONZE_SALES: TableDef = TableDef {
         LINEAGE[1],
         LINEAGE[2],
         LINEAGE[3],
+        ("channel", Str),
     ],
-    partition: Some(("ingestion_time", Part::Day)),
+    partition: Some(("ingestion_time", Grain::Day)),
 };
 pub const BRONZE_EQUIPMENT_METRICS: TableDef = TableDef {
     namespace: "bronze",
@@ -88,7 +135,7 @@ pub const BRONZE_EQUIPMENT_METRICS: TableDef = TableDef {
         LINEAGE[2],
         LINEAGE[3],
     ],
-    partition: Some(("ingestion_time", Part::Day)),
+    partition: Some(("ingestion_time", Grain::Day)),
 };
 pub const BRONZE_INVENTORY: TableDef = TableDef {
     namespace: "bronze",
@@ -108,7 +155,7 @@ pub const BRONZE_INVENTORY: TableDef = TableDef {
         LINEAGE[2],
         LINEAGE[3],
     ],
-    partition: Some(("ingestion_time", Part::Day)),
+    partition: Some(("ingestion_time", Grain::Day)),
 };
 pub const BRONZE_STORES: TableDef = TableDef {
     namespace: "bronze",
@@ -128,7 +175,7 @@ pub const BRONZE_STORES: TableDef = TableDef {
         ("latitude", Double),
         ("longitude", Double),
     ],
-    partition: Some(("ingestion_time", Part::Day)),
+    partition: Some(("ingestion_time", Grain::Day)),
 };
 pub const BRONZE_WEATHER: TableDef = TableDef {
     namespace: "bronze",
@@ -146,7 +193,7 @@ pub const BRONZE_WEATHER: TableDef = TableDef {
         LINEAGE[2],
         LINEAGE[3],
     ],
-    partition: Some(("ingestion_time", Part::Day)),
+    partition: Some(("ingestion_time", Grain::Day)),
 };
 pub const BRONZE_PRODUCTS: TableDef = TableDef {
     namespace: "bronze",
@@ -161,7 +208,7 @@ pub const BRONZE_PRODUCTS: TableDef = TableDef {
         LINEAGE[2],
         LINEAGE[3],
     ],
-    partition: Some(("ingestion_time", Part::Day)),
+    partition: Some(("ingestion_time", Grain::Day)),
 };
 pub const BRONZE_CUSTOMERS: TableDef = TableDef {
     namespace: "bronze",
@@ -175,7 +222,7 @@ pub const BRONZE_CUSTOMERS: TableDef = TableDef {
         LINEAGE[2],
         LINEAGE[3],
     ],
-    partition: Some(("ingestion_time", Part::Day)),
+    partition: Some(("ingestion_time", Grain::Day)),
 };
 pub const BRONZE_EQUIPMENT: TableDef = TableDef {
     namespace: "bronze",
@@ -190,7 +237,7 @@ pub const BRONZE_EQUIPMENT: TableDef = TableDef {
         LINEAGE[2],
         LINEAGE[3],
     ],
-    partition: Some(("ingestion_time", Part::Day)),
+    partition: Some(("ingestion_time", Grain::Day)),
 };
 pub const QUARANTINE: TableDef = TableDef {
     namespace: "bronze",
@@ -205,7 +252,7 @@ pub const QUARANTINE: TableDef = TableDef {
         ("raw_encoding", Str),
         ("ingestion_time", Ts),
     ],
-    partition: Some(("ingestion_time", Part::Day)),
+    partition: Some(("ingestion_time", Grain::Day)),
 };
 
 // Silver: cleaned and scored, partitioned by event date.
@@ -239,8 +286,9 @@ pub const SILVER_SALES: TableDef = TableDef {
         SILVER_TAIL[3],
         SILVER_TAIL[4],
         SILVER_TAIL[5],
+        ("channel", Str),
     ],
-    partition: Some(("event_time", Part::Day)),
+    partition: Some(("event_time", Grain::Day)),
 };
 pub const SILVER_EQUIPMENT_METRICS: TableDef = TableDef {
     namespace: "silver",
@@ -262,7 +310,7 @@ pub const SILVER_EQUIPMENT_METRICS: TableDef = TableDef {
         SILVER_TAIL[4],
         SILVER_TAIL[5],
     ],
-    partition: Some(("event_time", Part::Day)),
+    partition: Some(("event_time", Grain::Day)),
 };
 pub const SILVER_INVENTORY: TableDef = TableDef {
     namespace: "silver",
@@ -287,7 +335,7 @@ pub const SILVER_INVENTORY: TableDef = TableDef {
         SILVER_TAIL[4],
         SILVER_TAIL[5],
     ],
-    partition: Some(("event_time", Part::Day)),
+    partition: Some(("event_time", Grain::Day)),
 };
 
 /// Silver weather: one row per store and day (the latest pull), partitioned by that day.
@@ -308,7 +356,7 @@ pub const SILVER_WEATHER: TableDef = TableDef {
         ("failed_rules", Str),
         ("source_ref", Str),
     ],
-    partition: Some(("business_date", Part::Identity)),
+    partition: Some(("business_date", Grain::Day)),
 };
 
 // Gold: facts partitioned by business date.
@@ -331,8 +379,9 @@ pub const FACT_SALES: TableDef = TableDef {
         ("time_of_day", Str),
         ("quality_score", Int),
         ("customer_key", Long),
+        ("channel", Str),
     ],
-    partition: Some(("business_date", Part::Identity)),
+    partition: Some(("business_date", Grain::Day)),
 };
 pub const FACT_SALES_DAILY: TableDef = TableDef {
     namespace: "gold",
@@ -346,8 +395,9 @@ pub const FACT_SALES_DAILY: TableDef = TableDef {
         ("line_items", Long),
         ("transactions", Long),
         ("promoted_quantity", Long),
+        ("channel", Str),
     ],
-    partition: Some(("business_date", Part::Identity)),
+    partition: Some(("business_date", Grain::Day)),
 };
 pub const FACT_INVENTORY: TableDef = TableDef {
     namespace: "gold",
@@ -366,7 +416,7 @@ pub const FACT_INVENTORY: TableDef = TableDef {
         ("stock_out", Bool),
         ("updates", Long),
     ],
-    partition: Some(("business_date", Part::Identity)),
+    partition: Some(("business_date", Grain::Day)),
 };
 pub const FACT_EQUIPMENT_PERFORMANCE: TableDef = TableDef {
     namespace: "gold",
@@ -383,7 +433,7 @@ pub const FACT_EQUIPMENT_PERFORMANCE: TableDef = TableDef {
         ("max_temperature_c", Double),
         ("efficiency_score", Double),
     ],
-    partition: Some(("business_date", Part::Identity)),
+    partition: Some(("business_date", Grain::Day)),
 };
 
 // Gold dimensions: small, unpartitioned, rewritten whole by maintenance.
@@ -456,7 +506,7 @@ pub const FEATURES_DEMAND_DAILY: TableDef = TableDef {
         ("temperature_max_c", Double),
         ("precipitation_mm", Double),
     ],
-    partition: Some(("business_date", Part::Identity)),
+    partition: Some(("business_date", Grain::Day)),
 };
 /// Weather by business date and store (SPEC §2 External API), from silver's latest pulls.
 pub const DIM_WEATHER: TableDef = TableDef {
@@ -471,7 +521,7 @@ pub const DIM_WEATHER: TableDef = TableDef {
         ("weather_code", Int),
         ("is_forecast", Bool),
     ],
-    partition: Some(("business_date", Part::Identity)),
+    partition: Some(("business_date", Grain::Day)),
 };
 pub const DIM_EQUIPMENT: TableDef = TableDef {
     namespace: "gold",
@@ -499,7 +549,7 @@ pub const DATA_QUALITY_DAILY: TableDef = TableDef {
         ("perfect", Long),
         ("poor", Long),
     ],
-    partition: Some(("business_date", Part::Identity)),
+    partition: Some(("business_date", Grain::Day)),
 };
 pub const LATE_ARRIVALS_DAILY: TableDef = TableDef {
     namespace: "gold",
@@ -512,7 +562,7 @@ pub const LATE_ARRIVALS_DAILY: TableDef = TableDef {
         ("avg_lateness_hours", Double),
         ("max_lateness_hours", Double),
     ],
-    partition: Some(("business_date", Part::Identity)),
+    partition: Some(("business_date", Grain::Day)),
 };
 
 /// Every table, in creation order.
@@ -542,6 +592,13 @@ pub const ALL_TABLES: [TableDef; 25] = [
     FEATURES_DEMAND_DAILY,
     DATA_QUALITY_DAILY,
     LATE_ARRIVALS_DAILY,
+];
+
+/// Gold tables that people read and no hop does: they may be partitioned by month.
+const REPORTING_TABLES: [TableDef; 3] = [
+    DATA_QUALITY_DAILY,
+    LATE_ARRIVALS_DAILY,
+    FEATURES_DEMAND_DAILY,
 ];
 
 /// Silver columns rows are looked up by ([`TableDef::lookup_columns`]).
@@ -582,6 +639,7 @@ impl TableDef {
                 Str => PrimitiveType::String,
                 Int => PrimitiveType::Int,
                 Long => PrimitiveType::Long,
+                Float => PrimitiveType::Float,
                 Double => PrimitiveType::Double,
                 Bool => PrimitiveType::Boolean,
                 Ts => PrimitiveType::Timestamptz,
@@ -603,33 +661,75 @@ impl TableDef {
             .build()
     }
 
-    /// The partition spec: `day(ts)` or `identity(date)` of the partition column, or none.
+    /// The partition spec new tables start with (spec id 0).
     pub fn partition_spec(&self) -> iceberg::Result<UnboundPartitionSpec> {
-        let Some((column, part)) = self.partition else {
-            return Ok(UnboundPartitionSpec::builder().with_spec_id(0).build());
+        match self.partition {
+            None => Ok(UnboundPartitionSpec::builder().with_spec_id(0).build()),
+            Some((_, grain)) => self.partition_spec_at(grain),
+        }
+    }
+
+    /// The spec partitioning the table's partition column at `grain`: `hour`/`day`/`month`
+    /// of a timestamp, `identity`/`month` of a date (field names `{column}_hour`,
+    /// `{column}_day`, `{column}` for a date's identity, `{column}_month`).
+    ///
+    /// # Errors
+    /// The table is unpartitioned, or `grain` does not apply to its column's type.
+    pub fn partition_spec_at(&self, grain: Grain) -> iceberg::Result<UnboundPartitionSpec> {
+        let refuse = |message: String| {
+            iceberg::Error::new(
+                iceberg::ErrorKind::DataInvalid,
+                format!("{}: {message}", self.qualified()),
+            )
         };
-        let source_id = self
+        let Some((column, _)) = self.partition else {
+            return Err(refuse(
+                "is not partitioned (a small table rewritten whole)".to_string(),
+            ));
+        };
+        let (index, col) = self
             .columns
             .iter()
-            .position(|(name, _)| *name == column)
-            .map(|i| i as i32 + 1)
-            .ok_or_else(|| {
-                iceberg::Error::new(
-                    iceberg::ErrorKind::DataInvalid,
-                    format!("no column {column}"),
-                )
-            })?;
-        let (transform, field_name) = match part {
-            Part::Day => (Transform::Day, format!("{column}_day")),
-            Part::Identity => (Transform::Identity, column.to_string()),
+            .enumerate()
+            .find(|(_, (name, _))| *name == column)
+            .map(|(i, (_, col))| (i, *col))
+            .ok_or_else(|| refuse(format!("no column {column}")))?;
+        let (transform, field_name) = match (col, grain) {
+            (Ts, Grain::Hour) => (Transform::Hour, format!("{column}_hour")),
+            (Ts, Grain::Day) => (Transform::Day, format!("{column}_day")),
+            (Date, Grain::Day) => (Transform::Identity, column.to_string()),
+            (Ts | Date, Grain::Month) => (Transform::Month, format!("{column}_month")),
+            (Date, Grain::Hour) => {
+                return Err(refuse(format!(
+                    "{column} is a date: it cannot be partitioned by hour (accepted: day, month)"
+                )));
+            }
+            _ => return Err(refuse(format!("{column} is not a timestamp or a date"))),
         };
         UnboundPartitionSpec::builder()
-            .with_spec_id(0)
-            .add_partition_field(source_id, field_name, transform)
+            .add_partition_field(index as i32 + 1, field_name, transform)
             .map(|b| b.build())
     }
 
-    /// The name of the column the table is partitioned on (its value is a date in days).
+    /// The granularities the table may be evolved to. A table partitioned by a timestamp
+    /// (bronze, silver events) is appended to and read a day at a time (dedupe, replay, gold's
+    /// per-date recomputation): hour or day. A reporting table (read by people, no hop) may
+    /// also hold a month per partition: replacing a date then rewrites its month's rows, small
+    /// for a report. The other date-partitioned tables are read and replaced a date at a time:
+    /// day. A dimension: none.
+    pub fn accepted_grains(&self) -> &'static [Grain] {
+        let column = self
+            .partition
+            .and_then(|(name, _)| self.columns.iter().find(|(n, _)| *n == name));
+        match column {
+            Some((_, Ts)) => &[Grain::Hour, Grain::Day],
+            Some((_, Date)) if REPORTING_TABLES.contains(self) => &[Grain::Day, Grain::Month],
+            Some((_, Date)) => &[Grain::Day],
+            _ => &[],
+        }
+    }
+
+    /// The name of the column the table is partitioned on (a timestamp or a date).
     pub fn partition_column(&self) -> Option<&'static str> {
         self.partition.map(|(column, _)| column)
     }
@@ -654,6 +754,127 @@ impl TableDef {
     }
 }
 
+/// The fields `current` becomes to match a table definition's schema `wanted` the Iceberg
+/// way, without rewriting data: fields keep their ids; a type may widen only as Iceberg
+/// promotes it (int→long, float→double, decimal(P,S)→decimal(P′,S) with P′ > P); a column new to
+/// the definition is added as an optional field with the next id (`last_column_id` + 1…), which
+/// files written before read as null. `None` when nothing changes.
+///
+/// # Errors
+/// A message naming the column, for any change readers of the existing files could not
+/// follow: a column dropped or renamed, a type narrowed or changed, an optional column made
+/// required.
+pub fn schema_change(
+    current: &Schema,
+    wanted: &Schema,
+    last_column_id: i32,
+) -> Result<Option<Vec<NestedFieldRef>>, String> {
+    let mut changed = false;
+    let mut fields = Vec::new();
+    for field in current.as_struct().fields() {
+        let Some(target) = wanted.field_by_name(&field.name) else {
+            return Err(format!(
+                "column {} ({}) is not in the definition: dropping or renaming a column is not \
+                 an evolution bakehouse makes (its data would be lost to readers); keep it",
+                field.name, field.field_type
+            ));
+        };
+        if target.required && !field.required {
+            return Err(format!(
+                "column {}: an optional column cannot become required (older rows may be null)",
+                field.name
+            ));
+        }
+        if target.field_type == field.field_type {
+            fields.push(field.clone());
+            continue;
+        }
+        if !is_promotion(&field.field_type, &target.field_type) {
+            return Err(format!(
+                "column {}: {} → {} is not a type promotion Iceberg allows (int → long, \
+                 float → double, decimal(P,S) → decimal(P′,S) with P′ > P)",
+                field.name, field.field_type, target.field_type
+            ));
+        }
+        changed = true;
+        let mut promoted = field.as_ref().clone();
+        promoted.field_type = target.field_type.clone();
+        fields.push(Arc::new(promoted));
+    }
+    let mut next_id = last_column_id;
+    for target in wanted.as_struct().fields() {
+        if current.field_by_name(&target.name).is_none() {
+            changed = true;
+            next_id += 1;
+            fields.push(Arc::new(NestedField::optional(
+                next_id,
+                target.name.clone(),
+                (*target.field_type).clone(),
+            )));
+        }
+    }
+    Ok(changed.then_some(fields))
+}
+
+/// Whether Iceberg reads a column written as `from` as `to` (a type promotion).
+fn is_promotion(from: &Type, to: &Type) -> bool {
+    use PrimitiveType as P;
+    match (from, to) {
+        (Type::Primitive(from), Type::Primitive(to)) => match (from, to) {
+            (P::Int, P::Long) | (P::Float, P::Double) => true,
+            (
+                P::Decimal { precision, scale },
+                P::Decimal {
+                    precision: wider,
+                    scale: same,
+                },
+            ) => scale == same && wider > precision,
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// The spec to make default for partitioning `def` at `grain`, given the table's current
+/// default spec; `None` when the table is partitioned at `grain` already.
+///
+/// # Errors
+/// A message naming the table and the accepted granularities: the table is unpartitioned,
+/// or `grain` does not fit its partition column.
+pub fn partition_change(
+    def: &TableDef,
+    current: &PartitionSpec,
+    grain: Grain,
+) -> Result<Option<UnboundPartitionSpec>, String> {
+    let accepted = def.accepted_grains();
+    if !accepted.contains(&grain) {
+        let names: Vec<&str> = accepted.iter().map(|g| g.name()).collect();
+        return Err(match names.as_slice() {
+            [] => format!(
+                "{} is not partitioned (a small table rewritten whole): no partition to change",
+                def.qualified()
+            ),
+            names => format!(
+                "{} cannot be partitioned by {} (its partition column {}): accepted {}",
+                def.qualified(),
+                grain.name(),
+                def.partition_column().unwrap_or_default(),
+                names.join(", ")
+            ),
+        });
+    }
+    let now = current
+        .fields()
+        .first()
+        .and_then(|f| Grain::of(f.transform));
+    if now == Some(grain) {
+        return Ok(None);
+    }
+    def.partition_spec_at(grain)
+        .map(Some)
+        .map_err(|e| e.message().to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -667,5 +888,141 @@ mod tests {
             }
             table.partition_spec().expect("spec");
         }
+    }
+
+    fn schema(columns: &[(&str, PrimitiveType)]) -> Schema {
+        let fields = columns.iter().enumerate().map(|(i, (name, t))| {
+            Arc::new(NestedField::optional(
+                i as i32 + 1,
+                *name,
+                Type::Primitive(t.clone()),
+            ))
+        });
+        Schema::builder()
+            .with_fields(fields)
+            .build()
+            .expect("schema")
+    }
+
+    fn dec(precision: u32) -> PrimitiveType {
+        PrimitiveType::Decimal {
+            precision,
+            scale: 2,
+        }
+    }
+
+    #[test]
+    fn promotions_keep_field_ids_and_new_columns_take_the_next_ids() {
+        use PrimitiveType as P;
+        let old = schema(&[("n", P::Int), ("x", P::Float), ("price", dec(10))]);
+        let new = schema(&[
+            ("n", P::Long),
+            ("x", P::Double),
+            ("price", dec(14)),
+            ("channel", P::String),
+        ]);
+        let fields = schema_change(&old, &new, 7)
+            .expect("allowed")
+            .expect("a change");
+        let got: Vec<(i32, &str, String)> = fields
+            .iter()
+            .map(|f| (f.id, f.name.as_str(), f.field_type.to_string()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (1, "n", "long".to_string()),
+                (2, "x", "double".to_string()),
+                (3, "price", "decimal(14, 2)".to_string()),
+                (8, "channel", "string".to_string()),
+            ]
+        );
+        assert_eq!(schema_change(&new, &new, 8), Ok(None));
+    }
+
+    #[test]
+    fn narrowing_changing_or_dropping_a_column_is_refused_naming_it() {
+        use PrimitiveType as P;
+        let old = schema(&[("n", P::Long), ("s", P::String), ("price", dec(14))]);
+        let refused = |new: Schema| schema_change(&old, &new, 3).expect_err("refused");
+        let narrowed = refused(schema(&[
+            ("n", P::Int),
+            ("s", P::String),
+            ("price", dec(14)),
+        ]));
+        assert!(
+            narrowed.starts_with("column n: long → int is not a type promotion"),
+            "{narrowed}"
+        );
+        let changed = refused(schema(&[("n", P::Long), ("s", P::Int), ("price", dec(14))]));
+        assert!(changed.starts_with("column s: string → int"), "{changed}");
+        let decimal = refused(schema(&[
+            ("n", P::Long),
+            ("s", P::String),
+            ("price", dec(10)),
+        ]));
+        assert!(
+            decimal.starts_with("column price: decimal(14, 2) → decimal(10, 2)"),
+            "{decimal}"
+        );
+        let dropped = refused(schema(&[("n", P::Long), ("price", dec(14))]));
+        assert!(
+            dropped.starts_with("column s (string) is not in the definition"),
+            "{dropped}"
+        );
+        let required = Schema::builder()
+            .with_fields([
+                Arc::new(NestedField::required(1, "n", Type::Primitive(P::Long))),
+                Arc::new(NestedField::optional(2, "s", Type::Primitive(P::String))),
+                Arc::new(NestedField::optional(3, "price", Type::Primitive(dec(14)))),
+            ])
+            .build()
+            .expect("schema");
+        let made_required = refused(required);
+        assert!(
+            made_required.contains("cannot become required"),
+            "{made_required}"
+        );
+    }
+
+    #[test]
+    fn partition_changes_follow_the_partition_column() {
+        let spec = |def: &TableDef| {
+            def.partition_spec()
+                .expect("spec")
+                .bind(def.schema().expect("schema"))
+                .expect("bound")
+        };
+        let silver = spec(&SILVER_SALES);
+        let hourly = partition_change(&SILVER_SALES, &silver, Grain::Hour)
+            .expect("accepted")
+            .expect("a change");
+        let field = &hourly.fields()[0];
+        assert_eq!(
+            (field.name.as_str(), field.transform),
+            ("event_time_hour", Transform::Hour)
+        );
+        assert_eq!(
+            partition_change(&SILVER_SALES, &silver, Grain::Day),
+            Ok(None)
+        );
+        let refused = partition_change(&SILVER_SALES, &silver, Grain::Month).expect_err("refused");
+        assert_eq!(
+            refused,
+            "silver.sales cannot be partitioned by month (its partition column event_time): \
+             accepted hour, day"
+        );
+        let report = spec(&DATA_QUALITY_DAILY);
+        let monthly = partition_change(&DATA_QUALITY_DAILY, &report, Grain::Month)
+            .expect("accepted")
+            .expect("a change");
+        assert_eq!(monthly.fields()[0].transform, Transform::Month);
+        assert!(partition_change(&DATA_QUALITY_DAILY, &report, Grain::Hour).is_err());
+        let dim = spec(&DIM_STORE);
+        let unpartitioned = partition_change(&DIM_STORE, &dim, Grain::Day).expect_err("refused");
+        assert!(
+            unpartitioned.contains("is not partitioned"),
+            "{unpartitioned}"
+        );
     }
 }
