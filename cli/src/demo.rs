@@ -93,7 +93,7 @@ pub async fn run(seed: u64, home: &Path) -> Result<()> {
     Ok(())
 }
 
-const SUMMARY: [(&str, &str); 7] = [
+const SUMMARY: [(&str, &str); 8] = [
     ("Rows per layer", "
         SELECT 'bronze' AS layer, 'sales_events' AS table_name, count(*) AS rows FROM bronze.sales_events
         UNION ALL SELECT 'bronze', 'equipment_metrics', count(*) FROM bronze.equipment_metrics
@@ -136,4 +136,8 @@ const SUMMARY: [(&str, &str); 7] = [
     ("Top products by revenue (gold)", "
         SELECT product_id, sum(revenue) AS revenue, sum(quantity) AS items
         FROM gold.fact_sales_daily GROUP BY product_id ORDER BY revenue DESC LIMIT 5"),
+    ("Revenue by channel (gold.fact_sales_daily)", "
+        SELECT coalesce(channel, '(none)') AS channel, sum(revenue) AS revenue, sum(quantity) AS items,
+               sum(transactions) AS transactions
+        FROM gold.fact_sales_daily GROUP BY channel ORDER BY revenue DESC"),
 ];

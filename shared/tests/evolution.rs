@@ -2,13 +2,13 @@
 //! read older files as the new types, a forbidden change is refused with nothing written, and a
 //! lake whose sales tables move from daily to hourly partitions (and a report to monthly ones)
 //! in the middle of a day dedupes, aggregates and compacts across both specs exactly as a lake
-//! that never changed.
+//! that never changed; writers racing a partition change land every row in its partition.
 
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
 
-use bakehouse::adapters::iceberg::{Col, Grain, Lakehouse, TableDef, tables};
+use bakehouse::adapters::iceberg::{Col, CommitPlan, Grain, Lakehouse, TableDef, tables};
 use bakehouse::config::Config;
 use bakehouse::domain::dataset::Dataset;
 use bakehouse::domain::money::Money;
@@ -25,6 +25,20 @@ async fn deps(home: &std::path::Path) -> Deps {
         .unwrap();
     deps.lake.create_tables().await.unwrap();
     deps
+}
+
+/// Writes `rows` to `def` and commits them; returns the first file's path.
+async fn append<T: Serialize>(lake: &Lakehouse, def: &TableDef, rows: &[T]) -> String {
+    let table = lake.load(def).await.unwrap();
+    let add = lake.write_rows(&table, rows).await.unwrap();
+    let first = add[0].file_path().to_string();
+    lake.commit_with(def, |_| {
+        let add = add.clone();
+        async move { Ok(Some(CommitPlan::append(add, Default::default()))) }
+    })
+    .await
+    .unwrap();
+    first
 }
 
 async fn metadata_location(lake: &Lakehouse, def: &TableDef) -> String {
@@ -86,26 +100,13 @@ async fn promoted_types_and_new_columns_read_older_files_without_a_rewrite() {
     let home = tempfile::tempdir().unwrap();
     let lake = deps(home.path()).await.lake;
     assert!(lake.create_table(&BEFORE).await.unwrap());
-    let table = lake.load(&BEFORE).await.unwrap();
     let old = [Before {
         day: 20_000,
         n: i32::MAX,
         x: 1.5,
         price: Money(99_999_999),
     }];
-    let add = lake.write_rows(&table, &old).await.unwrap();
-    let old_file = add[0].file_path().to_string();
-    lake.commit_with(&BEFORE, |_| {
-        let add = add.clone();
-        async move {
-            Ok(Some(bakehouse::adapters::iceberg::CommitPlan::append(
-                add,
-                Default::default(),
-            )))
-        }
-    })
-    .await
-    .unwrap();
+    let old_file = append(&lake, &BEFORE, &old).await;
 
     lake.evolve(&AFTER).await.unwrap();
     let table = lake.load(&AFTER).await.unwrap();
@@ -133,18 +134,7 @@ async fn promoted_types_and_new_columns_read_older_files_without_a_rewrite() {
         price: Money(1_000_000_000_000 - 1),
         note: Some("wide".into()),
     }];
-    let add = lake.write_rows(&table, &new).await.unwrap();
-    lake.commit_with(&AFTER, |_| {
-        let add = add.clone();
-        async move {
-            Ok(Some(bakehouse::adapters::iceberg::CommitPlan::append(
-                add,
-                Default::default(),
-            )))
-        }
-    })
-    .await
-    .unwrap();
+    append(&lake, &AFTER, &new).await;
     let files = lake
         .live_files(&lake.load(&AFTER).await.unwrap())
         .await
@@ -395,7 +385,6 @@ async fn a_new_bronze_column_is_filled_from_the_payload_exactly_once() {
     assert!(deps.lake.create_table(&old).await.unwrap());
     ingest(&deps, "landing/sales-events/a.jsonl", &sales("s", 0..8, 1)).await;
     // A row whose payload's channel validation refuses now, ingested before it knew channels.
-    let table = deps.lake.load(&old).await.unwrap();
     let kiosk = BronzeSale {
         event_id: "s-8".into(),
         transaction_id: None,
@@ -412,19 +401,7 @@ async fn a_new_bronze_column_is_filled_from_the_payload_exactly_once() {
         source_ref: "landing/sales-events/b.jsonl:1".into(),
         ingestion_time: now_micros(),
     };
-    let add = deps.lake.write_rows(&table, &[kiosk]).await.unwrap();
-    deps.lake
-        .commit_with(&old, |_| {
-            let add = add.clone();
-            async move {
-                Ok(Some(bakehouse::adapters::iceberg::CommitPlan::append(
-                    add,
-                    Default::default(),
-                )))
-            }
-        })
-        .await
-        .unwrap();
+    append(&deps.lake, &old, &[kiosk]).await;
     to_silver::handle(&deps, None).await.unwrap();
     let silver_before = metadata_location(&deps.lake, &tables::SILVER_SALES).await;
 
@@ -474,4 +451,104 @@ async fn a_new_bronze_column_is_filled_from_the_payload_exactly_once() {
     assert!(refused.contains("not a bronze table"), "{refused}");
     let refused = ColumnFill::parse("bronze.sales_events.quantity").unwrap_err();
     assert!(refused.contains("only string columns"), "{refused}");
+}
+
+/// Bronze rows of `ids`, ingested seven minutes apart from `hours_ago` back.
+fn bronze_rows(ids: std::ops::Range<usize>, hours_ago: i64) -> Vec<BronzeSale> {
+    ids.map(|i| {
+        let at = now_micros() - hours_ago * MICROS_PER_HOUR - i as i64 * 7 * 60_000_000;
+        BronzeSale {
+            event_id: format!("b-{i}"),
+            transaction_id: None,
+            event_time: at,
+            store_id: 1,
+            product_id: 1,
+            customer_id: None,
+            quantity: 1,
+            unit_price: Money(100),
+            promotion_id: None,
+            channel: Some("app".into()),
+            payload: String::new(),
+            source: "file".into(),
+            source_ref: format!("x:{i}"),
+            ingestion_time: at,
+        }
+    })
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writers_racing_a_partition_change_land_every_row_in_the_right_partition() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let home = tempfile::tempdir().unwrap();
+    let lake = deps(home.path()).await.lake;
+    let def = tables::BRONZE_SALES;
+
+    // Files written under the daily spec, committed after the table moved to hourly ones (as
+    // ingest does: its files are written before it plans the commit).
+    let stale = lake.load(&def).await.unwrap();
+    let early = lake
+        .write_rows(&stale, &bronze_rows(0..20, 1))
+        .await
+        .unwrap();
+    assert!(lake.evolve_partition(&def, Grain::Hour).await.unwrap());
+    let written_under = stale.metadata().default_partition_spec_id();
+    lake.commit_with(&def, |_| {
+        let add = early.clone();
+        async move {
+            Ok(Some(CommitPlan {
+                keep_added_on_conflict: true,
+                added_spec: Some(written_under),
+                ..CommitPlan::append(add, Default::default())
+            }))
+        }
+    })
+    .await
+    .unwrap();
+
+    // A writer planning under the hourly spec loses its swap to a change back to daily
+    // partitions, and re-plans under that.
+    let calls = AtomicU32::new(0);
+    let (lake_ref, calls_ref) = (&lake, &calls);
+    let outcome = lake
+        .commit_with(&def, move |table| async move {
+            if calls_ref.fetch_add(1, Ordering::SeqCst) == 0 {
+                lake_ref.evolve_partition(&def, Grain::Day).await?;
+            }
+            let add = lake_ref
+                .write_rows(&table, &bronze_rows(20..40, 30))
+                .await?;
+            Ok(Some(CommitPlan::append(add, Default::default())))
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome.attempts, 2);
+
+    let table = lake.load(&def).await.unwrap();
+    let files = lake.live_files(&table).await.unwrap();
+    let mut seen = 0;
+    for file in &files {
+        let rows: Vec<BronzeSale> = lake
+            .read_rows(&table, std::slice::from_ref(file))
+            .await
+            .unwrap();
+        for row in &rows {
+            let day = bakehouse::domain::time::date_of(row.ingestion_time);
+            assert_eq!(
+                file.days,
+                Some((day, day)),
+                "{} in {}",
+                row.event_id,
+                file.path()
+            );
+        }
+        seen += rows.len();
+    }
+    assert_eq!(seen, 40, "every row of both writers");
+    let hourly = files.iter().filter(|f| f.spec_id != 0).count();
+    assert!(
+        hourly == 0,
+        "the early files kept the daily spec they were written under"
+    );
 }

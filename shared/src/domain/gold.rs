@@ -140,13 +140,15 @@ fn fact_rows(
                 "store_key" => Some(&store_key),
                 "product_key" => Some(&product_key),
                 "customer_key" => Some(&customer_key),
+                // A column the silver table lacks (not yet evolved) is null.
                 name => rows.column_by_name(name),
             }
-            .ok_or_else(|| ArrowError::SchemaError(format!("no column for {}", field.name())))?;
+            .cloned()
+            .unwrap_or_else(|| arrow_array::new_null_array(field.data_type(), rows.num_rows()));
             if array.data_type() == field.data_type() {
-                Ok(array.clone())
+                Ok(array)
             } else {
-                arrow_cast::cast(array, field.data_type())
+                arrow_cast::cast(&array, field.data_type())
             }
         })
         .collect::<Result<Vec<_>, ArrowError>>()?;
@@ -275,11 +277,10 @@ impl DailySum {
 /// [`CHANNELS`], or none).
 type DailyKey = (i32, i32, i32, Option<u8>);
 
-/// The channel of row `i` as its index in [`CHANNELS`] (validation admits no other value).
-fn channel_at(channel: &StringArray, i: usize) -> Option<u8> {
-    if channel.is_null(i) {
-        return None;
-    }
+/// The channel of row `i` as its index in [`CHANNELS`] (validation admits no other value);
+/// none without a `channel` column (a silver table not yet evolved).
+fn channel_at(channel: Option<&StringArray>, i: usize) -> Option<u8> {
+    let channel = channel.filter(|c| c.is_valid(i))?;
     CHANNELS
         .iter()
         .position(|c| *c == channel.value(i))
@@ -310,7 +311,7 @@ impl DailySales {
         let revenue = column::<Decimal128Array>(batch, "revenue")?;
         let transaction = column::<StringArray>(batch, "transaction_id")?;
         let promotion = column::<StringArray>(batch, "promotion_id")?;
-        let channel = column::<StringArray>(batch, "channel")?;
+        let channel = column::<StringArray>(batch, "channel").ok();
         for i in (0..batch.num_rows()).filter(|i| eligible.value(*i)) {
             let key = (
                 date.value(i),
@@ -375,7 +376,7 @@ impl DailySales {
         let store = column::<Int32Array>(batch, "store_id")?;
         let product = column::<Int32Array>(batch, "product_id")?;
         let transaction = column::<StringArray>(batch, "transaction_id")?;
-        let channel = column::<StringArray>(batch, "channel")?;
+        let channel = column::<StringArray>(batch, "channel").ok();
         for i in (0..batch.num_rows()).filter(|i| eligible.value(*i) && transaction.is_valid(*i)) {
             let key = (
                 date.value(i),

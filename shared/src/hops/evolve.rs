@@ -12,7 +12,7 @@ use tracing::info;
 
 use super::Deps;
 use crate::adapters::iceberg::{
-    CommitPlan, Grain, Lakehouse, LiveFile, Operation, TableDef, tables,
+    CommitPlan, DEFAULT_TARGET_FILE_SIZE, Grain, Lakehouse, LiveFile, Operation, TableDef, tables,
 };
 use crate::domain::dataset::Dataset;
 use crate::domain::records::Lineage;
@@ -230,11 +230,7 @@ pub async fn fill_from_payload(
                         .map(|batch| fill_batch(&batch, fill, &mut counts))
                         .collect::<Result<Vec<_>, _>>()?;
                     let written = lake
-                        .write_batches(
-                            &table,
-                            filled,
-                            crate::adapters::iceberg::DEFAULT_TARGET_FILE_SIZE,
-                        )
+                        .write_batches(&table, filled, DEFAULT_TARGET_FILE_SIZE)
                         .await?;
                     add_rewritten.extend(written.into_iter().map(|f| (f, file.sequence_number)));
                 }
