@@ -341,10 +341,11 @@ async fn evolve(deps: &Deps, partitions: &[String], fills: &[String], json: bool
             fill.table,
             fill.column,
             fill.files,
-            fill.filled,
-            fill.absent,
-            fill.refused,
-            fill.first_refusal
+            fill.counts.filled,
+            fill.counts.absent,
+            fill.counts.refused,
+            fill.counts
+                .first_refusal
                 .as_deref()
                 .map(|r| format!(" (first: {r})"))
                 .unwrap_or_default()

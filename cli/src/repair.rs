@@ -9,7 +9,7 @@ use bakehouse::adapters::objects::{ObjectReader, list_objects};
 use bakehouse::domain::time::days_from_date;
 use bakehouse::hops::ingest::redrive_kafka;
 use bakehouse::hops::replay::{ReplayFilter, event_dataset, replay};
-use bakehouse::hops::to_gold::{Backfill, FACTS, catch_up};
+use bakehouse::hops::to_gold::{Backfill, Fact, catch_up};
 use bakehouse::hops::{Deps, to_silver};
 use chrono::NaiveDate;
 use clap::Args;
@@ -85,9 +85,8 @@ pub async fn backfill(deps: &Deps, args: &BackfillArgs) -> Result<()> {
         to: days_from_date(args.to),
         too_late: args.include_too_late,
     };
-    let facts: Vec<_> = FACTS.iter().map(|(fact, _)| fact).collect();
-    let outcomes = catch_up(deps, &facts, Some(range)).await?;
-    for (fact, outcome) in facts.iter().zip(outcomes) {
+    let outcomes = catch_up(deps, &Fact::ALL, Some(range)).await?;
+    for (fact, outcome) in Fact::ALL.iter().zip(outcomes) {
         match outcome {
             Some(o) => say!(
                 "{:<34} {:>8} rows written, {:>8} replaced",
@@ -95,7 +94,10 @@ pub async fn backfill(deps: &Deps, args: &BackfillArgs) -> Result<()> {
                 o.added_records,
                 o.removed_records
             ),
-            None => say!("{:<34} no silver rows on those dates", fact.qualified()),
+            None => say!(
+                "{:<34} no silver rows on those dates",
+                fact.table().qualified()
+            ),
         }
     }
     if let Some(o) = bakehouse::hops::features::refresh(deps).await? {

@@ -44,7 +44,7 @@ pub enum StorageError {
     #[error("cannot read {path}: {message}")]
     Object { path: String, message: String },
     /// A schema or partition change Iceberg forbids, refused before anything was written.
-    #[error("cannot evolve {table}: {message}; nothing was changed")]
+    #[error("{table}: {message}; nothing was changed")]
     Evolution { table: String, message: String },
     /// A server did not answer in time (`what` names it, without credentials).
     #[error("no answer from {what} within {seconds} s: {message}")]

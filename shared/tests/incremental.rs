@@ -14,7 +14,7 @@ use bakehouse::adapters::iceberg::{Lakehouse, TableDef, tables};
 use bakehouse::config::Config;
 use bakehouse::domain::dataset::Dataset;
 use bakehouse::domain::time::{MICROS_PER_HOUR, MICROS_PER_SECOND, date_of, format_timestamp};
-use bakehouse::hops::to_gold::{Backfill, FACTS, catch_up};
+use bakehouse::hops::to_gold::{Backfill, Fact, catch_up};
 use bakehouse::hops::{Deps, ingest, init, to_gold, to_silver};
 use bakehouse::simulate::{DayPlan, generate_day};
 use rand::rngs::StdRng;
@@ -196,13 +196,7 @@ async fn incremental_gold_equals_a_backfill_of_the_same_dates() {
                     to: date,
                     too_late: true,
                 };
-                catch_up(
-                    &deps,
-                    &FACTS.iter().map(|(f, _)| f).collect::<Vec<_>>(),
-                    Some(also),
-                )
-                .await
-                .unwrap();
+                catch_up(&deps, &Fact::ALL, Some(also)).await.unwrap();
             }
         }
         process(&deps).await;
@@ -222,7 +216,7 @@ async fn incremental_gold_equals_a_backfill_of_the_same_dates() {
             "case {seed}: each id once, as first delivered"
         );
 
-        let facts: Vec<&TableDef> = FACTS.iter().map(|(f, _)| f).collect();
+        let facts = Fact::ALL.map(Fact::table);
         let mut incremental = Vec::new();
         for fact in &facts {
             incremental.push(table_lines(&deps.lake, fact).await);
@@ -233,7 +227,7 @@ async fn incremental_gold_equals_a_backfill_of_the_same_dates() {
             to: i32::MAX,
             too_late: false,
         };
-        catch_up(&deps, &facts, Some(everything)).await.unwrap();
+        catch_up(&deps, &Fact::ALL, Some(everything)).await.unwrap();
         // Every fact date rewritten: the features of all of them are recomputed.
         bakehouse::hops::features::refresh(&deps).await.unwrap();
         for (fact, incremental) in facts.iter().zip(incremental) {

@@ -15,7 +15,7 @@ use bakehouse::domain::time::{
     MICROS_PER_DAY, MICROS_PER_HOUR, date_of, format_timestamp, now_micros,
 };
 use bakehouse::hops::replay::{ReplayFilter, replay};
-use bakehouse::hops::to_gold::{Backfill, FACTS};
+use bakehouse::hops::to_gold::Backfill;
 use bakehouse::hops::{Deps, ingest, init, to_gold, to_silver};
 use serde::de::DeserializeOwned;
 
@@ -184,8 +184,9 @@ async fn backfill_takes_too_late_rows_in_for_the_dates_asked_and_keeps_them() {
         to: date_of(old),
         too_late: false,
     };
-    let facts: Vec<_> = FACTS.iter().map(|(fact, _)| fact).collect();
-    to_gold::catch_up(&deps, &facts, Some(range)).await.unwrap();
+    to_gold::catch_up(&deps, &to_gold::Fact::ALL, Some(range))
+        .await
+        .unwrap();
     assert_eq!(ids(read(lake, &tables::FACT_SALES).await), ["recent"]);
 
     // With it, that date's too-late row comes in; the older date's does not.
@@ -193,7 +194,9 @@ async fn backfill_takes_too_late_rows_in_for_the_dates_asked_and_keeps_them() {
         too_late: true,
         ..range
     };
-    to_gold::catch_up(&deps, &facts, Some(taken)).await.unwrap();
+    to_gold::catch_up(&deps, &to_gold::Fact::ALL, Some(taken))
+        .await
+        .unwrap();
     assert_eq!(
         ids(read(lake, &tables::FACT_SALES).await),
         ["old-1", "recent"]

@@ -1,4 +1,4 @@
-"""Writes cases.json: the hostile-input corpus (issue 6). Each case is an input (a landing file,
+"""Writes cases.json: the hostile-input corpus. Each case is an input (a landing file,
 an S3 notification of an object, or a Kafka batch) and what SPEC §3 says must become of its
 records: how many land in the bronze event tables, and how many in quarantine by error code.
 Run `python3 tests/hostile/make_cases.py` after editing; the test reads the JSON."""

@@ -140,11 +140,16 @@ fn fact_rows(
                 "store_key" => Some(&store_key),
                 "product_key" => Some(&product_key),
                 "customer_key" => Some(&customer_key),
-                // A column the silver table lacks (not yet evolved) is null.
                 name => rows.column_by_name(name),
             }
             .cloned()
-            .unwrap_or_else(|| arrow_array::new_null_array(field.data_type(), rows.num_rows()));
+            .or_else(|| {
+                // A column read from a silver table that lacks it (not yet evolved) is null.
+                FACT_SALES_SILVER_COLUMNS
+                    .contains(&field.name().as_str())
+                    .then(|| arrow_array::new_null_array(field.data_type(), rows.num_rows()))
+            })
+            .ok_or_else(|| ArrowError::SchemaError(format!("no column for {}", field.name())))?;
             if array.data_type() == field.data_type() {
                 Ok(array)
             } else {
@@ -277,6 +282,18 @@ impl DailySum {
 /// [`CHANNELS`], or none).
 type DailyKey = (i32, i32, i32, Option<u8>);
 
+/// A column of a silver batch, as its Arrow type; `None` when the batch lacks it (a silver
+/// table not yet evolved).
+fn optional_column<'b, T: Array + 'static>(
+    batch: &'b RecordBatch,
+    name: &str,
+) -> Result<Option<&'b T>, ArrowError> {
+    match batch.column_by_name(name) {
+        None => Ok(None),
+        Some(_) => column(batch, name).map(Some),
+    }
+}
+
 /// The channel of row `i` as its index in [`CHANNELS`] (validation admits no other value);
 /// none without a `channel` column (a silver table not yet evolved).
 fn channel_at(channel: Option<&StringArray>, i: usize) -> Option<u8> {
@@ -311,7 +328,7 @@ impl DailySales {
         let revenue = column::<Decimal128Array>(batch, "revenue")?;
         let transaction = column::<StringArray>(batch, "transaction_id")?;
         let promotion = column::<StringArray>(batch, "promotion_id")?;
-        let channel = column::<StringArray>(batch, "channel").ok();
+        let channel = optional_column::<StringArray>(batch, "channel")?;
         for i in (0..batch.num_rows()).filter(|i| eligible.value(*i)) {
             let key = (
                 date.value(i),
@@ -376,7 +393,7 @@ impl DailySales {
         let store = column::<Int32Array>(batch, "store_id")?;
         let product = column::<Int32Array>(batch, "product_id")?;
         let transaction = column::<StringArray>(batch, "transaction_id")?;
-        let channel = column::<StringArray>(batch, "channel").ok();
+        let channel = optional_column::<StringArray>(batch, "channel")?;
         for i in (0..batch.num_rows()).filter(|i| eligible.value(*i) && transaction.is_valid(*i)) {
             let key = (
                 date.value(i),

@@ -4,6 +4,7 @@
 //! a column new to a bronze table is filled, for the rows ingested before it existed, from
 //! their raw payload, exactly once. Every request is checked before anything is written.
 
+use std::collections::HashSet;
 use std::sync::Mutex;
 
 use arrow_array::{Array, RecordBatch, StringArray};
@@ -42,17 +43,9 @@ impl PartitionChange {
                 Grain::NAMES
             )
         })?;
-        let accepted: Vec<&str> = table.accepted_grains().iter().map(|g| g.name()).collect();
-        if !table.accepted_grains().contains(&grain) {
-            return Err(match accepted.as_slice() {
-                [] => format!("{name} is not partitioned (a small table rewritten whole)"),
-                _ => format!(
-                    "{name} cannot be partitioned by {} (accepted: {})",
-                    grain.name(),
-                    accepted.join(", ")
-                ),
-            });
-        }
+        table
+            .check_grain(grain)
+            .map_err(|message| format!("{name} {message}"))?;
         Ok(PartitionChange { table, grain })
     }
 }
@@ -117,8 +110,15 @@ fn find_table(name: &str) -> Result<TableDef, String> {
 pub struct FillOutcome {
     pub table: String,
     pub column: String,
-    /// Data files rewritten (each keeps its rows' sequence numbers: no hop sees them as new).
+    /// Data files rewritten with values (each keeps its rows' sequence numbers: no hop sees
+    /// them as new); files whose rows had nothing to fill are read, not rewritten.
     pub files: usize,
+    pub counts: FillCounts,
+}
+
+/// The rows of the files a fill read that had the column null.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct FillCounts {
     /// Rows that got a value from their payload.
     pub filled: u64,
     /// Rows whose payload has no value for the column.
@@ -126,6 +126,15 @@ pub struct FillOutcome {
     /// Rows whose payload's value validation refuses today (left null), with the first reason.
     pub refused: u64,
     pub first_refusal: Option<String>,
+}
+
+impl FillCounts {
+    fn add(&mut self, other: FillCounts) {
+        self.filled += other.filled;
+        self.absent += other.absent;
+        self.refused += other.refused;
+        self.first_refusal = self.first_refusal.take().or(other.first_refusal);
+    }
 }
 
 /// What `evolve` did.
@@ -172,15 +181,17 @@ pub async fn evolve(
     Ok(report)
 }
 
-/// Fills `fill.column` of the rows of the data files written before the column existed (their
-/// manifest entries count no nulls for it), from each row's payload as validation reads it
-/// today: the files are rewritten with the value and committed as a replace keeping their
-/// sequence numbers, [`FILES_PER_COMMIT`] at a time. A file is a candidate only until it is
-/// rewritten, so a second run, or one after an interruption, fills nothing twice; a file a
+/// Fills `fill.column` where it is null, from each row's payload as validation reads it today:
+/// the files holding a null in the column (by their manifest's null count; every file when the
+/// column has no count) are read, and those where a row gets a value are rewritten and
+/// committed as a replace keeping their sequence numbers, [`FILES_PER_COMMIT`] at a time. A
+/// value comes from the row's own payload, so filling a row again gives it the same value: a
+/// second run, or one after an interruption, changes nothing twice; each run reads a file at
+/// most once (a file it wrote, or found with nothing to fill, is not read again), and a file a
 /// concurrent compaction replaced makes the commit re-plan.
 ///
 /// # Errors
-/// Storage errors; the column does not exist (run `bakehouse init` first).
+/// Storage errors.
 pub async fn fill_from_payload(
     lake: &Lakehouse,
     fill: &ColumnFill,
@@ -190,100 +201,108 @@ pub async fn fill_from_payload(
         column: fill.column.to_string(),
         ..FillOutcome::default()
     };
-    let step = Mutex::new(FillOutcome::default());
+    // Files read in this run that need nothing more, and what their rows were.
+    let settled: Mutex<(HashSet<String>, FillCounts)> = Mutex::default();
+    // The planned commit's counts and the files it writes (the last attempt's).
+    let planned: Mutex<(FillCounts, Vec<String>)> = Mutex::default();
     loop {
-        let step = &step;
+        let (settled, planned) = (&settled, &planned);
         let committed = lake
             .commit_with(&fill.table, move |table| async move {
-                let mut counts = FillOutcome::default();
-                if table
-                    .metadata()
-                    .current_schema()
-                    .field_by_name(fill.column)
-                    .is_none()
-                {
-                    return Err(StorageError::Evolution {
-                        table: fill.table.qualified(),
-                        message: format!(
-                            "no column {} yet: run `bakehouse evolve` first",
-                            fill.column
-                        ),
-                    });
-                }
-                let files: Vec<LiveFile> = lake
+                let candidates: Vec<LiveFile> = lake
                     .live_files(&table)
                     .await?
                     .into_iter()
-                    .filter(|f| f.null_count(&table, fill.column).is_none())
-                    .take(FILES_PER_COMMIT)
+                    .filter(|f| f.null_count(&table, fill.column).is_none_or(|n| n > 0))
+                    .filter(|f| !lock(settled).0.contains(f.path()))
                     .collect();
-                if files.is_empty() {
-                    return Ok(None);
-                }
-                let mut add_rewritten = Vec::new();
-                for file in &files {
-                    let batches = lake
-                        .read_batches(&table, std::slice::from_ref(file), None)
-                        .await?;
-                    let filled = batches
-                        .into_iter()
-                        .map(|batch| fill_batch(&batch, fill, &mut counts))
+                let (mut remove, mut add_rewritten, mut counts) =
+                    (Vec::new(), Vec::new(), FillCounts::default());
+                for file in candidates {
+                    if remove.len() == FILES_PER_COMMIT {
+                        break;
+                    }
+                    let mut file_counts = FillCounts::default();
+                    let filled = lake
+                        .read_batches(&table, std::slice::from_ref(&file), None)
+                        .await?
+                        .iter()
+                        .map(|batch| fill_batch(batch, fill, &mut file_counts))
                         .collect::<Result<Vec<_>, _>>()?;
+                    if file_counts.filled == 0 {
+                        let mut settled = lock(settled);
+                        settled.0.insert(file.path().to_string());
+                        settled.1.add(file_counts);
+                        continue;
+                    }
                     let written = lake
                         .write_batches(&table, filled, DEFAULT_TARGET_FILE_SIZE)
                         .await?;
                     add_rewritten.extend(written.into_iter().map(|f| (f, file.sequence_number)));
+                    counts.add(file_counts);
+                    remove.push(file);
                 }
-                counts.files = files.len();
-                *step
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = counts;
+                if remove.is_empty() {
+                    return Ok(None);
+                }
+                let written = add_rewritten
+                    .iter()
+                    .map(|(f, _)| f.file_path().to_string())
+                    .collect();
+                *lock(planned) = (counts, written);
                 Ok(Some(CommitPlan {
                     operation: Operation::Replace,
                     add: Vec::new(),
                     add_rewritten,
-                    remove: files,
+                    remove,
                     properties: std::collections::HashMap::new(),
                     keep_added_on_conflict: false,
                     added_spec: None,
                 }))
             })
             .await?;
-        if committed.is_none() {
+        let Some(commit) = committed else {
             break;
-        }
-        let counts = std::mem::take(
-            &mut *step
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
-        outcome.files += counts.files;
-        outcome.filled += counts.filled;
-        outcome.absent += counts.absent;
-        outcome.refused += counts.refused;
-        outcome.first_refusal = outcome.first_refusal.or(counts.first_refusal);
+        };
+        let (counts, written) = std::mem::take(&mut *lock(&planned));
+        outcome.files += commit.removed_files;
+        outcome.counts.add(counts);
+        lock(&settled).0.extend(written);
     }
-    info!(table = %outcome.table, column = %outcome.column, files = outcome.files, filled = outcome.filled, "Column filled from the payload.");
+    let (_, read) = std::mem::take(&mut *lock(&settled));
+    outcome.counts.add(read);
+    info!(table = %outcome.table, column = %outcome.column, files = outcome.files, filled = outcome.counts.filled, "Column filled from the payload.");
     Ok(outcome)
 }
 
-/// `batch` with `fill.column` set from each row's payload (validated as the dataset's record).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// `batch` with `fill.column` set, where null, from the row's payload (validated as the
+/// dataset's record); the counts are of those rows.
 fn fill_batch(
     batch: &RecordBatch,
     fill: &ColumnFill,
-    counts: &mut FillOutcome,
+    counts: &mut FillCounts,
 ) -> Result<RecordBatch, StorageError> {
     let failed = |message: String| StorageError::Data {
         context: format!("fill {}.{}", fill.table.qualified(), fill.column),
         message,
     };
-    let (Some(index), Some(payload)) = (
-        batch.schema().index_of(fill.column).ok(),
+    let string_column = |name: &str| {
         batch
-            .column_by_name("payload")
-            .and_then(|c| c.as_any().downcast_ref::<StringArray>()),
+            .column_by_name(name)
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+    };
+    let (Some(index), Some(current), Some(payload)) = (
+        batch.schema().index_of(fill.column).ok(),
+        string_column(fill.column),
+        string_column("payload"),
     ) else {
-        return Err(failed("no payload or target column".to_string()));
+        return Err(failed("no payload or target string column".to_string()));
     };
     let lineage = Lineage {
         source: String::new(),
@@ -292,6 +311,9 @@ fn fill_batch(
     };
     let values: StringArray = (0..batch.num_rows())
         .map(|row| {
+            if current.is_valid(row) {
+                return Some(current.value(row).to_string());
+            }
             if payload.is_null(row) {
                 counts.absent += 1;
                 return None;

@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
+use futures::FutureExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::{info, instrument, warn};
@@ -78,18 +79,29 @@ pub async fn handle(deps: &Deps, now_micros: i64) -> Result<MaintenanceReport, H
     }
 
     // 1. Dimensions; then fact_sales keys the changes reach.
-    for (dim, reference) in [
+    let dimensions = [
         (tables::DIM_STORE, tables::BRONZE_STORES),
         (tables::DIM_PRODUCT, tables::BRONZE_PRODUCTS),
         (tables::DIM_CUSTOMER, tables::BRONZE_CUSTOMERS),
+    ];
+    let [store, product, customer] = &dimensions;
+    for (dim, update) in [
+        (
+            &store.0,
+            update_dimension::<DimStore>(lake, &store.0, &store.1).boxed(),
+        ),
+        (
+            &product.0,
+            update_dimension::<DimProduct>(lake, &product.0, &product.1).boxed(),
+        ),
+        (
+            &customer.0,
+            update_dimension::<DimCustomer>(lake, &customer.0, &customer.1).boxed(),
+        ),
     ] {
         let started = Instant::now();
-        let (outcome, applied) = match dim.name {
-            "dim_store" => update_dimension::<DimStore>(lake, &dim, &reference).await?,
-            "dim_product" => update_dimension::<DimProduct>(lake, &dim, &reference).await?,
-            _ => update_dimension::<DimCustomer>(lake, &dim, &reference).await?,
-        };
-        if let Some(r) = record(&mut reports, &dim, started, outcome) {
+        let (outcome, applied) = update.await?;
+        if let Some(r) = record(&mut reports, dim, started, outcome) {
             r.versions_opened = applied.opened;
             r.versions_closed = applied.closed;
         }

@@ -26,17 +26,57 @@ use crate::domain::time::{date_from_days, days_from_date};
 use crate::domain::{gold, weather};
 use crate::error::{HandlerError, StorageError};
 
+/// A gold table this hop keeps from one silver table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fact {
+    Sales,
+    SalesDaily,
+    Inventory,
+    EquipmentPerformance,
+    Weather,
+}
+
+impl Fact {
+    pub const ALL: [Fact; 5] = [
+        Fact::Sales,
+        Fact::SalesDaily,
+        Fact::Inventory,
+        Fact::EquipmentPerformance,
+        Fact::Weather,
+    ];
+
+    /// The gold table.
+    pub const fn table(self) -> TableDef {
+        match self {
+            Fact::Sales => tables::FACT_SALES,
+            Fact::SalesDaily => tables::FACT_SALES_DAILY,
+            Fact::Inventory => tables::FACT_INVENTORY,
+            Fact::EquipmentPerformance => tables::FACT_EQUIPMENT_PERFORMANCE,
+            Fact::Weather => tables::DIM_WEATHER,
+        }
+    }
+
+    /// The silver table it is computed from.
+    pub const fn silver(self) -> TableDef {
+        match self {
+            Fact::Sales | Fact::SalesDaily => tables::SILVER_SALES,
+            Fact::Inventory => tables::SILVER_INVENTORY,
+            Fact::EquipmentPerformance => tables::SILVER_EQUIPMENT_METRICS,
+            Fact::Weather => tables::SILVER_WEATHER,
+        }
+    }
+}
+
 /// The gold facts and the silver table each is computed from.
-pub const FACTS: [(TableDef, TableDef); 5] = [
-    (tables::FACT_SALES, tables::SILVER_SALES),
-    (tables::FACT_SALES_DAILY, tables::SILVER_SALES),
-    (tables::FACT_INVENTORY, tables::SILVER_INVENTORY),
-    (
-        tables::FACT_EQUIPMENT_PERFORMANCE,
-        tables::SILVER_EQUIPMENT_METRICS,
-    ),
-    (tables::DIM_WEATHER, tables::SILVER_WEATHER),
-];
+pub const FACTS: [(TableDef, TableDef); 5] = {
+    let mut pairs = [(tables::FACT_SALES, tables::SILVER_SALES); 5];
+    let mut i = 0;
+    while i < Fact::ALL.len() {
+        pairs[i] = (Fact::ALL[i].table(), Fact::ALL[i].silver());
+        i += 1;
+    }
+    pairs
+};
 
 /// Handles a wake-up: an S3 notification of silver commits (or none: every fact).
 ///
@@ -48,16 +88,15 @@ pub async fn handle(
     event: Option<&S3Event>,
 ) -> Result<Vec<CommitOutcome>, HandlerError> {
     let changed = event.map(changed_tables).unwrap_or_default();
-    let wanted: Vec<&TableDef> = FACTS
-        .iter()
-        .filter(|(_, silver)| changed.contains(&silver.qualified()))
-        .map(|(fact, _)| fact)
+    let wanted: Vec<Fact> = Fact::ALL
+        .into_iter()
+        .filter(|fact| changed.contains(&fact.silver().qualified()))
         .collect();
-    let facts: Vec<&TableDef> = FACTS
-        .iter()
-        .map(|(fact, _)| fact)
-        .filter(|fact| wanted.is_empty() || wanted.contains(fact))
-        .collect();
+    let facts = if wanted.is_empty() {
+        Fact::ALL.to_vec()
+    } else {
+        wanted
+    };
     let mut outcomes: Vec<CommitOutcome> = catch_up(deps, &facts, None)
         .await?
         .into_iter()
@@ -105,10 +144,10 @@ impl Backfill {
 /// The first fact's error: storage errors, or a daily revenue that overflows its column.
 pub async fn catch_up(
     deps: &Deps,
-    facts: &[&TableDef],
+    facts: &[Fact],
     also: Option<Backfill>,
 ) -> Result<Vec<Option<CommitOutcome>>, StorageError> {
-    let runs = facts.iter().map(|fact| process(deps, fact, also));
+    let runs = facts.iter().map(|fact| process(deps, *fact, also));
     futures::future::join_all(runs).await.into_iter().collect()
 }
 
@@ -119,24 +158,24 @@ pub async fn catch_up(
 /// recomputes every date it names and every date with new rows.
 async fn process(
     deps: &Deps,
-    fact: &TableDef,
+    fact: Fact,
     also: Option<Backfill>,
 ) -> Result<Option<CommitOutcome>, StorageError> {
     let policy = deps.config.gold;
-    let name = fact.qualified();
+    let (def, silver) = (&fact.table(), &fact.silver());
+    let name = def.qualified();
     let scope = match also {
         Some(_) => Scope::Dates(also),
         None => Scope::NewRows,
     };
-    match fact.name {
-        "fact_sales" => {
+    match fact {
+        Fact::Sales => {
             let keys = Arc::new(surrogate_keys(&deps.lake).await?);
             let keyed_with = Some(keys.as_of());
             let columns = Some(&gold::FACT_SALES_SILVER_COLUMNS[..]);
-            let silver = &tables::SILVER_SALES;
             refresh(
                 deps,
-                fact,
+                def,
                 silver,
                 columns,
                 scope,
@@ -154,13 +193,12 @@ async fn process(
             )
             .await
         }
-        "fact_sales_daily" if also.is_none() => add_daily_sales(deps, fact).await,
-        "fact_sales_daily" => {
+        Fact::SalesDaily if also.is_none() => add_daily_sales(deps, def).await,
+        Fact::SalesDaily => {
             let columns = Some(&gold::DAILY_SALES_SILVER_COLUMNS[..]);
-            let silver = &tables::SILVER_SALES;
             refresh(
                 deps,
-                fact,
+                def,
                 silver,
                 columns,
                 scope,
@@ -174,26 +212,22 @@ async fn process(
             )
             .await
         }
-        "fact_inventory" => {
-            let silver = &tables::SILVER_INVENTORY;
-            recompute_dates(deps, fact, silver, also, gold::fact_inventory, |f| {
+        Fact::Inventory => {
+            recompute_dates(deps, def, silver, also, gold::fact_inventory, |f| {
                 f.business_date
             })
             .await
         }
-        "fact_equipment_performance" => {
-            let silver = &tables::SILVER_EQUIPMENT_METRICS;
+        Fact::EquipmentPerformance => {
             let aggregate = gold::fact_equipment_performance;
-            recompute_dates(deps, fact, silver, also, aggregate, |f| f.business_date).await
+            recompute_dates(deps, def, silver, also, aggregate, |f| f.business_date).await
         }
-        "dim_weather" => {
-            let silver = &tables::SILVER_WEATHER;
-            recompute_dates(deps, fact, silver, also, weather::dim_weather, |d| {
+        Fact::Weather => {
+            recompute_dates(deps, def, silver, also, weather::dim_weather, |d| {
                 d.business_date
             })
             .await
         }
-        _ => Ok(None),
     }
 }
 
@@ -255,8 +289,8 @@ const WRITE_LANES: usize = 2;
 /// The silver batches of one recomputation, as they are read (on a blocking thread).
 type SilverBatches = Box<dyn Iterator<Item = Result<RecordBatch, StorageError>> + Send>;
 
-/// The fact batches of one recomputation, as (business date, batch), produced on a blocking
-/// thread while the writers encode the previous ones.
+/// The fact batches of one recomputation, produced on a blocking thread while the writers
+/// encode the previous ones (each writer puts a row in its date's partition).
 type FactBatches = Box<dyn Iterator<Item = Result<RecordBatch, StorageError>> + Send>;
 
 /// An error computing `fact` (its qualified name).

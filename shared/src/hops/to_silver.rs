@@ -132,7 +132,8 @@ pub async fn process(deps: &Deps, dataset: Dataset) -> Result<Option<CommitOutco
             .await
         }
         Dataset::Weather => super::weather::refine(deps).await,
-        _ => Ok(None),
+        // Reference snapshots go to the dimensions (maintenance), not to silver.
+        Dataset::Stores | Dataset::Products | Dataset::Customers | Dataset::Equipment => Ok(None),
     }
 }
 

@@ -61,8 +61,9 @@ pub struct CommitPlan {
     /// The files of `add` were written once, before planning, and every attempt reuses them:
     /// a lost race must not delete them (otherwise an attempt's files are its own, and go).
     pub keep_added_on_conflict: bool,
-    /// The partition spec `add` was written under when not the planned table's default (files
-    /// written before planning, while a partition evolution landed): their manifest uses it.
+    /// The partition spec every added file (`add` and `add_rewritten`) was written under, when
+    /// not the planned table's default (files written before planning, while a partition
+    /// evolution landed): their manifest uses it.
     pub added_spec: Option<i32>,
 }
 

@@ -62,9 +62,7 @@ impl LiveFile {
     pub fn path(&self) -> &str {
         self.data_file.file_path()
     }
-}
 
-impl LiveFile {
     /// Whether its partition holds `day` (an unpartitioned file holds every day).
     pub fn holds(&self, day: i32) -> bool {
         self.days
@@ -792,8 +790,10 @@ impl Lakehouse {
         .await
     }
 
-    /// The live data files of the date partitions `days` (of a table partitioned by one date
-    /// or `day()` field). Manifests whose partition range holds none of the days are not read.
+    /// The live data files whose partitions hold any of the dates `days` (a table partitioned by
+    /// a date, or `hour`/`day`/`month` of one, under any of its specs): a file partitioned by
+    /// month also holds rows of the month's other dates. Manifests whose partition range holds
+    /// none of the days are not read.
     ///
     /// # Errors
     /// A manifest cannot be read.

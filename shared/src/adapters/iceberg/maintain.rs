@@ -9,7 +9,7 @@ use serde::Serialize;
 use tracing::{info, warn};
 
 use super::files::LiveFile;
-use super::{CommitOutcome, CommitPlan, Lakehouse, Operation, TableDef};
+use super::{CommitOutcome, CommitPlan, Lakehouse, Operation, TableDef, partition_value};
 use crate::adapters::objects::{ListedObject, list_objects};
 use crate::config::MaintenancePolicy;
 use crate::error::StorageError;
@@ -49,7 +49,9 @@ impl Lakehouse {
     /// data sequence number of its inputs, so incremental readers do not take old rows for new
     /// ones — which holds only if every reader has processed the inputs: with `processed`,
     /// files of a higher data sequence number (not yet read by every incremental reader) are
-    /// left for a later run. `None` when no partition has two small files.
+    /// left for a later run. A small file written under an older partition spec is rewritten
+    /// into the current one even alone: a table converges on one spec. `None` when no partition
+    /// has two small files and no small file has an older spec.
     ///
     /// # Errors
     /// Storage errors, or conflicts exhausted.
@@ -61,14 +63,19 @@ impl Lakehouse {
     ) -> Result<Option<CommitOutcome>, StorageError> {
         let (small, target) = (policy.small_file_bytes(), policy.target_file_bytes);
         self.commit_with(def, move |table| async move {
-            // By the dates a partition covers: files of an older spec meet the current one's.
+            // By partition under the current spec; files of an older spec by the dates they
+            // cover (rewritten, they land in the current spec's partitions of those dates).
             let current_spec = table.metadata().default_partition_spec_id();
-            let mut partitions: BTreeMap<Option<(i32, i32)>, Vec<LiveFile>> = BTreeMap::new();
+            type Partition = (Option<(i32, i32)>, Option<i32>);
+            let mut partitions: BTreeMap<Partition, Vec<LiveFile>> = BTreeMap::new();
             for file in self.live_files(&table).await? {
                 if file.data_file.file_size_in_bytes() < small
                     && processed.is_none_or(|p| file.sequence_number <= p)
                 {
-                    partitions.entry(file.days).or_default().push(file);
+                    let value = (file.spec_id == current_spec)
+                        .then(|| partition_value(&file.data_file))
+                        .flatten();
+                    partitions.entry((file.days, value)).or_default().push(file);
                 }
             }
             let mut add_rewritten = Vec::new();

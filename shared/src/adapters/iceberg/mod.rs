@@ -190,10 +190,14 @@ impl Lakehouse {
         &self.warehouse
     }
 
-    /// Creates the namespaces and every table that does not exist yet; returns those created.
+    /// Creates the namespaces and every table that does not exist yet, and brings the others
+    /// to their current definitions ([`Lakehouse::evolve`]), after checking every one: a change
+    /// Iceberg forbids on any table stops it before anything is written. Returns the tables
+    /// created.
     ///
     /// # Errors
-    /// The catalog refuses a creation for another reason than "already exists".
+    /// [`StorageError::Evolution`], or the catalog refuses a creation for another reason than
+    /// "already exists".
     pub async fn create_tables(&self) -> Result<Vec<String>, StorageError> {
         for namespace in tables::NAMESPACES {
             let ident = NamespaceIdent::new(namespace.to_string());

@@ -699,16 +699,34 @@ impl TableDef {
             (Ts, Grain::Day) => (Transform::Day, format!("{column}_day")),
             (Date, Grain::Day) => (Transform::Identity, column.to_string()),
             (Ts | Date, Grain::Month) => (Transform::Month, format!("{column}_month")),
-            (Date, Grain::Hour) => {
+            _ => {
                 return Err(refuse(format!(
-                    "{column} is a date: it cannot be partitioned by hour (accepted: day, month)"
+                    "{column} cannot be partitioned by {}",
+                    grain.name()
                 )));
             }
-            _ => return Err(refuse(format!("{column} is not a timestamp or a date"))),
         };
         UnboundPartitionSpec::builder()
             .add_partition_field(index as i32 + 1, field_name, transform)
             .map(|b| b.build())
+    }
+
+    /// Whether the table may be partitioned at `grain`; the message (to follow the table's
+    /// name) says why not and what is accepted.
+    pub fn check_grain(&self, grain: Grain) -> Result<(), String> {
+        let accepted = self.accepted_grains();
+        if accepted.contains(&grain) {
+            return Ok(());
+        }
+        let names: Vec<&str> = accepted.iter().map(|g| g.name()).collect();
+        Err(match self.partition_column() {
+            None => "is not partitioned (a small table rewritten whole)".to_string(),
+            Some(column) => format!(
+                "cannot be partitioned by {} (partition column {column}; accepted: {})",
+                grain.name(),
+                names.join(", ")
+            ),
+        })
     }
 
     /// The granularities the table may be evolved to. A table partitioned by a timestamp
@@ -839,30 +857,13 @@ fn is_promotion(from: &Type, to: &Type) -> bool {
 /// default spec; `None` when the table is partitioned at `grain` already.
 ///
 /// # Errors
-/// A message naming the table and the accepted granularities: the table is unpartitioned,
-/// or `grain` does not fit its partition column.
+/// [`TableDef::check_grain`]'s message: the table is unpartitioned, or `grain` does not fit it.
 pub fn partition_change(
     def: &TableDef,
     current: &PartitionSpec,
     grain: Grain,
 ) -> Result<Option<UnboundPartitionSpec>, String> {
-    let accepted = def.accepted_grains();
-    if !accepted.contains(&grain) {
-        let names: Vec<&str> = accepted.iter().map(|g| g.name()).collect();
-        return Err(match names.as_slice() {
-            [] => format!(
-                "{} is not partitioned (a small table rewritten whole): no partition to change",
-                def.qualified()
-            ),
-            names => format!(
-                "{} cannot be partitioned by {} (its partition column {}): accepted {}",
-                def.qualified(),
-                grain.name(),
-                def.partition_column().unwrap_or_default(),
-                names.join(", ")
-            ),
-        });
-    }
+    def.check_grain(grain)?;
     let now = current
         .fields()
         .first()
@@ -1009,8 +1010,7 @@ mod tests {
         let refused = partition_change(&SILVER_SALES, &silver, Grain::Month).expect_err("refused");
         assert_eq!(
             refused,
-            "silver.sales cannot be partitioned by month (its partition column event_time): \
-             accepted hour, day"
+            "cannot be partitioned by month (partition column event_time; accepted: hour, day)"
         );
         let report = spec(&DATA_QUALITY_DAILY);
         let monthly = partition_change(&DATA_QUALITY_DAILY, &report, Grain::Month)
