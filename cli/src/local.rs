@@ -105,6 +105,36 @@ struct Stats {
 }
 
 impl Stats {
+    /// The status line's figures after the elapsed time, with the record `rate` since the last.
+    fn progress(&self, rate: f64) -> String {
+        let last = self.last_commit_micros.load(Ordering::Relaxed);
+        format!(
+            "{} records in {} batches ({rate:.0}/s), lag {}, {} objects, {} hop runs, {}, last commit {}",
+            self.records.load(Ordering::Relaxed),
+            self.batches.load(Ordering::Relaxed),
+            self.lag.load(Ordering::Relaxed),
+            self.objects.load(Ordering::Relaxed),
+            self.hop_runs.load(Ordering::Relaxed),
+            self.failures(),
+            if last == 0 {
+                "never".to_string()
+            } else {
+                format_timestamp(last as i64)
+            },
+        )
+    }
+
+    /// Every poller and hop found nothing to do twice in a row (after Kafka's first poll).
+    fn caught_up(&self) -> bool {
+        self.kafka_ready.load(Ordering::Relaxed)
+            && self.kafka_idle.load(Ordering::Relaxed) >= 2
+            && self.objects_idle.load(Ordering::Relaxed) >= 2
+            && self
+                .hop_idle
+                .iter()
+                .all(|idle| idle.load(Ordering::Relaxed) >= 2)
+    }
+
     fn committed(&self) {
         self.last_commit_micros
             .store(now_micros().max(0) as u64, Ordering::Relaxed);
@@ -227,14 +257,12 @@ pub async fn run(deps: Deps, args: LocalArgs) -> Result<()> {
         .unwrap_or_else(|| deps.config.landing.clone());
     let stats = Arc::new(Stats::default());
     let (stop_tx, stop) = watch::channel(false);
+    let kafka = (!args.no_kafka)
+        .then(|| format!(", Kafka {} (group {})", args.bootstrap_servers, args.group));
+    let warehouse = deps.lake.warehouse();
     say!(
-        "bakehouse local: warehouse {}, landing {landing}{}",
-        deps.lake.warehouse(),
-        if args.no_kafka {
-            String::new()
-        } else {
-            format!(", Kafka {} (group {})", args.bootstrap_servers, args.group)
-        }
+        "bakehouse local: warehouse {warehouse}, landing {landing}{}",
+        kafka.unwrap_or_default()
     );
 
     let wakeups = Arc::new(Wakeups::default());
@@ -289,28 +317,13 @@ pub async fn run(deps: Deps, args: LocalArgs) -> Result<()> {
                 let records = stats.records.load(Ordering::Relaxed);
                 let rate = (records - last_records) as f64 / last_status.elapsed().as_secs_f64().max(1e-3);
                 (last_records, last_status) = (records, Instant::now());
-                let last = stats.last_commit_micros.load(Ordering::Relaxed);
-                say!(
-                    "[{:>6.0} s] {records} records in {} batches ({rate:.0}/s), lag {}, {} objects, {} hop runs, {}, last commit {}",
-                    started.elapsed().as_secs_f64(),
-                    stats.batches.load(Ordering::Relaxed),
-                    stats.lag.load(Ordering::Relaxed),
-                    stats.objects.load(Ordering::Relaxed),
-                    stats.hop_runs.load(Ordering::Relaxed),
-                    stats.failures(),
-                    if last == 0 { "never".to_string() } else { format_timestamp(last as i64) },
-                );
+                say!("[{:>6.0} s] {}", started.elapsed().as_secs_f64(), stats.progress(rate));
             }
             _ = check.tick() => {
                 if args.duration.is_some_and(|d| started.elapsed() >= Duration::from_secs(d)) {
                     break "duration reached";
                 }
-                if args.until_idle
-                    && stats.kafka_ready.load(Ordering::Relaxed)
-                    && stats.kafka_idle.load(Ordering::Relaxed) >= 2
-                    && stats.objects_idle.load(Ordering::Relaxed) >= 2
-                    && stats.hop_idle.iter().all(|idle| idle.load(Ordering::Relaxed) >= 2)
-                {
+                if args.until_idle && stats.caught_up() {
                     break "caught up";
                 }
             }
@@ -455,28 +468,7 @@ async fn kafka_poller(
             "bootstrapServers": args.bootstrap_servers,
             "records": records,
         }))?;
-        // Invoke until it succeeds; never skip a batch. A stop during retries leaves the
-        // offsets uncommitted: the batch is delivered again on the next start.
-        let mut attempt = 0u32;
-        let succeeded = loop {
-            let invocation = LambdaEvent::new(event.clone(), LambdaContext::default());
-            match ingest::handler(&deps, invocation).await {
-                Ok(_) => break true,
-                Err(e) => {
-                    attempt += 1;
-                    stats.failed(
-                        &format!("Ingest failed on a Kafka batch (attempt {attempt})"),
-                        &e.into(),
-                    );
-                    let pause = Duration::from_millis((250u64 << attempt.min(6)).min(10_000));
-                    tokio::select! {
-                        _ = stop.changed() => break false,
-                        _ = tokio::time::sleep(pause) => {}
-                    }
-                }
-            }
-        };
-        if !succeeded {
+        if !ingest_until_done(&deps, &event, &stats, &mut stop).await {
             break;
         }
         wakeups.wake(Hop::BronzeToSilver, &stats);
@@ -498,6 +490,36 @@ async fn kafka_poller(
         stats.committed();
     }
     Ok(())
+}
+
+/// Invokes ingest on a Kafka batch until it succeeds (never skipping a batch), backing off
+/// between attempts; `false` when stopped meanwhile: the offsets stay uncommitted and the batch
+/// is delivered again on the next start.
+async fn ingest_until_done(
+    deps: &Deps,
+    event: &serde_json::value::RawValue,
+    stats: &Stats,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    let mut attempt = 0u32;
+    loop {
+        let invocation = LambdaEvent::new(event.to_owned(), LambdaContext::default());
+        match ingest::handler(deps, invocation).await {
+            Ok(_) => return true,
+            Err(e) => {
+                attempt += 1;
+                stats.failed(
+                    &format!("Ingest failed on a Kafka batch (attempt {attempt})"),
+                    &e.into(),
+                );
+                let pause = Duration::from_millis((250u64 << attempt.min(6)).min(10_000));
+                tokio::select! {
+                    _ = stop.changed() => return false,
+                    _ = tokio::time::sleep(pause) => {}
+                }
+            }
+        }
+    }
 }
 
 /// After an empty poll: measure the lag and count an idle pass when there is none.

@@ -127,6 +127,34 @@ fn chunk(args: &ProduceArgs, seed: u64, size: usize) -> Vec<(Dataset, String)> {
     lines
 }
 
+/// Prints what was delivered, per topic and partition, and the flaws planned.
+fn print_sent(args: &ProduceArgs, sent: &BTreeMap<(String, i32), usize>, elapsed: f64, seed: u64) {
+    let delivered: usize = sent.values().sum();
+    say!(
+        "Sent {delivered} events in {elapsed:.1} s ({:.0}/s) to {} (seed {seed}).",
+        delivered as f64 / elapsed.max(1e-9),
+        args.bootstrap_servers
+    );
+    let mut per_topic: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for ((topic, partition), n) in sent {
+        per_topic
+            .entry(topic)
+            .or_default()
+            .push(format!("p{partition}: {n}"));
+    }
+    for (topic, parts) in per_topic {
+        say!("  {topic:<32} {}", parts.join(", "));
+    }
+    say!(
+        "Planned flaws: {:.1} % duplicates, {:.1} % invalid, {:.1} % rule-failing, {:.1} % late, {:.1} % too late.",
+        args.duplicate * 100.0,
+        args.invalid * 100.0,
+        args.rule_failing * 100.0,
+        args.late * 100.0,
+        args.too_late * 100.0
+    );
+}
+
 /// Sends the stream and prints what was sent.
 pub async fn run(args: ProduceArgs) -> Result<()> {
     args.validate()?;
@@ -210,31 +238,7 @@ pub async fn run(args: ProduceArgs) -> Result<()> {
         .flush(Duration::from_secs(30))
         .context("cannot flush the Kafka producer")?;
     bar.finish_and_clear();
-    let elapsed = started.elapsed().as_secs_f64();
-    let delivered: usize = sent.values().sum();
-    say!(
-        "Sent {delivered} events in {elapsed:.1} s ({:.0}/s) to {} (seed {seed}).",
-        delivered as f64 / elapsed.max(1e-9),
-        args.bootstrap_servers
-    );
-    let mut per_topic: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for ((topic, partition), n) in &sent {
-        per_topic
-            .entry(topic)
-            .or_default()
-            .push(format!("p{partition}: {n}"));
-    }
-    for (topic, parts) in per_topic {
-        say!("  {topic:<32} {}", parts.join(", "));
-    }
-    say!(
-        "Planned flaws: {:.1} % duplicates, {:.1} % invalid, {:.1} % rule-failing, {:.1} % late, {:.1} % too late.",
-        args.duplicate * 100.0,
-        args.invalid * 100.0,
-        args.rule_failing * 100.0,
-        args.late * 100.0,
-        args.too_late * 100.0
-    );
+    print_sent(&args, &sent, started.elapsed().as_secs_f64(), seed);
     if failed > 0 {
         bail!("{failed} events were not delivered");
     }

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use bakehouse::adapters::iceberg::tables;
+use bakehouse::adapters::iceberg::{Lakehouse, tables};
 use bakehouse::domain::records::{
     DataQualityDaily, DimProduct, FactEquipmentPerformance, FactSalesDaily,
 };
@@ -78,46 +78,8 @@ pub async fn render(deps: &Deps, days: usize) -> Result<String> {
     let in_window = |date: i32| window.contains(&date);
     let day = |date: i32| date_from_days(date).to_string();
 
-    // Daily revenue per store (cents, to add exactly).
-    let mut revenue: BTreeMap<i32, BTreeMap<i32, i64>> = BTreeMap::new();
-    let mut by_product: BTreeMap<i32, i64> = BTreeMap::new();
-    for d in daily.iter().filter(|d| in_window(d.business_date)) {
-        *revenue
-            .entry(d.store_id)
-            .or_default()
-            .entry(d.business_date)
-            .or_default() += d.revenue.0;
-        *by_product.entry(d.product_id).or_default() += d.revenue.0;
-    }
-    let revenue_series: Vec<Series> = revenue
-        .iter()
-        .map(|(store, per_day)| {
-            let points = window
-                .iter()
-                .map(|date| (day(*date), cents(per_day.get(date).copied().unwrap_or(0))))
-                .collect();
-            (format!("store {store}"), points)
-        })
-        .collect();
-
-    // Top products by revenue, named from the current product dimension.
-    let names: BTreeMap<i32, String> = lake
-        .read_table::<DimProduct>(&tables::DIM_PRODUCT)
-        .await?
-        .into_iter()
-        .filter(|p| p.is_current)
-        .filter_map(|p| p.name.map(|n| (p.product_id, n)))
-        .collect();
-    let mut top: Vec<(i32, i64)> = by_product.into_iter().collect();
-    top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    let top: Vec<(String, f64)> = top
-        .into_iter()
-        .take(10)
-        .map(|(id, total)| {
-            let name = names.get(&id).map_or(String::new(), |n| format!(" {n}"));
-            (format!("#{id}{name}"), cents(total))
-        })
-        .collect();
+    let (revenue_series, by_product) = revenue(&daily, &window);
+    let top = top_products(lake, by_product).await?;
 
     // Quality score per dataset over time.
     let mut per_dataset: BTreeMap<String, Vec<(String, f64)>> = BTreeMap::new();
@@ -131,49 +93,8 @@ pub async fn render(deps: &Deps, days: usize) -> Result<String> {
     }
     let quality_series: Vec<Series> = per_dataset.into_iter().collect();
 
-    // Late-arrival histogram over the silver rows of the window.
-    let mut histogram = [0u64; LATENESS_BUCKETS.len()];
-    for def in [
-        tables::SILVER_SALES,
-        tables::SILVER_EQUIPMENT_METRICS,
-        tables::SILVER_INVENTORY,
-    ] {
-        for row in lake.read_table::<Lateness>(&def).await? {
-            if in_window(row.business_date) {
-                let hours = row.lateness_seconds / 3600.0;
-                let too_late = LATENESS_BUCKETS.len() - 1;
-                let bucket = if row.too_late {
-                    too_late
-                } else {
-                    LATENESS_BUCKETS[..too_late]
-                        .iter()
-                        .position(|(upper, _)| hours <= *upper)
-                        .unwrap_or(too_late - 1)
-                };
-                histogram[bucket] += 1;
-            }
-        }
-    }
-    let late: Vec<(String, f64)> = LATENESS_BUCKETS
-        .iter()
-        .zip(histogram)
-        .map(|((_, label), n)| ((*label).to_string(), n as f64))
-        .collect();
-
-    // Equipment efficiency over the window: 100 × operational / (operational + downtime).
-    let performance: Vec<FactEquipmentPerformance> =
-        lake.read_table(&tables::FACT_EQUIPMENT_PERFORMANCE).await?;
-    let mut hours: BTreeMap<i32, (f64, f64)> = BTreeMap::new();
-    for p in performance.iter().filter(|p| in_window(p.business_date)) {
-        let entry = hours.entry(p.equipment_id).or_default();
-        entry.0 += p.operational_hours;
-        entry.1 += p.downtime_minutes / 60.0;
-    }
-    let efficiency: Vec<(String, f64)> = hours
-        .into_iter()
-        .filter(|(_, (up, down))| up + down > 0.0)
-        .map(|(id, (up, down))| (format!("equipment {id}"), round1(100.0 * up / (up + down))))
-        .collect();
+    let late = lateness_histogram(lake, &in_window).await?;
+    let efficiency = equipment_efficiency(lake, &in_window).await?;
 
     let span = match (window.first(), window.last()) {
         (Some(first), Some(last)) => format!("{} to {}", day(*first), day(*last)),
@@ -220,6 +141,115 @@ pub async fn render(deps: &Deps, days: usize) -> Result<String> {
     ));
     page.push_str("</body></html>\n");
     Ok(page)
+}
+
+/// Daily revenue per store over `window` (a point for every date), and each product's revenue
+/// in cents (added exactly).
+fn revenue(daily: &[FactSalesDaily], window: &BTreeSet<i32>) -> (Vec<Series>, BTreeMap<i32, i64>) {
+    let mut per_store: BTreeMap<i32, BTreeMap<i32, i64>> = BTreeMap::new();
+    let mut by_product: BTreeMap<i32, i64> = BTreeMap::new();
+    for d in daily.iter().filter(|d| window.contains(&d.business_date)) {
+        *per_store
+            .entry(d.store_id)
+            .or_default()
+            .entry(d.business_date)
+            .or_default() += d.revenue.0;
+        *by_product.entry(d.product_id).or_default() += d.revenue.0;
+    }
+    let series = per_store
+        .iter()
+        .map(|(store, per_day)| {
+            let points = window
+                .iter()
+                .map(|date| {
+                    let total = per_day.get(date).copied().unwrap_or(0);
+                    (date_from_days(*date).to_string(), cents(total))
+                })
+                .collect();
+            (format!("store {store}"), points)
+        })
+        .collect();
+    (series, by_product)
+}
+
+/// The ten products of most revenue in `by_product` (cents), named from the current product
+/// dimension.
+async fn top_products(
+    lake: &Lakehouse,
+    by_product: BTreeMap<i32, i64>,
+) -> Result<Vec<(String, f64)>> {
+    let names: BTreeMap<i32, String> = lake
+        .read_table::<DimProduct>(&tables::DIM_PRODUCT)
+        .await?
+        .into_iter()
+        .filter(|p| p.is_current)
+        .filter_map(|p| p.name.map(|n| (p.product_id, n)))
+        .collect();
+    let mut top: Vec<(i32, i64)> = by_product.into_iter().collect();
+    top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    Ok(top
+        .into_iter()
+        .take(10)
+        .map(|(id, total)| {
+            let name = names.get(&id).map_or(String::new(), |n| format!(" {n}"));
+            (format!("#{id}{name}"), cents(total))
+        })
+        .collect())
+}
+
+/// Silver records of the window's dates by lateness bucket (too late last).
+async fn lateness_histogram(
+    lake: &Lakehouse,
+    in_window: &impl Fn(i32) -> bool,
+) -> Result<Vec<(String, f64)>> {
+    let mut histogram = [0u64; LATENESS_BUCKETS.len()];
+    for def in [
+        tables::SILVER_SALES,
+        tables::SILVER_EQUIPMENT_METRICS,
+        tables::SILVER_INVENTORY,
+    ] {
+        for row in lake.read_table::<Lateness>(&def).await? {
+            if in_window(row.business_date) {
+                let hours = row.lateness_seconds / 3600.0;
+                let too_late = LATENESS_BUCKETS.len() - 1;
+                let bucket = if row.too_late {
+                    too_late
+                } else {
+                    LATENESS_BUCKETS[..too_late]
+                        .iter()
+                        .position(|(upper, _)| hours <= *upper)
+                        .unwrap_or(too_late - 1)
+                };
+                histogram[bucket] += 1;
+            }
+        }
+    }
+    Ok(LATENESS_BUCKETS
+        .iter()
+        .zip(histogram)
+        .map(|((_, label), n)| ((*label).to_string(), n as f64))
+        .collect())
+}
+
+/// Each piece of equipment's efficiency over the window: 100 × operational / (operational +
+/// downtime) hours.
+async fn equipment_efficiency(
+    lake: &Lakehouse,
+    in_window: &impl Fn(i32) -> bool,
+) -> Result<Vec<(String, f64)>> {
+    let performance: Vec<FactEquipmentPerformance> =
+        lake.read_table(&tables::FACT_EQUIPMENT_PERFORMANCE).await?;
+    let mut hours: BTreeMap<i32, (f64, f64)> = BTreeMap::new();
+    for p in performance.iter().filter(|p| in_window(p.business_date)) {
+        let entry = hours.entry(p.equipment_id).or_default();
+        entry.0 += p.operational_hours;
+        entry.1 += p.downtime_minutes / 60.0;
+    }
+    Ok(hours
+        .into_iter()
+        .filter(|(_, (up, down))| up + down > 0.0)
+        .map(|(id, (up, down))| (format!("equipment {id}"), round1(100.0 * up / (up + down))))
+        .collect())
 }
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:980px}\
@@ -387,6 +417,13 @@ fn line_chart(id: &str, title: &str, unit: &str, series: &[Series]) -> String {
         );
     }
     svg.push_str("</svg>");
+    svg.push_str(&series_table(series, &xs, unit));
+    svg.push_str("</figure>");
+    svg
+}
+
+/// The values of a line chart as a table: a row per x label, a column per series.
+fn series_table(series: &[Series], xs: &[String], unit: &str) -> String {
     let names: Vec<String> = series
         .iter()
         .map(|(n, _)| format!("{n} ({unit})"))
@@ -402,9 +439,7 @@ fn line_chart(id: &str, title: &str, unit: &str, series: &[Series]) -> String {
             .collect();
         (x.clone(), cells)
     });
-    svg.push_str(&table(&names, rows));
-    svg.push_str("</figure>");
-    svg
+    table(&names, rows)
 }
 
 fn table(columns: &[String], rows: impl Iterator<Item = (String, Vec<f64>)>) -> String {

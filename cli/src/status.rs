@@ -261,6 +261,33 @@ async fn kafka_lag(
 }
 
 fn print(status: &Status) {
+    print_tables_and_hops(status);
+    if let Some(lags) = &status.kafka_lag {
+        say!();
+        say!(
+            "{:<28} {:>9} {:>12} {:>12} {:>8}",
+            "topic",
+            "partition",
+            "end offset",
+            "ingested",
+            "lag"
+        );
+        for l in lags {
+            say!(
+                "{:<28} {:>9} {:>12} {:>12} {:>8}",
+                l.topic,
+                l.partition,
+                l.end_offset,
+                l.ingested_offset.map_or("-".into(), |o| o.to_string()),
+                l.lag
+            );
+        }
+    }
+    print_quality(status);
+}
+
+/// Each table's size and last commits, each hop's lag behind its source, what bronze ingested.
+fn print_tables_and_hops(status: &Status) {
     let time = |t: &Option<String>| t.clone().unwrap_or_else(|| "-".into());
     say!(
         "{:<34} {:>9} {:>10} {:>6} {:>12} {:>10}  {:<27} {:<27}",
@@ -318,27 +345,10 @@ fn print(status: &Status) {
             serde_json::to_string(&i.kafka_offsets).unwrap_or_default()
         );
     }
-    if let Some(lags) = &status.kafka_lag {
-        say!();
-        say!(
-            "{:<28} {:>9} {:>12} {:>12} {:>8}",
-            "topic",
-            "partition",
-            "end offset",
-            "ingested",
-            "lag"
-        );
-        for l in lags {
-            say!(
-                "{:<28} {:>9} {:>12} {:>12} {:>8}",
-                l.topic,
-                l.partition,
-                l.end_offset,
-                l.ingested_offset.map_or("-".into(), |o| o.to_string()),
-                l.lag
-            );
-        }
-    }
+}
+
+/// The daily quality and late-arrival figures.
+fn print_quality(status: &Status) {
     say!();
     say!(
         "{:<11} {:<18} {:>8} {:>8} {:>11} {:>9} {:>7} {:>5}",

@@ -313,22 +313,100 @@ impl Config {
         overrides: &Overrides,
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let settings = Settings(lookup);
         let home = absolute(Path::new(DEFAULT_HOME));
         let warehouse = overrides
             .warehouse
             .clone()
-            .or_else(|| get(ENV_WAREHOUSE))
+            .or_else(|| settings.get(ENV_WAREHOUSE))
             .unwrap_or_else(|| format!("file://{}", home.join("warehouse").display()));
         let warehouse = parse_warehouse(&warehouse)?;
-        let catalog = match overrides.catalog.clone().or_else(|| get(ENV_CATALOG)) {
+        let catalog = match overrides
+            .catalog
+            .clone()
+            .or_else(|| settings.get(ENV_CATALOG))
+        {
             Some(value) => CatalogUri::parse(&value)?,
             None => CatalogUri::parse(&format!("sqlite://{}", home.join("catalog.db").display()))?,
         };
-        let number = |name: &'static str,
-                      default: i64,
-                      range: std::ops::RangeInclusive<i64>,
-                      accepted: &'static str| match get(name) {
+        let min_quality_score = settings.number(
+            ENV_MIN_QUALITY_SCORE,
+            DEFAULT_MIN_QUALITY_SCORE.into(),
+            0..=100,
+            "an integer from 0 to 100",
+        )? as i32;
+        let lateness_hours = settings.number(
+            ENV_ALLOWED_LATENESS_HOURS,
+            DEFAULT_ALLOWED_LATENESS_HOURS,
+            0..=24 * 365,
+            "a whole number of hours from 0 to 8760",
+        )?;
+        let commit_attempts = settings.number(
+            ENV_COMMIT_ATTEMPTS,
+            DEFAULT_COMMIT_ATTEMPTS.into(),
+            1..=10_000,
+            "a whole number from 1 to 10000",
+        )? as u32;
+        let max_object_bytes = settings.number(
+            ENV_MAX_OBJECT_BYTES,
+            DEFAULT_MAX_OBJECT_BYTES as i64,
+            1..=1 << 40,
+            "a whole number of bytes from 1 to 1099511627776",
+        )? as u64;
+        let object_root = match settings.get(ENV_OBJECT_ROOT) {
+            None => None,
+            Some(v) if v.starts_with("file:///") => Some(v.trim_end_matches('/').to_string()),
+            Some(v) => {
+                return Err(ConfigError::Invalid {
+                    name: ENV_OBJECT_ROOT,
+                    value: v,
+                    accepted: "file:///absolute/path",
+                });
+            }
+        };
+        let landing = match settings.get(ENV_LANDING) {
+            Some(v) => parse_warehouse(&v).map_err(|_| ConfigError::Invalid {
+                name: ENV_LANDING,
+                value: v,
+                accepted: "file:///absolute/path or s3://bucket/prefix",
+            })?,
+            None => default_landing(&warehouse),
+        };
+        Ok(Config {
+            landing,
+            weather: settings.weather()?,
+            object_root,
+            warehouse,
+            catalog,
+            storage: settings.storage()?,
+            silver: SilverPolicy {
+                allowed_lateness_micros: lateness_hours * MICROS_PER_HOUR,
+            },
+            gold: GoldPolicy { min_quality_score },
+            commit_attempts,
+            maintenance: settings.maintenance()?,
+            max_object_bytes,
+        })
+    }
+}
+
+/// Settings looked up by name (the environment, or a map in tests); a blank value is unset.
+struct Settings<F>(F);
+
+impl<F: Fn(&str) -> Option<String>> Settings<F> {
+    fn get(&self, name: &str) -> Option<String> {
+        (self.0)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    /// A whole number within `range` (`accepted` says so in the error), or `default`.
+    fn number(
+        &self,
+        name: &'static str,
+        default: i64,
+        range: std::ops::RangeInclusive<i64>,
+        accepted: &'static str,
+    ) -> Result<i64, ConfigError> {
+        match self.get(name) {
             None => Ok(default),
             Some(v) => v
                 .trim()
@@ -340,27 +418,12 @@ impl Config {
                     value: v,
                     accepted,
                 }),
-        };
-        let min_quality_score = number(
-            ENV_MIN_QUALITY_SCORE,
-            DEFAULT_MIN_QUALITY_SCORE.into(),
-            0..=100,
-            "an integer from 0 to 100",
-        )? as i32;
-        let lateness_hours = number(
-            ENV_ALLOWED_LATENESS_HOURS,
-            DEFAULT_ALLOWED_LATENESS_HOURS,
-            0..=24 * 365,
-            "a whole number of hours from 0 to 8760",
-        )?;
-        let commit_attempts = number(
-            ENV_COMMIT_ATTEMPTS,
-            DEFAULT_COMMIT_ATTEMPTS.into(),
-            1..=10_000,
-            "a whole number from 1 to 10000",
-        )? as u32;
-        let maintenance = MaintenancePolicy {
-            target_file_bytes: number(
+        }
+    }
+
+    fn maintenance(&self) -> Result<MaintenancePolicy, ConfigError> {
+        Ok(MaintenancePolicy {
+            target_file_bytes: self.number(
                 ENV_TARGET_FILE_MB,
                 128,
                 1..=4096,
@@ -368,39 +431,38 @@ impl Config {
             )? as u64
                 * 1024
                 * 1024,
-            snapshot_max_age_micros: number(
+            snapshot_max_age_micros: self.number(
                 ENV_SNAPSHOT_RETENTION_DAYS,
                 7,
                 0..=3650,
                 "a whole number of days from 0 to 3650",
             )? * MICROS_PER_DAY,
-            snapshots_kept: number(
+            snapshots_kept: self.number(
                 ENV_SNAPSHOTS_KEPT,
                 5,
                 1..=10_000,
                 "a whole number from 1 to 10000",
             )? as usize,
-            orphan_min_age_micros: number(
+            orphan_min_age_micros: self.number(
                 ENV_ORPHAN_AGE_HOURS,
                 24,
                 0..=24 * 3650,
                 "a whole number of hours from 0 to 87600",
             )? * MICROS_PER_HOUR,
-        };
-        let max_object_bytes = number(
-            ENV_MAX_OBJECT_BYTES,
-            DEFAULT_MAX_OBJECT_BYTES as i64,
-            1..=1 << 40,
-            "a whole number of bytes from 1 to 1099511627776",
-        )? as u64;
+        })
+    }
+
+    /// The object store's properties: endpoint (path-style addressing by default with one),
+    /// region and credentials.
+    fn storage(&self) -> Result<HashMap<String, String>, ConfigError> {
         let mut storage = HashMap::new();
         let mut path_style_default = false;
-        if let Some(endpoint) = get(ENV_AWS_ENDPOINT_URL) {
+        if let Some(endpoint) = self.get(ENV_AWS_ENDPOINT_URL) {
             storage.insert(S3_ENDPOINT.to_string(), endpoint);
             // Custom endpoints (Garage, s3s-fs, LocalStack) need path-style addressing.
             path_style_default = true;
         }
-        let path_style = match get(ENV_S3_PATH_STYLE).as_deref() {
+        let path_style = match self.get(ENV_S3_PATH_STYLE).as_deref() {
             None => path_style_default,
             Some("true" | "1") => true,
             Some("false" | "0") => false,
@@ -419,24 +481,17 @@ impl Config {
             (ENV_AWS_SECRET_ACCESS_KEY, "s3.secret-access-key"),
             (ENV_AWS_SESSION_TOKEN, "s3.session-token"),
         ] {
-            if let Some(value) = get(env) {
+            if let Some(value) = self.get(env) {
                 storage.insert(prop.to_string(), value);
             }
         }
-        let object_root = match get(ENV_OBJECT_ROOT) {
-            None => None,
-            Some(v) if v.starts_with("file:///") => Some(v.trim_end_matches('/').to_string()),
-            Some(v) => {
-                return Err(ConfigError::Invalid {
-                    name: ENV_OBJECT_ROOT,
-                    value: v,
-                    accepted: "file:///absolute/path",
-                });
-            }
-        };
+        Ok(storage)
+    }
+
+    fn weather(&self) -> Result<WeatherSettings, ConfigError> {
         let defaults = WeatherSettings::default();
-        let weather = WeatherSettings {
-            url: match get(ENV_WEATHER_URL) {
+        Ok(WeatherSettings {
+            url: match self.get(ENV_WEATHER_URL) {
                 None => defaults.url,
                 Some(url)
                     if (url.starts_with("http://") || url.starts_with("https://"))
@@ -452,54 +507,31 @@ impl Config {
                     });
                 }
             },
-            timeout: std::time::Duration::from_secs(number(
+            timeout: std::time::Duration::from_secs(self.number(
                 ENV_WEATHER_TIMEOUT_SECONDS,
                 10,
                 1..=300,
                 "a whole number of seconds from 1 to 300",
             )? as u64),
-            attempts: number(
+            attempts: self.number(
                 ENV_WEATHER_ATTEMPTS,
                 4,
                 1..=10,
                 "a whole number from 1 to 10",
             )? as u32,
-            days_back: number(
+            days_back: self.number(
                 ENV_WEATHER_DAYS_BACK,
                 2,
                 0..=92,
                 "a whole number from 0 to 92",
             )? as i32,
-            days_ahead: number(
+            days_ahead: self.number(
                 ENV_WEATHER_DAYS_AHEAD,
                 6,
                 0..=15,
                 "a whole number from 0 to 15",
             )? as i32,
             ..defaults
-        };
-        let landing = match get(ENV_LANDING) {
-            Some(v) => parse_warehouse(&v).map_err(|_| ConfigError::Invalid {
-                name: ENV_LANDING,
-                value: v,
-                accepted: "file:///absolute/path or s3://bucket/prefix",
-            })?,
-            None => default_landing(&warehouse),
-        };
-        Ok(Config {
-            landing,
-            weather,
-            object_root,
-            warehouse,
-            catalog,
-            storage,
-            silver: SilverPolicy {
-                allowed_lateness_micros: lateness_hours * MICROS_PER_HOUR,
-            },
-            gold: GoldPolicy { min_quality_score },
-            commit_attempts,
-            maintenance,
-            max_object_bytes,
         })
     }
 }

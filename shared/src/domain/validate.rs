@@ -193,114 +193,12 @@ pub fn validate(
             ),
         ));
     }
-    let (fields, payload) = match &record.decoded {
-        Decoded::Rejected(rejection) => return Err(rejection.clone()),
-        Decoded::Fields(map) => (Fields::of_map(map), Value::Object(map.clone()).to_string()),
-        Decoded::Json => {
-            let text = std::str::from_utf8(&record.bytes)
-                .map_err(|e| Rejection::new(RejectCode::NotUtf8, format!("not UTF-8: {e}")))?;
-            match JsonRecord::parse(text)
-                .map_err(|e| Rejection::new(RejectCode::NotJson, format!("not JSON: {e}")))?
-            {
-                JsonRecord::Object(fields) => (fields, text.trim().to_string()),
-                JsonRecord::NotObject(found) => {
-                    return Err(Rejection::new(
-                        RejectCode::NotObject,
-                        format!("expected a JSON object, found {found}"),
-                    ));
-                }
-            }
-        }
-    };
+    let (fields, payload) = decode(record)?;
     let o = Obj(&fields);
     let l = lineage.clone();
     Ok(match dataset {
-        Dataset::SalesEvents => {
-            let event_id = o.id("event_id")?;
-            let transaction_id = o.opt_str("transaction_id", Some((1, 64)))?;
-            let event_time = o.timestamp("event_time")?;
-            let store_id = o.int("store_id")?;
-            let product_id = o.int("product_id")?;
-            let customer_id = o.opt_str("customer_id", Some((0, 64)))?;
-            let quantity = o.int("quantity")?;
-            let unit_price = o.money("unit_price")?;
-            let promotion_id = o.opt_str("promotion_id", None)?;
-            let channel = o.opt_str("channel", None)?;
-            if let Some(channel) = channel.as_deref().filter(|c| !CHANNELS.contains(c)) {
-                return Err(Rejection::new(
-                    RejectCode::InvalidValue,
-                    format!("channel {channel:?} is not one of {}", CHANNELS.join(", ")),
-                ));
-            }
-            let revenue = unit_price.times(i64::from(quantity));
-            if revenue.is_none_or(|r| r.0.abs() > MAX_LINE_REVENUE_CENTS) {
-                return Err(Rejection::new(
-                    RejectCode::OutOfRange,
-                    "quantity × unit_price exceeds 9999999999.99",
-                ));
-            }
-            BronzeRecord::Sale(BronzeSale {
-                event_id,
-                transaction_id,
-                event_time,
-                store_id,
-                product_id,
-                customer_id,
-                quantity,
-                unit_price,
-                promotion_id,
-                channel,
-                payload,
-                source: l.source,
-                source_ref: l.source_ref,
-                ingestion_time: l.ingestion_time,
-            })
-        }
-        Dataset::EquipmentMetrics => {
-            let metric_id = o.id("metric_id")?;
-            let equipment_id = o.int("equipment_id")?;
-            let event_time = o.timestamp("event_time")?;
-            let operational_status = o.string("operational_status")?;
-            if !OPERATIONAL_STATUSES.contains(&operational_status.as_str()) {
-                return Err(Rejection::new(
-                    RejectCode::InvalidValue,
-                    format!(
-                        "operational_status {operational_status:?} is not one of {}",
-                        OPERATIONAL_STATUSES.join(", ")
-                    ),
-                ));
-            }
-            let power_kw = o.number("power_kw")?;
-            let temperature_c = o.opt_number("temperature_c")?;
-            let interval_seconds = o
-                .opt_int("interval_seconds")?
-                .unwrap_or(DEFAULT_INTERVAL_SECONDS);
-            if interval_seconds <= 0 {
-                return Err(Rejection::new(
-                    RejectCode::InvalidValue,
-                    format!("interval_seconds must be > 0, got {interval_seconds}"),
-                ));
-            }
-            let readings = match o.get("readings") {
-                None => None,
-                Some(Field::Other(v @ Value::Object(_))) => Some(v.to_string()),
-                Some(other) => return Err(wrong_type("readings", "a JSON object", other)),
-            };
-            BronzeRecord::Reading(BronzeReading {
-                metric_id,
-                equipment_id,
-                event_time,
-                operational_status,
-                power_kw,
-                temperature_c,
-                interval_seconds,
-                readings,
-                payload,
-                source: l.source,
-                source_ref: l.source_ref,
-                ingestion_time: l.ingestion_time,
-            })
-        }
+        Dataset::SalesEvents => sale(&o, payload, l)?,
+        Dataset::EquipmentMetrics => reading(&o, payload, l)?,
         Dataset::InventoryUpdates => BronzeRecord::Inventory(BronzeInventory {
             update_id: o.id("update_id")?,
             event_time: o.timestamp("event_time")?,
@@ -331,33 +229,7 @@ pub fn validate(
             latitude: o.coordinate("latitude", 90.0)?,
             longitude: o.coordinate("longitude", 180.0)?,
         }),
-        Dataset::Weather => {
-            if let Some(body) = o.get("malformed_response") {
-                return Err(Rejection::new(
-                    RejectCode::InvalidValue,
-                    format!(
-                        "the weather API answered with no daily weather: {}",
-                        match body {
-                            Field::Str(s) => s.chars().take(200).collect(),
-                            other => other.json_type().to_string(),
-                        }
-                    ),
-                ));
-            }
-            BronzeRecord::Weather(BronzeWeather {
-                store_id: o.int("store_id")?,
-                date: o.date("date")?,
-                pulled_at: o.timestamp("pulled_at")?,
-                temperature_max_c: o.opt_number("temperature_max_c")?,
-                temperature_min_c: o.opt_number("temperature_min_c")?,
-                precipitation_mm: o.opt_number("precipitation_mm")?,
-                weather_code: o.opt_int("weather_code")?,
-                payload,
-                source: l.source,
-                source_ref: l.source_ref,
-                ingestion_time: l.ingestion_time,
-            })
-        }
+        Dataset::Weather => weather(&o, payload, l)?,
         Dataset::Products => BronzeRecord::Product(BronzeProduct {
             product_id: o.int("product_id")?,
             name: o.text("name")?,
@@ -392,6 +264,148 @@ pub fn validate(
             ingestion_time: l.ingestion_time,
         }),
     })
+}
+
+/// A record's fields and its payload text (the JSON object as received, or a CSV row as one).
+fn decode(record: &RawRecord) -> Result<(Fields<'_>, String), Rejection> {
+    Ok(match &record.decoded {
+        Decoded::Rejected(rejection) => return Err(rejection.clone()),
+        Decoded::Fields(map) => (Fields::of_map(map), Value::Object(map.clone()).to_string()),
+        Decoded::Json => {
+            let text = std::str::from_utf8(&record.bytes)
+                .map_err(|e| Rejection::new(RejectCode::NotUtf8, format!("not UTF-8: {e}")))?;
+            match JsonRecord::parse(text)
+                .map_err(|e| Rejection::new(RejectCode::NotJson, format!("not JSON: {e}")))?
+            {
+                JsonRecord::Object(fields) => (fields, text.trim().to_string()),
+                JsonRecord::NotObject(found) => {
+                    return Err(Rejection::new(
+                        RejectCode::NotObject,
+                        format!("expected a JSON object, found {found}"),
+                    ));
+                }
+            }
+        }
+    })
+}
+
+/// A sales line item (SPEC §2 sales-events).
+fn sale(o: &Obj, payload: String, l: Lineage) -> Result<BronzeRecord, Rejection> {
+    let event_id = o.id("event_id")?;
+    let transaction_id = o.opt_str("transaction_id", Some((1, 64)))?;
+    let event_time = o.timestamp("event_time")?;
+    let store_id = o.int("store_id")?;
+    let product_id = o.int("product_id")?;
+    let customer_id = o.opt_str("customer_id", Some((0, 64)))?;
+    let quantity = o.int("quantity")?;
+    let unit_price = o.money("unit_price")?;
+    let promotion_id = o.opt_str("promotion_id", None)?;
+    let channel = o.opt_str("channel", None)?;
+    if let Some(channel) = channel.as_deref().filter(|c| !CHANNELS.contains(c)) {
+        return Err(Rejection::new(
+            RejectCode::InvalidValue,
+            format!("channel {channel:?} is not one of {}", CHANNELS.join(", ")),
+        ));
+    }
+    let revenue = unit_price.times(i64::from(quantity));
+    if revenue.is_none_or(|r| r.0.abs() > MAX_LINE_REVENUE_CENTS) {
+        return Err(Rejection::new(
+            RejectCode::OutOfRange,
+            "quantity × unit_price exceeds 9999999999.99",
+        ));
+    }
+    Ok(BronzeRecord::Sale(BronzeSale {
+        event_id,
+        transaction_id,
+        event_time,
+        store_id,
+        product_id,
+        customer_id,
+        quantity,
+        unit_price,
+        promotion_id,
+        channel,
+        payload,
+        source: l.source,
+        source_ref: l.source_ref,
+        ingestion_time: l.ingestion_time,
+    }))
+}
+
+/// An equipment reading (SPEC §2 equipment-metrics).
+fn reading(o: &Obj, payload: String, l: Lineage) -> Result<BronzeRecord, Rejection> {
+    let metric_id = o.id("metric_id")?;
+    let equipment_id = o.int("equipment_id")?;
+    let event_time = o.timestamp("event_time")?;
+    let operational_status = o.string("operational_status")?;
+    if !OPERATIONAL_STATUSES.contains(&operational_status.as_str()) {
+        return Err(Rejection::new(
+            RejectCode::InvalidValue,
+            format!(
+                "operational_status {operational_status:?} is not one of {}",
+                OPERATIONAL_STATUSES.join(", ")
+            ),
+        ));
+    }
+    let power_kw = o.number("power_kw")?;
+    let temperature_c = o.opt_number("temperature_c")?;
+    let interval_seconds = o
+        .opt_int("interval_seconds")?
+        .unwrap_or(DEFAULT_INTERVAL_SECONDS);
+    if interval_seconds <= 0 {
+        return Err(Rejection::new(
+            RejectCode::InvalidValue,
+            format!("interval_seconds must be > 0, got {interval_seconds}"),
+        ));
+    }
+    let readings = match o.get("readings") {
+        None => None,
+        Some(Field::Other(v @ Value::Object(_))) => Some(v.to_string()),
+        Some(other) => return Err(wrong_type("readings", "a JSON object", other)),
+    };
+    Ok(BronzeRecord::Reading(BronzeReading {
+        metric_id,
+        equipment_id,
+        event_time,
+        operational_status,
+        power_kw,
+        temperature_c,
+        interval_seconds,
+        readings,
+        payload,
+        source: l.source,
+        source_ref: l.source_ref,
+        ingestion_time: l.ingestion_time,
+    }))
+}
+
+/// A day of a store's weather, as the weather function lands it.
+fn weather(o: &Obj, payload: String, l: Lineage) -> Result<BronzeRecord, Rejection> {
+    if let Some(body) = o.get("malformed_response") {
+        return Err(Rejection::new(
+            RejectCode::InvalidValue,
+            format!(
+                "the weather API answered with no daily weather: {}",
+                match body {
+                    Field::Str(s) => s.chars().take(200).collect(),
+                    other => other.json_type().to_string(),
+                }
+            ),
+        ));
+    }
+    Ok(BronzeRecord::Weather(BronzeWeather {
+        store_id: o.int("store_id")?,
+        date: o.date("date")?,
+        pulled_at: o.timestamp("pulled_at")?,
+        temperature_max_c: o.opt_number("temperature_max_c")?,
+        temperature_min_c: o.opt_number("temperature_min_c")?,
+        precipitation_mm: o.opt_number("precipitation_mm")?,
+        weather_code: o.opt_int("weather_code")?,
+        payload,
+        source: l.source,
+        source_ref: l.source_ref,
+        ingestion_time: l.ingestion_time,
+    }))
 }
 
 /// The quarantine row for a rejected record.

@@ -13,7 +13,7 @@ use tracing::info;
 
 use super::Deps;
 use crate::adapters::iceberg::{
-    CommitPlan, DEFAULT_TARGET_FILE_SIZE, Grain, Lakehouse, LiveFile, Operation, TableDef, tables,
+    CommitPlan, DEFAULT_TARGET_FILE_SIZE, Grain, Lakehouse, LiveFile, TableDef, tables,
 };
 use crate::domain::dataset::Dataset;
 use crate::domain::records::Lineage;
@@ -184,7 +184,7 @@ pub async fn evolve(
 /// Fills `fill.column` where it is null, from each row's payload as validation reads it today:
 /// the files holding a null in the column (by their manifest's null count; every file when the
 /// column has no count) are read, and those where a row gets a value are rewritten and
-/// committed as a replace keeping their sequence numbers, [`FILES_PER_COMMIT`] at a time. A
+/// committed as an overwrite keeping their sequence numbers, [`FILES_PER_COMMIT`] at a time. A
 /// value comes from the row's own payload, so filling a row again gives it the same value: a
 /// second run, or one after an interruption, changes nothing twice; each run reads a file at
 /// most once (a file it wrote, or found with nothing to fill, is not read again), and a file a
@@ -250,24 +250,20 @@ pub async fn fill_from_payload(
                     .map(|(f, _)| f.file_path().to_string())
                     .collect();
                 *lock(planned) = (counts, written);
-                Ok(Some(CommitPlan {
-                    operation: Operation::Replace,
-                    add: Vec::new(),
+                Ok(Some(CommitPlan::rewrite(
                     add_rewritten,
                     remove,
-                    properties: std::collections::HashMap::new(),
-                    keep_added_on_conflict: false,
-                    added_spec: None,
-                }))
+                    Default::default(),
+                )))
             })
             .await?;
         let Some(commit) = committed else {
             break;
         };
-        let (counts, written) = std::mem::take(&mut *lock(&planned));
+        let (counts, written) = std::mem::take(&mut *lock(planned));
         outcome.files += commit.removed_files;
         outcome.counts.add(counts);
-        lock(&settled).0.extend(written);
+        lock(settled).0.extend(written);
     }
     let (_, read) = std::mem::take(&mut *lock(&settled));
     outcome.counts.add(read);

@@ -16,8 +16,9 @@ use super::{Deps, checkpoint, head_sequence, sequence_property, source_changes, 
 use super::{reference, to_gold};
 use crate::adapters::iceberg::{
     ALL_TABLES, CommitOutcome, CommitPlan, DEFAULT_TARGET_FILE_SIZE, FileStats, Lakehouse,
-    LiveFile, Operation, TableDef, tables,
+    LiveFile, TableDef, tables,
 };
+use crate::config::MaintenancePolicy;
 use crate::domain::gold;
 use crate::domain::records::*;
 use crate::domain::reports::{SilverRows, data_quality_daily, late_arrivals_daily};
@@ -64,7 +65,7 @@ pub async fn handle(deps: &Deps, now_micros: i64) -> Result<MaintenanceReport, H
     let run_started = Instant::now();
     let lake = &deps.lake;
     let policy = deps.config.maintenance;
-    let mut reports: BTreeMap<String, TableReport> = BTreeMap::new();
+    let mut reports = Reports::new();
     for def in &ALL_TABLES {
         let before = lake.file_stats(def).await?;
         reports.insert(
@@ -79,47 +80,7 @@ pub async fn handle(deps: &Deps, now_micros: i64) -> Result<MaintenanceReport, H
     }
 
     // 1. Dimensions; then fact_sales keys the changes reach.
-    let dimensions = [
-        (tables::DIM_STORE, tables::BRONZE_STORES),
-        (tables::DIM_PRODUCT, tables::BRONZE_PRODUCTS),
-        (tables::DIM_CUSTOMER, tables::BRONZE_CUSTOMERS),
-    ];
-    let [store, product, customer] = &dimensions;
-    for (dim, update) in [
-        (
-            &store.0,
-            update_dimension::<DimStore>(lake, &store.0, &store.1).boxed(),
-        ),
-        (
-            &product.0,
-            update_dimension::<DimProduct>(lake, &product.0, &product.1).boxed(),
-        ),
-        (
-            &customer.0,
-            update_dimension::<DimCustomer>(lake, &customer.0, &customer.1).boxed(),
-        ),
-    ] {
-        let started = Instant::now();
-        let (outcome, applied) = update.await?;
-        if let Some(r) = record(&mut reports, dim, started, outcome) {
-            r.versions_opened = applied.opened;
-            r.versions_closed = applied.closed;
-        }
-    }
-    let started = Instant::now();
-    let outcome = update_equipment(lake).await?;
-    record(&mut reports, &tables::DIM_EQUIPMENT, started, outcome);
-    let started = Instant::now();
-    // A re-key that fails (a conflict storm, a timeout) is taken up by the next run: what it
-    // has to do is recorded in fact_sales, not in this process.
-    match rekey_sales(lake).await {
-        Ok(outcomes) => {
-            for outcome in outcomes {
-                record(&mut reports, &tables::FACT_SALES, started, Some(outcome));
-            }
-        }
-        Err(e) => warn!(error = %e, "Re-keying fact_sales failed; the next run resumes it."),
-    }
+    update_dimensions(lake, &mut reports).await?;
 
     // 2. Daily reports.
     for report in [tables::DATA_QUALITY_DAILY, tables::LATE_ARRIVALS_DAILY] {
@@ -130,28 +91,7 @@ pub async fn handle(deps: &Deps, now_micros: i64) -> Result<MaintenanceReport, H
 
     // 3. Compaction, expiry and orphan removal of every table.
     for def in &ALL_TABLES {
-        let started = Instant::now();
-        let processed = processed_by_readers(lake, def).await?;
-        let compacted = lake.compact(def, &policy, processed).await?;
-        let (removed, added) = compacted
-            .as_ref()
-            .map_or((0, 0), |o| (o.removed_files, o.added_files));
-        if let Some(r) = record(&mut reports, def, started, compacted) {
-            r.files_compacted = removed;
-            r.files_written = added;
-        }
-        let started = Instant::now();
-        let expired = lake.expire_snapshots(def, &policy, now_micros).await?;
-        let orphans = lake.remove_orphans(def, &policy, now_micros).await?;
-        let after: FileStats = lake.file_stats(def).await?;
-        if let Some(r) = reports.get_mut(&def.qualified()) {
-            r.snapshots_expired = expired;
-            r.orphans_deleted = orphans.files;
-            r.orphan_bytes_deleted = orphans.bytes;
-            r.files_after = after.files;
-            r.bytes_after = after.bytes;
-            r.duration_ms += started.elapsed().as_millis() as u64;
-        }
+        tidy(lake, def, &policy, now_micros, &mut reports).await?;
     }
     let tables: Vec<TableReport> = reports.into_values().collect();
     let report = MaintenanceReport {
@@ -175,6 +115,89 @@ pub async fn handle(deps: &Deps, now_micros: i64) -> Result<MaintenanceReport, H
         "Maintenance done."
     );
     Ok(report)
+}
+
+/// What maintenance did per table.
+type Reports = BTreeMap<String, TableReport>;
+
+/// SCD2 of the dimensions from the reference snapshots not yet applied, then the `fact_sales`
+/// keys the changes reach.
+async fn update_dimensions(lake: &Lakehouse, reports: &mut Reports) -> Result<(), StorageError> {
+    let dimensions = [
+        (tables::DIM_STORE, tables::BRONZE_STORES),
+        (tables::DIM_PRODUCT, tables::BRONZE_PRODUCTS),
+        (tables::DIM_CUSTOMER, tables::BRONZE_CUSTOMERS),
+    ];
+    let [store, product, customer] = &dimensions;
+    for (dim, update) in [
+        (
+            &store.0,
+            update_dimension::<DimStore>(lake, &store.0, &store.1).boxed(),
+        ),
+        (
+            &product.0,
+            update_dimension::<DimProduct>(lake, &product.0, &product.1).boxed(),
+        ),
+        (
+            &customer.0,
+            update_dimension::<DimCustomer>(lake, &customer.0, &customer.1).boxed(),
+        ),
+    ] {
+        let started = Instant::now();
+        let (outcome, applied) = update.await?;
+        if let Some(r) = record(reports, dim, started, outcome) {
+            r.versions_opened = applied.opened;
+            r.versions_closed = applied.closed;
+        }
+    }
+    let started = Instant::now();
+    let outcome = update_equipment(lake).await?;
+    record(reports, &tables::DIM_EQUIPMENT, started, outcome);
+    let started = Instant::now();
+    // A re-key that fails (a conflict storm, a timeout) is taken up by the next run: what it
+    // has to do is recorded in fact_sales, not in this process.
+    match rekey_sales(lake).await {
+        Ok(outcomes) => {
+            for outcome in outcomes {
+                record(reports, &tables::FACT_SALES, started, Some(outcome));
+            }
+        }
+        Err(e) => warn!(error = %e, "Re-keying fact_sales failed; the next run resumes it."),
+    }
+    Ok(())
+}
+
+/// Compaction, snapshot expiry and orphan removal of one table.
+async fn tidy(
+    lake: &Lakehouse,
+    def: &TableDef,
+    policy: &MaintenancePolicy,
+    now_micros: i64,
+    reports: &mut Reports,
+) -> Result<(), StorageError> {
+    let started = Instant::now();
+    let processed = processed_by_readers(lake, def).await?;
+    let compacted = lake.compact(def, policy, processed).await?;
+    let (removed, added) = compacted
+        .as_ref()
+        .map_or((0, 0), |o| (o.removed_files, o.added_files));
+    if let Some(r) = record(reports, def, started, compacted) {
+        r.files_compacted = removed;
+        r.files_written = added;
+    }
+    let started = Instant::now();
+    let expired = lake.expire_snapshots(def, policy, now_micros).await?;
+    let orphans = lake.remove_orphans(def, policy, now_micros).await?;
+    let after: FileStats = lake.file_stats(def).await?;
+    if let Some(r) = reports.get_mut(&def.qualified()) {
+        r.snapshots_expired = expired;
+        r.orphans_deleted = orphans.files;
+        r.orphan_bytes_deleted = orphans.bytes;
+        r.files_after = after.files;
+        r.bytes_after = after.bytes;
+        r.duration_ms += started.elapsed().as_millis() as u64;
+    }
+    Ok(())
 }
 
 /// The source sequence number every hop reading `def` incrementally has processed (the
@@ -202,7 +225,7 @@ async fn processed_by_readers(
 /// Adds a step's time to its table's report, and counts its commit if it made one (then
 /// returns the report to fill in).
 fn record<'r>(
-    reports: &'r mut BTreeMap<String, TableReport>,
+    reports: &'r mut Reports,
     def: &TableDef,
     started: Instant,
     outcome: Option<CommitOutcome>,
@@ -308,15 +331,7 @@ async fn rekey_sales(lake: &Lakehouse) -> Result<Vec<CommitOutcome>, StorageErro
                 if remove.is_empty() && properties.is_empty() {
                     return Ok(None);
                 }
-                Ok(Some(CommitPlan {
-                    operation: Operation::Overwrite,
-                    add: Vec::new(),
-                    add_rewritten,
-                    remove,
-                    properties,
-                    keep_added_on_conflict: false,
-                    added_spec: None,
-                }))
+                Ok(Some(CommitPlan::rewrite(add_rewritten, remove, properties)))
             })
             .await?;
         outcomes.extend(outcome);
@@ -403,15 +418,8 @@ where
             }
             let dim_rows: Vec<D> = versions.into_iter().map(D::from_version).collect();
             let add = lake.write_rows(&table, &dim_rows).await?;
-            Ok(Some(CommitPlan {
-                operation: Operation::Overwrite,
-                add,
-                add_rewritten: Vec::new(),
-                remove: lake.live_files(&table).await?,
-                properties: HashMap::new(),
-                keep_added_on_conflict: false,
-                added_spec: None,
-            }))
+            let remove = lake.live_files(&table).await?;
+            Ok(Some(CommitPlan::overwrite(add, remove, HashMap::new())))
         })
         .await?;
     let changes = result.lock().map(|r| *r).unwrap_or_default();
@@ -440,15 +448,8 @@ async fn update_equipment(lake: &Lakehouse) -> Result<Option<CommitOutcome>, Sto
         if current == *wanted {
             return Ok(None);
         }
-        Ok(Some(CommitPlan {
-            operation: Operation::Overwrite,
-            add: lake.write_rows(&table, wanted).await?,
-            add_rewritten: Vec::new(),
-            remove: files,
-            properties: HashMap::new(),
-            keep_added_on_conflict: false,
-            added_spec: None,
-        }))
+        let add = lake.write_rows(&table, wanted).await?;
+        Ok(Some(CommitPlan::overwrite(add, files, HashMap::new())))
     })
     .await
 }

@@ -16,7 +16,7 @@ use serde::Serialize;
 use tracing::{info, instrument};
 
 use super::Deps;
-use crate::adapters::iceberg::{CommitPlan, Lakehouse, LiveFile, Operation, TableDef, tables};
+use crate::adapters::iceberg::{CommitPlan, Lakehouse, LiveFile, TableDef, tables};
 use crate::domain::dataset::Dataset;
 use crate::domain::records::{Ingested, Lineage, QuarantineRow};
 use crate::domain::time::date_of;
@@ -228,15 +228,7 @@ async fn remove_from_quarantine(
             if remove.is_empty() {
                 return Ok(None);
             }
-            Ok(Some(CommitPlan {
-                operation: Operation::Overwrite,
-                add,
-                add_rewritten: Vec::new(),
-                remove,
-                properties: Default::default(),
-                keep_added_on_conflict: false,
-                added_spec: None,
-            }))
+            Ok(Some(CommitPlan::overwrite(add, remove, Default::default())))
         })
         .await?;
     Ok(outcome.map_or(0, |o| o.removed_records.saturating_sub(o.added_records)))

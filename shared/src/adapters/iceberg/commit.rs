@@ -94,6 +94,21 @@ impl CommitPlan {
             ..CommitPlan::append(add, properties)
         }
     }
+
+    /// An overwrite of `remove` by files rewritten from them, each with the data sequence
+    /// number its rows keep (`add_rewritten`): the rows change (a column filled or re-keyed)
+    /// but no incremental reader takes them for new ones. Compaction, which changes no row,
+    /// makes it a [`Operation::Replace`].
+    pub fn rewrite(
+        add_rewritten: Vec<(DataFile, i64)>,
+        remove: Vec<LiveFile>,
+        properties: HashMap<String, String>,
+    ) -> Self {
+        CommitPlan {
+            add_rewritten,
+            ..CommitPlan::overwrite(Vec::new(), remove, properties)
+        }
+    }
 }
 
 /// What a committed plan did.
@@ -206,221 +221,45 @@ impl Lakehouse {
         let name = table.identifier().to_string();
         let ice = |what: &str| StorageError::iceberg(format!("{what} for {name}"));
         let metadata = table.metadata();
-        let file_io = table.file_io();
         let current_location = table
             .metadata_location_result()
             .map_err(ice("read metadata location"))?
             .to_string();
-        let snapshot_id = new_snapshot_id(table);
-        let sequence_number = metadata.next_sequence_number();
-        let commit_id = uuid::Uuid::new_v4();
-        let schema = metadata.current_schema().clone();
-        let manifest_path =
-            |n: usize| format!("{}/metadata/{commit_id}-m{n}.avro", metadata.location());
+        let attempt = Attempt {
+            table,
+            snapshot_id: new_snapshot_id(table),
+            sequence_number: metadata.next_sequence_number(),
+            commit_id: uuid::Uuid::new_v4(),
+        };
 
         // 1. Keep untouched manifests; merge those that hold a file to remove (and, for a
         //    replace, every data manifest) into one rewritten manifest per partition spec.
-        let remove: HashSet<&str> = plan.remove.iter().map(LiveFile::path).collect();
-        let merge_all = plan.operation == Operation::Replace;
-        let mut removed: HashSet<String> = HashSet::new();
-        let mut removed_records = 0u64;
-        let mut removed_bytes = 0u64;
-        let mut manifests: Vec<ManifestFile> = Vec::new();
-        let mut rewritten: BTreeMap<i32, ManifestWriter> = BTreeMap::new();
-        if let Some(current) = metadata.current_snapshot() {
-            let list = self.cache.manifest_list(table, current).await?;
-            for manifest_file in list.iter().cloned() {
-                if manifest_file.content != ManifestContentType::Data
-                    || (remove.is_empty() && !merge_all)
-                {
-                    manifests.push(manifest_file);
-                    continue;
-                }
-                let manifest = self.cache.manifest(table, &manifest_file).await?;
-                if !merge_all
-                    && !manifest
-                        .entries()
-                        .iter()
-                        .any(|e| e.is_alive() && remove.contains(e.file_path()))
-                {
-                    manifests.push(manifest_file);
-                    continue;
-                }
-                let spec_id = manifest_file.partition_spec_id;
-                let writer = match rewritten.entry(spec_id) {
-                    std::collections::btree_map::Entry::Occupied(w) => w.into_mut(),
-                    std::collections::btree_map::Entry::Vacant(slot) => {
-                        let spec = metadata.partition_spec_by_id(spec_id).ok_or_else(|| {
-                            StorageError::data(&name)(format!("unknown partition spec {spec_id}"))
-                        })?;
-                        let path = manifest_path(spec_id as usize + 1);
-                        let output = file_io.new_output(&path).map_err(ice("create manifest"))?;
-                        written.push(path);
-                        slot.insert(
-                            ManifestWriterBuilder::new(
-                                output,
-                                Some(snapshot_id),
-                                schema.clone(),
-                                spec.as_ref().clone(),
-                            )
-                            .build_v2_data(),
-                        )
-                    }
-                };
-                for entry in manifest.entries().iter().filter(|e| e.is_alive()) {
-                    let data_file = entry.data_file().clone();
-                    let seq = entry.sequence_number().unwrap_or(0);
-                    let file_seq = entry.file_sequence_number.or(Some(seq));
-                    if remove.contains(entry.file_path()) {
-                        removed.insert(entry.file_path().to_string());
-                        removed_records += entry.record_count();
-                        removed_bytes += entry.file_size_in_bytes();
-                        writer
-                            .add_delete_file(data_file, seq, file_seq)
-                            .map_err(ice("write manifest"))?;
-                    } else {
-                        let added_by = entry.snapshot_id().unwrap_or(snapshot_id);
-                        writer
-                            .add_existing_file(data_file, added_by, seq, file_seq)
-                            .map_err(ice("write manifest"))?;
-                    }
-                }
-            }
-        }
-        for writer in rewritten.into_values() {
-            manifests.push(
-                writer
-                    .write_manifest_file()
-                    .await
-                    .map_err(ice("write manifest"))?,
-            );
-        }
-        if removed.len() != remove.len() {
+        let (mut manifests, removed) = self.merge_manifests(&attempt, plan, written).await?;
+        let to_remove: HashSet<&str> = plan.remove.iter().map(LiveFile::path).collect();
+        if removed.files != to_remove.len() {
             // A file the plan read is gone: someone else rewrote it. Re-plan.
             return Err(AttemptError::Conflict);
         }
 
         // 2. One manifest for the new files.
-        let added: Vec<(&DataFile, i64)> = plan
-            .add
-            .iter()
-            .map(|f| (f, sequence_number))
-            .chain(plan.add_rewritten.iter().map(|(f, seq)| (f, *seq)))
-            .collect();
-        let added_records: u64 = added.iter().map(|(f, _)| f.record_count()).sum();
-        let added_bytes: u64 = added.iter().map(|(f, _)| f.file_size_in_bytes()).sum();
-        if !added.is_empty() {
-            let path = manifest_path(0);
-            let output = file_io.new_output(&path).map_err(ice("create manifest"))?;
-            written.push(path);
-            let spec = match plan.added_spec {
-                None => metadata.default_partition_spec().as_ref().clone(),
-                Some(id) => metadata
-                    .partition_spec_by_id(id)
-                    .ok_or_else(|| {
-                        StorageError::data(&name)(format!("unknown partition spec {id}"))
-                    })?
-                    .as_ref()
-                    .clone(),
-            };
-            let mut writer =
-                ManifestWriterBuilder::new(output, Some(snapshot_id), schema.clone(), spec)
-                    .build_v2_data();
-            for (data_file, data_sequence) in &added {
-                writer
-                    .add_file((*data_file).clone(), *data_sequence)
-                    .map_err(ice("write manifest"))?;
-            }
-            manifests.insert(
-                0,
-                writer
-                    .write_manifest_file()
-                    .await
-                    .map_err(ice("write manifest"))?,
-            );
-        }
+        let (added_manifest, added) = attempt.write_added_manifest(plan, written).await?;
+        manifests.splice(0..0, added_manifest);
 
         // 3. Manifest list and snapshot.
-        let list_path = format!(
-            "{}/metadata/snap-{snapshot_id}-1-{commit_id}.avro",
-            metadata.location()
-        );
-        let list_output = file_io
-            .new_output(&list_path)
-            .map_err(ice("create manifest list"))?;
-        written.push(list_path.clone());
-        let mut list_writer = ManifestListWriter::v2(
-            list_output
-                .writer()
-                .await
-                .map_err(ice("create manifest list"))?,
-            snapshot_id,
-            metadata.current_snapshot_id(),
-            sequence_number,
-        );
-        list_writer
-            .add_manifests(manifests.into_iter())
-            .map_err(ice("write manifest list"))?;
-        list_writer
-            .close()
-            .await
-            .map_err(ice("write manifest list"))?;
-
-        let previous = metadata
-            .current_snapshot()
-            .map(|s| &s.summary().additional_properties);
-        let total = |key: &str| {
-            previous
-                .and_then(|p| p.get(key))
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        // Checkpoints are carried forward whole, so the current snapshot alone tells the truth.
-        let mut properties: HashMap<String, String> = previous
-            .into_iter()
-            .flatten()
-            .filter(|(k, _)| k.starts_with(CHECKPOINT_PREFIX))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        properties.extend(plan.properties.clone());
-        for (key, value) in [
-            ("added-data-files", added.len() as u64),
-            ("added-records", added_records),
-            ("added-files-size", added_bytes),
-            ("deleted-data-files", removed.len() as u64),
-            ("deleted-records", removed_records),
-            ("removed-files-size", removed_bytes),
-            (
-                "total-data-files",
-                (total("total-data-files") + added.len() as u64)
-                    .saturating_sub(removed.len() as u64),
-            ),
-            (
-                "total-records",
-                (total("total-records") + added_records).saturating_sub(removed_records),
-            ),
-            (
-                "total-files-size",
-                (total("total-files-size") + added_bytes).saturating_sub(removed_bytes),
-            ),
-            ("total-delete-files", 0),
-            ("total-position-deletes", 0),
-            ("total-equality-deletes", 0),
-        ] {
-            properties.insert(key.to_string(), value.to_string());
-        }
-        let timestamp_ms = chrono::Utc::now()
-            .timestamp_millis()
-            .max(metadata.last_updated_ms() + 1);
+        let list_path = attempt.write_manifest_list(manifests, written).await?;
         let snapshot = Snapshot::builder()
-            .with_snapshot_id(snapshot_id)
+            .with_snapshot_id(attempt.snapshot_id)
             .with_parent_snapshot_id(metadata.current_snapshot_id())
-            .with_sequence_number(sequence_number)
-            .with_timestamp_ms(timestamp_ms)
+            .with_sequence_number(attempt.sequence_number)
+            .with_timestamp_ms(
+                chrono::Utc::now()
+                    .timestamp_millis()
+                    .max(metadata.last_updated_ms() + 1),
+            )
             .with_manifest_list(list_path)
             .with_summary(Summary {
                 operation: plan.operation.to_iceberg(),
-                additional_properties: properties,
+                additional_properties: summary_properties(metadata, plan, added, removed),
             })
             .with_schema_id(metadata.current_schema_id())
             .build();
@@ -436,15 +275,88 @@ impl Lakehouse {
         self.swap_metadata(table, new_metadata, written).await?;
         Ok(CommitOutcome {
             table: name,
-            snapshot_id,
-            sequence_number,
-            added_files: added.len(),
-            removed_files: removed.len(),
-            added_records,
-            removed_records,
+            snapshot_id: attempt.snapshot_id,
+            sequence_number: attempt.sequence_number,
+            added_files: added.files,
+            removed_files: removed.files,
+            added_records: added.records,
+            removed_records: removed.records,
             attempts: 1,
             figures: None,
         })
+    }
+
+    /// The current snapshot's manifests, those holding a file `plan` removes (every data
+    /// manifest for a replace) merged into one rewritten manifest per partition spec, with the
+    /// removed files marked deleted; and what was removed.
+    async fn merge_manifests(
+        &self,
+        attempt: &Attempt<'_>,
+        plan: &CommitPlan,
+        written: &mut Vec<String>,
+    ) -> Result<(Vec<ManifestFile>, Totals), AttemptError> {
+        let table = attempt.table;
+        let metadata = table.metadata();
+        let ice = |what: &str| StorageError::iceberg(format!("{what} for {}", table.identifier()));
+        let remove: HashSet<&str> = plan.remove.iter().map(LiveFile::path).collect();
+        let merge_all = plan.operation == Operation::Replace;
+        let mut removed = Totals::default();
+        let mut manifests: Vec<ManifestFile> = Vec::new();
+        let mut rewritten: BTreeMap<i32, ManifestWriter> = BTreeMap::new();
+        let Some(current) = metadata.current_snapshot() else {
+            return Ok((manifests, removed));
+        };
+        let list = self.cache.manifest_list(table, current).await?;
+        for manifest_file in list.iter().cloned() {
+            if manifest_file.content != ManifestContentType::Data
+                || (remove.is_empty() && !merge_all)
+            {
+                manifests.push(manifest_file);
+                continue;
+            }
+            let manifest = self.cache.manifest(table, &manifest_file).await?;
+            if !merge_all
+                && !manifest
+                    .entries()
+                    .iter()
+                    .any(|e| e.is_alive() && remove.contains(e.file_path()))
+            {
+                manifests.push(manifest_file);
+                continue;
+            }
+            let spec_id = manifest_file.partition_spec_id;
+            let writer = match rewritten.entry(spec_id) {
+                std::collections::btree_map::Entry::Occupied(w) => w.into_mut(),
+                std::collections::btree_map::Entry::Vacant(slot) => {
+                    slot.insert(attempt.manifest_writer(spec_id, spec_id as usize + 1, written)?)
+                }
+            };
+            for entry in manifest.entries().iter().filter(|e| e.is_alive()) {
+                let data_file = entry.data_file().clone();
+                let seq = entry.sequence_number().unwrap_or(0);
+                let file_seq = entry.file_sequence_number.or(Some(seq));
+                if remove.contains(entry.file_path()) {
+                    removed.add(&data_file);
+                    writer
+                        .add_delete_file(data_file, seq, file_seq)
+                        .map_err(ice("write manifest"))?;
+                } else {
+                    let added_by = entry.snapshot_id().unwrap_or(attempt.snapshot_id);
+                    writer
+                        .add_existing_file(data_file, added_by, seq, file_seq)
+                        .map_err(ice("write manifest"))?;
+                }
+            }
+        }
+        for writer in rewritten.into_values() {
+            manifests.push(
+                writer
+                    .write_manifest_file()
+                    .await
+                    .map_err(ice("write manifest"))?,
+            );
+        }
+        Ok((manifests, removed))
     }
 
     /// Writes `new_metadata` as the table's next metadata file and swaps the catalog pointer to
@@ -525,6 +437,193 @@ impl Lakehouse {
             attempts: self.commit_attempts,
         })
     }
+}
+
+/// Files and their rows and bytes, added or removed by a commit.
+#[derive(Clone, Copy, Debug, Default)]
+struct Totals {
+    files: usize,
+    records: u64,
+    bytes: u64,
+}
+
+impl Totals {
+    fn add(&mut self, file: &DataFile) {
+        self.files += 1;
+        self.records += file.record_count();
+        self.bytes += file.file_size_in_bytes();
+    }
+}
+
+/// One commit attempt on a loaded table: the snapshot it makes and where its files go.
+struct Attempt<'t> {
+    table: &'t Table,
+    snapshot_id: i64,
+    sequence_number: i64,
+    commit_id: uuid::Uuid,
+}
+
+impl Attempt<'_> {
+    fn ice(&self, what: &str) -> impl FnOnce(iceberg::Error) -> StorageError {
+        StorageError::iceberg(format!("{what} for {}", self.table.identifier()))
+    }
+
+    /// A data manifest writer for files of partition spec `spec_id`, as the attempt's `n`-th
+    /// manifest (recorded in `written`).
+    fn manifest_writer(
+        &self,
+        spec_id: i32,
+        n: usize,
+        written: &mut Vec<String>,
+    ) -> Result<ManifestWriter, StorageError> {
+        let metadata = self.table.metadata();
+        let spec = metadata.partition_spec_by_id(spec_id).ok_or_else(|| {
+            StorageError::data(self.table.identifier().to_string())(format!(
+                "unknown partition spec {spec_id}"
+            ))
+        })?;
+        let path = format!(
+            "{}/metadata/{}-m{n}.avro",
+            metadata.location(),
+            self.commit_id
+        );
+        let output = self
+            .table
+            .file_io()
+            .new_output(&path)
+            .map_err(self.ice("create manifest"))?;
+        written.push(path);
+        Ok(ManifestWriterBuilder::new(
+            output,
+            Some(self.snapshot_id),
+            metadata.current_schema().clone(),
+            spec.as_ref().clone(),
+        )
+        .build_v2_data())
+    }
+
+    /// The manifest of `plan`'s new files (under `added_spec`, else the default spec): the
+    /// files it adds at this commit's sequence number, those it rewrites at theirs.
+    async fn write_added_manifest(
+        &self,
+        plan: &CommitPlan,
+        written: &mut Vec<String>,
+    ) -> Result<(Option<ManifestFile>, Totals), StorageError> {
+        let added: Vec<(&DataFile, i64)> = plan
+            .add
+            .iter()
+            .map(|f| (f, self.sequence_number))
+            .chain(plan.add_rewritten.iter().map(|(f, seq)| (f, *seq)))
+            .collect();
+        let mut totals = Totals::default();
+        if added.is_empty() {
+            return Ok((None, totals));
+        }
+        let spec_id = plan
+            .added_spec
+            .unwrap_or_else(|| self.table.metadata().default_partition_spec_id());
+        let mut writer = self.manifest_writer(spec_id, 0, written)?;
+        for (data_file, data_sequence) in added {
+            totals.add(data_file);
+            writer
+                .add_file(data_file.clone(), data_sequence)
+                .map_err(self.ice("write manifest"))?;
+        }
+        let manifest = writer
+            .write_manifest_file()
+            .await
+            .map_err(self.ice("write manifest"))?;
+        Ok((Some(manifest), totals))
+    }
+
+    /// Writes the snapshot's manifest list; returns its path.
+    async fn write_manifest_list(
+        &self,
+        manifests: Vec<ManifestFile>,
+        written: &mut Vec<String>,
+    ) -> Result<String, StorageError> {
+        let metadata = self.table.metadata();
+        let path = format!(
+            "{}/metadata/snap-{}-1-{}.avro",
+            metadata.location(),
+            self.snapshot_id,
+            self.commit_id
+        );
+        let output = self
+            .table
+            .file_io()
+            .new_output(&path)
+            .map_err(self.ice("create manifest list"))?;
+        written.push(path.clone());
+        let mut list = ManifestListWriter::v2(
+            output
+                .writer()
+                .await
+                .map_err(self.ice("create manifest list"))?,
+            self.snapshot_id,
+            metadata.current_snapshot_id(),
+            self.sequence_number,
+        );
+        list.add_manifests(manifests.into_iter())
+            .map_err(self.ice("write manifest list"))?;
+        list.close()
+            .await
+            .map_err(self.ice("write manifest list"))?;
+        Ok(path)
+    }
+}
+
+/// The new snapshot's summary: the checkpoints carried forward whole (so the current snapshot
+/// alone tells the truth), `plan`'s properties over them, and Iceberg's file and record counts.
+fn summary_properties(
+    metadata: &TableMetadata,
+    plan: &CommitPlan,
+    added: Totals,
+    removed: Totals,
+) -> HashMap<String, String> {
+    let previous = metadata
+        .current_snapshot()
+        .map(|s| &s.summary().additional_properties);
+    let total = |key: &str| {
+        previous
+            .and_then(|p| p.get(key))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let mut properties: HashMap<String, String> = previous
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| k.starts_with(CHECKPOINT_PREFIX))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    properties.extend(plan.properties.clone());
+    let (added_files, removed_files) = (added.files as u64, removed.files as u64);
+    for (key, value) in [
+        ("added-data-files", added_files),
+        ("added-records", added.records),
+        ("added-files-size", added.bytes),
+        ("deleted-data-files", removed_files),
+        ("deleted-records", removed.records),
+        ("removed-files-size", removed.bytes),
+        (
+            "total-data-files",
+            (total("total-data-files") + added_files).saturating_sub(removed_files),
+        ),
+        (
+            "total-records",
+            (total("total-records") + added.records).saturating_sub(removed.records),
+        ),
+        (
+            "total-files-size",
+            (total("total-files-size") + added.bytes).saturating_sub(removed.bytes),
+        ),
+        ("total-delete-files", 0),
+        ("total-position-deletes", 0),
+        ("total-equality-deletes", 0),
+    ] {
+        properties.insert(key.to_string(), value.to_string());
+    }
+    properties
 }
 
 /// A random positive snapshot id not used by the table.

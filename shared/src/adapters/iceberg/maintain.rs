@@ -98,12 +98,7 @@ impl Lakehouse {
             }
             Ok(Some(CommitPlan {
                 operation: Operation::Replace,
-                add: Vec::new(),
-                add_rewritten,
-                remove,
-                properties: HashMap::new(),
-                keep_added_on_conflict: false,
-                added_spec: None,
+                ..CommitPlan::rewrite(add_rewritten, remove, HashMap::new())
             }))
         })
         .await
