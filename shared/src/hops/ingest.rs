@@ -706,33 +706,10 @@ async fn ingest_reader(
             pending.push_back(stage(PieceInput::Lines(last)));
         }
     } else {
+        let csv = target.filter(|_| format == Some(FileFormat::Csv));
+        let rejection = refused.unwrap_or_else(|| object_rejection(key, &dataset_name, dataset));
         let cap = deps.config.max_object_bytes;
-        let records = match reader.size() {
-            Some(size) if size > cap => {
-                // Never read: its digest covers the key and size.
-                content.update(format!("unread object of {size} bytes"));
-                vec![RawRecord {
-                    source_ref: format!("{key}:0"),
-                    decoded: Decoded::Rejected(oversized_object(size, cap)),
-                    bytes: Bytes::new(),
-                }]
-            }
-            _ => {
-                let bytes = reader.read_rest().await?;
-                content.update(&bytes);
-                match (target, format, refused) {
-                    (Some(d), Some(FileFormat::Csv), _) => decode_csv(&bytes, key, d),
-                    (_, _, refused) => vec![RawRecord {
-                        source_ref: format!("{key}:0"),
-                        decoded: Decoded::Rejected(
-                            refused
-                                .unwrap_or_else(|| object_rejection(key, &dataset_name, dataset)),
-                        ),
-                        bytes: bytes.into(),
-                    }],
-                }
-            }
-        };
+        let records = read_whole(&mut reader, key, csv, rejection, cap, &mut content).await?;
         pending.push_back(stage(PieceInput::Records(records)));
     }
     while let Some(handle) = pending.pop_front() {
@@ -758,6 +735,38 @@ async fn ingest_reader(
     }
     info!(key = %key, records = summary.records, "Object ingested.");
     Ok(summary)
+}
+
+/// The records of an object read whole (adding its bytes to `content`): a CSV file's rows
+/// (`csv`: its dataset), or else the object as one record rejected with `rejection`. An
+/// object over `cap` bytes is never read: one record rejected for its size, the digest
+/// covering its key and size.
+async fn read_whole(
+    reader: &mut ObjectReader,
+    key: &str,
+    csv: Option<Dataset>,
+    rejection: Rejection,
+    cap: u64,
+    content: &mut Sha256,
+) -> Result<Vec<RawRecord>, StorageError> {
+    if let Some(size) = reader.size().filter(|size| *size > cap) {
+        content.update(format!("unread object of {size} bytes"));
+        return Ok(vec![RawRecord {
+            source_ref: format!("{key}:0"),
+            decoded: Decoded::Rejected(oversized_object(size, cap)),
+            bytes: Bytes::new(),
+        }]);
+    }
+    let bytes = reader.read_rest().await?;
+    content.update(&bytes);
+    Ok(match csv {
+        Some(dataset) => decode_csv(&bytes, key, dataset),
+        None => vec![RawRecord {
+            source_ref: format!("{key}:0"),
+            decoded: Decoded::Rejected(rejection),
+            bytes: bytes.into(),
+        }],
+    })
 }
 
 /// Waits for a staged piece and writes its batches.

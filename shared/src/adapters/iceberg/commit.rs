@@ -301,6 +301,7 @@ impl Lakehouse {
         let remove: HashSet<&str> = plan.remove.iter().map(LiveFile::path).collect();
         let merge_all = plan.operation == Operation::Replace;
         let mut removed = Totals::default();
+        let mut removed_paths: HashSet<String> = HashSet::new();
         let mut manifests: Vec<ManifestFile> = Vec::new();
         let mut rewritten: BTreeMap<i32, ManifestWriter> = BTreeMap::new();
         let Some(current) = metadata.current_snapshot() else {
@@ -336,6 +337,7 @@ impl Lakehouse {
                 let seq = entry.sequence_number().unwrap_or(0);
                 let file_seq = entry.file_sequence_number.or(Some(seq));
                 if remove.contains(entry.file_path()) {
+                    removed_paths.insert(entry.file_path().to_string());
                     removed.add(&data_file);
                     writer
                         .add_delete_file(data_file, seq, file_seq)
@@ -356,6 +358,7 @@ impl Lakehouse {
                     .map_err(ice("write manifest"))?,
             );
         }
+        removed.files = removed_paths.len();
         Ok((manifests, removed))
     }
 

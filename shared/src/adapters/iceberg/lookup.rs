@@ -225,23 +225,12 @@ impl Lakehouse {
             .map_err(convert)?;
         let mut found = Vec::new();
         while let Some(batch) = stream.next().await {
-            let batch = batch.map_err(convert)?;
-            let keys = batch
-                .column_by_name(key)
-                .and_then(|c| c.as_string_opt::<i32>())
-                .ok_or_else(|| {
-                    convert(parquet::errors::ParquetError::General(format!(
-                        "{key} is not a string column"
-                    )))
-                })?;
-            let matches: BooleanArray = keys
-                .iter()
-                .map(|k| Some(k.is_some_and(|k| probe.keys.contains(k.as_bytes()))))
-                .collect();
             let matched =
-                filter_record_batch(&batch, &matches).map_err(|e| StorageError::Data {
-                    context: format!("look up {key} in {path}"),
-                    message: e.to_string(),
+                matching_rows(&batch.map_err(convert)?, key, probe).map_err(|message| {
+                    StorageError::Data {
+                        context: format!("look up {key} in {path}"),
+                        message,
+                    }
                 })?;
             if matched.num_rows() > 0 {
                 found.push(conform(table, &target, &matched)?);
@@ -249,4 +238,17 @@ impl Lakehouse {
         }
         Ok((found, stats))
     }
+}
+
+/// The rows of `batch` whose `key` column holds one of the probe's keys.
+fn matching_rows(batch: &RecordBatch, key: &str, probe: &KeyProbe) -> Result<RecordBatch, String> {
+    let keys = batch
+        .column_by_name(key)
+        .and_then(|c| c.as_string_opt::<i32>())
+        .ok_or_else(|| format!("{key} is not a string column"))?;
+    let matches: BooleanArray = keys
+        .iter()
+        .map(|k| Some(k.is_some_and(|k| probe.keys.contains(k.as_bytes()))))
+        .collect();
+    filter_record_batch(batch, &matches).map_err(|e| e.to_string())
 }
