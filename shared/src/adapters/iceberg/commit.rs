@@ -297,7 +297,6 @@ impl Lakehouse {
     ) -> Result<(Vec<ManifestFile>, Totals), AttemptError> {
         let table = attempt.table;
         let metadata = table.metadata();
-        let ice = |what: &str| StorageError::iceberg(format!("{what} for {}", table.identifier()));
         let remove: HashSet<&str> = plan.remove.iter().map(LiveFile::path).collect();
         let merge_all = plan.operation == Operation::Replace;
         let mut removed = Totals::default();
@@ -341,12 +340,12 @@ impl Lakehouse {
                     removed.add(&data_file);
                     writer
                         .add_delete_file(data_file, seq, file_seq)
-                        .map_err(ice("write manifest"))?;
+                        .map_err(attempt.ice("write manifest"))?;
                 } else {
                     let added_by = entry.snapshot_id().unwrap_or(attempt.snapshot_id);
                     writer
                         .add_existing_file(data_file, added_by, seq, file_seq)
-                        .map_err(ice("write manifest"))?;
+                        .map_err(attempt.ice("write manifest"))?;
                 }
             }
         }
@@ -355,7 +354,7 @@ impl Lakehouse {
                 writer
                     .write_manifest_file()
                     .await
-                    .map_err(ice("write manifest"))?,
+                    .map_err(attempt.ice("write manifest"))?,
             );
         }
         removed.files = removed_paths.len();
