@@ -29,6 +29,7 @@ test: unit interop
 # starting the cluster when it is not running.
 PG_URL ?= $(shell dev/postgres.sh start /tmp/bakehouse-pg 55432)
 unit interop: export BAKEHOUSE_TEST_POSTGRES = $(PG_URL)
+unit: export BAKEHOUSE_TEST_POSTGRES_CA = /tmp/bakehouse-pg.ca.pem
 unit interop: export BAKEHOUSE_TEST_S3 = $(shell dev/s3.sh start)
 unit: export BAKEHOUSE_TEST_KAFKA = $(shell dev/kafka.sh start | sed 's/^KAFKA_BOOTSTRAP_SERVERS=//')
 unit: export BAKEHOUSE_TEST_GLUE = $(shell dev/moto.sh start | sed 's/^BAKEHOUSE_TEST_GLUE=\([^ ]*\) .*/\1/')
@@ -104,11 +105,15 @@ $(DEPLOY_VENV)/.ready:
 SAM := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 $(DEPLOY_VENV)/bin/sam
 
 ## cfn-lint, SAM's own validation and checkov: no finding (each skipped check is explained in
-## the template, next to its resource).
+## the template, next to its resource). checkov reads the template with its Fn::ForEach loops
+## expanded by cfn-lint (dev/expand_foreach.py), as it does not expand them itself.
 lint-template: $(LAMBDA_VENV)/.ready $(DEPLOY_VENV)/.ready
 	$(LAMBDA_VENV)/bin/cfn-lint template.yaml
 	$(SAM) validate --lint
-	$(DEPLOY_VENV)/bin/checkov -f template.yaml --framework cloudformation --compact --quiet --skip-download
+	mkdir -p target
+	$(LAMBDA_VENV)/bin/python dev/expand_foreach.py template.yaml >target/template.expanded.json
+	$(DEPLOY_VENV)/bin/checkov -f target/template.expanded.json --framework cloudformation \
+		--compact --quiet --skip-download
 
 ## `sam build` and `sam package` of the real template, as docs/deploy.md has a user run them,
 ## with the artifacts uploaded to the local S3 server (bucket `lake`) instead of an account.

@@ -54,7 +54,8 @@ pub const DEFAULT_ALLOWED_LATENESS_HOURS: i64 = 48;
 pub enum CatalogUri {
     /// SQLite database file (`sqlite:///path`).
     Sqlite(PathBuf),
-    /// PostgreSQL (`postgres://user:pass@host:port/db`).
+    /// PostgreSQL (`postgres://user:pass@host:port/db`), its `sslmode` always set
+    /// ([`CatalogUri::parse`]).
     Postgres(String),
     /// The AWS Glue Data Catalog of the account and region (`glue`).
     Glue,
@@ -70,10 +71,14 @@ impl CatalogUri {
     const ACCEPTED: &'static str = "postgres://user:password@host:port/database or glue \
          (this build has no SQLite catalog)";
 
-    /// Parses `sqlite:///…`, `postgres://…` (`postgresql://` too) or `glue`.
+    /// Parses `sqlite:///…`, `postgres://…` (`postgresql://` too) or `glue`. A PostgreSQL URL
+    /// without `sslmode` gets TLS by default: `verify-full` (the server's certificate checked
+    /// against the public roots, or `sslrootcert`, and its host name) for a server across a
+    /// network; `prefer` (TLS when the server offers it) for one on this machine's loopback,
+    /// where there is no network to protect.
     ///
     /// # Errors
-    /// [`ConfigError::Invalid`] naming the accepted forms.
+    /// [`ConfigError::Invalid`] naming the accepted forms, or the accepted `sslmode` values.
     pub fn parse(value: &str) -> Result<Self, ConfigError> {
         let invalid = || ConfigError::Invalid {
             name: "--catalog / BAKEHOUSE_CATALOG",
@@ -87,7 +92,8 @@ impl CatalogUri {
             }
             Ok(CatalogUri::Sqlite(absolute(Path::new(path))))
         } else if value.starts_with("postgres://") || value.starts_with("postgresql://") {
-            Ok(CatalogUri::Postgres(value.to_string()))
+            let url = with_ssl_mode(value).ok_or_else(invalid)?;
+            Ok(CatalogUri::Postgres(url?))
         } else if value == "glue" {
             Ok(CatalogUri::Glue)
         } else {
@@ -113,6 +119,47 @@ impl std::fmt::Debug for CatalogUri {
             CatalogUri::Glue => f.write_str("Glue"),
         }
     }
+}
+
+/// libpq's `sslmode` values, all of which a PostgreSQL catalog URL may name.
+const SSL_MODES: [&str; 6] = [
+    "disable",
+    "allow",
+    "prefer",
+    "require",
+    "verify-ca",
+    "verify-full",
+];
+
+/// A PostgreSQL `url` with its `sslmode` (see [`CatalogUri::parse`]); `None` when it is no URL.
+fn with_ssl_mode(url: &str) -> Option<Result<String, ConfigError>> {
+    let parsed = url::Url::parse(url).ok()?;
+    if let Some((_, mode)) = parsed.query_pairs().find(|(key, _)| key == "sslmode") {
+        return Some(if SSL_MODES.contains(&mode.as_ref()) {
+            Ok(url.to_string())
+        } else {
+            Err(ConfigError::Invalid {
+                name: "sslmode of --catalog / BAKEHOUSE_CATALOG",
+                value: mode.into_owned(),
+                accepted: "disable, allow, prefer, require, verify-ca or verify-full",
+            })
+        });
+    }
+    let local = match parsed.host() {
+        None => true, // a Unix socket
+        // `postgres://` is no special scheme to the URL parser: an IPv4 address stays text.
+        Some(url::Host::Domain(name)) => {
+            name == "localhost"
+                || name
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+    };
+    let mode = if local { "prefer" } else { "verify-full" };
+    let separator = if parsed.query().is_some() { '&' } else { '?' };
+    Some(Ok(format!("{url}{separator}sslmode={mode}")))
 }
 
 /// `url` with its password hidden (`***`), wherever a message or log line names a catalog URL:
@@ -645,7 +692,7 @@ mod tests {
         assert_eq!(config.warehouse, "s3://lake/wh");
         assert_eq!(
             config.catalog,
-            CatalogUri::Postgres("postgres://u:p@127.0.0.1:5432/db".into())
+            CatalogUri::Postgres("postgres://u:p@127.0.0.1:5432/db?sslmode=prefer".into())
         );
         assert_eq!(
             config
@@ -654,6 +701,38 @@ mod tests {
                 .map(String::as_str),
             Some("true")
         );
+    }
+
+    #[test]
+    fn a_postgres_catalog_gets_tls_unless_its_url_says_otherwise() {
+        let url = |value: &str| match CatalogUri::parse(value).unwrap() {
+            CatalogUri::Postgres(url) => url,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            url("postgres://u:p@db.example.com:5432/lake"),
+            "postgres://u:p@db.example.com:5432/lake?sslmode=verify-full"
+        );
+        assert_eq!(
+            url("postgres://u:p@10.0.0.7/lake?application_name=b"),
+            "postgres://u:p@10.0.0.7/lake?application_name=b&sslmode=verify-full"
+        );
+        for local in ["127.0.0.1:5432", "localhost", "[::1]:5432"] {
+            assert_eq!(
+                url(&format!("postgres://u:p@{local}/lake")),
+                format!("postgres://u:p@{local}/lake?sslmode=prefer")
+            );
+        }
+        let chosen = "postgresql://u:p@db.example.com/lake?sslmode=disable";
+        assert_eq!(url(chosen), chosen);
+        let err = CatalogUri::parse("postgres://u:s3cret@h/db?sslmode=verify_full")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("sslmode") && err.contains("\"verify_full\"") && err.contains("verify-ca"),
+            "{err}"
+        );
+        assert!(!err.contains("s3cret"), "{err}");
     }
 
     #[test]

@@ -53,6 +53,9 @@ pub enum StorageError {
         seconds: u64,
         message: String,
     },
+    /// A server answered but TLS with it failed (`what` names it, without credentials).
+    #[error("TLS with {what} failed: {message}")]
+    Tls { what: String, message: String },
 }
 
 impl StorageError {
@@ -83,7 +86,9 @@ impl StorageError {
             }
             StorageError::Catalog(_) | StorageError::ConflictsExhausted { .. } => true,
             StorageError::Glue { retryable, .. } => *retryable,
-            StorageError::Data { .. } | StorageError::Evolution { .. } => false,
+            StorageError::Data { .. }
+            | StorageError::Evolution { .. }
+            | StorageError::Tls { .. } => false,
             StorageError::Object { .. } | StorageError::Unreachable { .. } => true,
         }
     }

@@ -210,4 +210,29 @@ async fn an_object_over_the_size_cap_is_quarantined_by_key_unread() {
     }
     let lines = big_jsonl.lines().count() as u64;
     assert_eq!(record_count(&deps, &tables::BRONZE_SALES).await, 3 + lines);
+
+    // New content of the same size at the same key is a new object (its version differs), and
+    // is quarantined again; the same object delivered twice more is not.
+    let key = "landing/sales-events/big.csv";
+    let path = home.path().join("objects/lake").join(key);
+    let same_size = objects[0].1.replacen("e0,", "x0,", 1);
+    assert_eq!(same_size.len(), objects[0].1.len());
+    std::fs::write(&path, same_size).unwrap();
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    for _ in 0..2 {
+        let event = parse_ingest_event(&support::s3_event("lake", key).to_string()).unwrap();
+        ingest::handle(&deps, event).await.unwrap();
+    }
+    let quarantined = count::<QuarantineRow>(&deps, &tables::QUARANTINE).await;
+    let of_key = quarantined
+        .iter()
+        .filter(|q| q.source_ref == format!("{key}:0"))
+        .count();
+    assert_eq!(of_key, 2, "{quarantined:?}");
 }

@@ -168,6 +168,26 @@ impl ObjectReader {
         }
     }
 
+    /// What tells this object's content apart from an earlier one at the same key without
+    /// reading it: S3's ETag, else the modification time (`None` for bytes handed over whole,
+    /// or when neither can be read).
+    pub async fn version(&self, lake: &Lakehouse) -> Option<String> {
+        match self {
+            ObjectReader::Memory(_) => None,
+            ObjectReader::Storage { location, .. } => {
+                let (operator, path) = operator_for(lake, location).ok()?;
+                let stat = operator.stat(&path).await.ok()?;
+                stat.etag()
+                    .map(str::to_string)
+                    .or_else(|| stat.last_modified().map(|at| at.to_string()))
+            }
+            ObjectReader::Local { file, .. } => {
+                let modified = file.metadata().and_then(|m| m.modified()).ok()?;
+                Some(format!("{modified:?}"))
+            }
+        }
+    }
+
     /// The next piece of at most `max` bytes (`max` > 0), or `None` at the end.
     ///
     /// # Errors

@@ -709,7 +709,7 @@ async fn ingest_reader(
         let csv = target.filter(|_| format == Some(FileFormat::Csv));
         let rejection = refused.unwrap_or_else(|| object_rejection(key, &dataset_name, dataset));
         let cap = deps.config.max_object_bytes;
-        let records = read_whole(&mut reader, key, csv, rejection, cap, &mut content).await?;
+        let records = read_whole(lake, &mut reader, key, csv, rejection, cap, &mut content).await?;
         pending.push_back(stage(PieceInput::Records(records)));
     }
     while let Some(handle) = pending.pop_front() {
@@ -740,8 +740,10 @@ async fn ingest_reader(
 /// The records of an object read whole (adding its bytes to `content`): a CSV file's rows
 /// (`csv`: its dataset), or else the object as one record rejected with `rejection`. An
 /// object over `cap` bytes is never read: one record rejected for its size, the digest
-/// covering its key and size.
+/// covering its key, size and version (ETag or modification time), so that new content at the
+/// same key is quarantined again.
 async fn read_whole(
+    lake: &Lakehouse,
     reader: &mut ObjectReader,
     key: &str,
     csv: Option<Dataset>,
@@ -750,7 +752,8 @@ async fn read_whole(
     content: &mut Sha256,
 ) -> Result<Vec<RawRecord>, StorageError> {
     if let Some(size) = reader.size().filter(|size| *size > cap) {
-        content.update(format!("unread object of {size} bytes"));
+        let version = reader.version(lake).await.unwrap_or_default();
+        content.update(format!("unread object of {size} bytes, version {version}"));
         return Ok(vec![RawRecord {
             source_ref: format!("{key}:0"),
             decoded: Decoded::Rejected(oversized_object(size, cap)),

@@ -456,15 +456,32 @@ async fn open_sql(
     };
     let url = catalog.connect_url();
     let connecting = AnyPoolOptions::new().max_connections(4).connect(&url);
+    let what = || format!("the catalog database {}", crate::config::redact_url(&url));
     let unreachable = |message: String| StorageError::Unreachable {
-        what: format!("the catalog database {}", crate::config::redact_url(&url)),
+        what: what(),
         seconds: CONNECT_WITHIN.as_secs(),
         message,
     };
     let pool: AnyPool = match tokio::time::timeout(CONNECT_WITHIN, connecting).await {
         Ok(Ok(pool)) => pool,
         Ok(Err(sqlx::Error::PoolTimedOut)) => return Err(unreachable("no connection".into())),
+        // rustls reports a certificate it cannot verify as invalid data on the socket.
+        Ok(Err(sqlx::Error::Io(e))) if e.kind() == std::io::ErrorKind::InvalidData => {
+            return Err(StorageError::Tls {
+                what: what(),
+                message: format!(
+                    "{e}; sslmode=verify-full checks the server's certificate against the public \
+                     roots (a private CA needs sslrootcert=/path/to/ca.pem in the URL)"
+                ),
+            });
+        }
         Ok(Err(e @ sqlx::Error::Io(_))) => return Err(unreachable(e.to_string())),
+        Ok(Err(sqlx::Error::Tls(e))) => {
+            return Err(StorageError::Tls {
+                what: what(),
+                message: e.to_string(),
+            });
+        }
         Ok(Err(e)) => return Err(e.into()),
         Err(_) => return Err(unreachable("no connection".into())),
     };
