@@ -32,7 +32,7 @@ fn bad_input_stops_with_a_message_naming_it() {
     let cases: [(&[&str], &[&str]); 9] = [
         (
             &["--catalog", "postgres://u:secret@127.0.0.1:9/db", "status"],
-            &["no answer from the catalog database postgres://u:***@127.0.0.1:9/db within 5 s"],
+            &["no answer from the catalog database postgres://u:***@127.0.0.1:9/db?sslmode=prefer within 5 s"],
         ),
         // No broker listens on port 9: both stop within seconds, naming what they tried.
         (
