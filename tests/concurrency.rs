@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use bakehouse::adapters::iceberg::{Lakehouse, TableDef, tables};
+use bakehouse::adapters::lakehouse::{Lakehouse, TableDef, tables};
 use bakehouse::config::{Config, Overrides};
 use bakehouse::domain::records::{BronzeSale, FactSale, SilverSale};
 use bakehouse::domain::time::{MICROS_PER_HOUR, format_timestamp, now_micros};

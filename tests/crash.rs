@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use bakehouse::adapters::iceberg::{ALL_TABLES, Lakehouse, TableDef, tables};
+use bakehouse::adapters::lakehouse::{ALL_TABLES, Lakehouse, TableDef, tables};
 use bakehouse::config::{Config, Overrides};
 use bakehouse::domain::records::{BronzeSale, FactSale, SilverSale};
 use bakehouse::domain::time::{MICROS_PER_HOUR, format_timestamp, now_micros};

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use bakehouse::adapters::iceberg::{Lakehouse, TableDef, tables};
+use bakehouse::adapters::lakehouse::{Lakehouse, TableDef, tables};
 use bakehouse::config::{Config, Overrides};
 use bakehouse::domain::records::{BronzeSale, FactSale, SilverSale};
 use bakehouse::domain::time::{MICROS_PER_SECOND, format_timestamp, now_micros};

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bakehouse::adapters::iceberg::{Lakehouse, TableDef, tables};
+use bakehouse::adapters::lakehouse::{Lakehouse, TableDef, tables};
 use bakehouse::config::{Config, Overrides};
 use bakehouse::domain::time::{MICROS_PER_HOUR, format_timestamp, now_micros};
 use serde_json::Value;

@@ -10,7 +10,7 @@ use bakehouse::config::Config;
 use bakehouse::domain::dataset::Dataset;
 use bakehouse::domain::time::now_micros;
 use bakehouse::hops::{Deps, maintenance};
-use bakehouse::simulate::{DayPlan, generate_day};
+use bakehouse_simulate::{DayPlan, generate_day};
 use datafusion::arrow::util::pretty::pretty_format_batches;
 
 /// Batches each dataset's day is delivered in.

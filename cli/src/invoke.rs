@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use bakehouse::domain::time::{format_timestamp, now_micros, parse_timestamp};
 use bakehouse::hops::Deps;
 use base64::Engine;
@@ -11,24 +11,19 @@ use lambda_runtime::{Context as LambdaContext, LambdaEvent};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-/// The functions `invoke` accepts.
-pub const FUNCTIONS: [&str; 5] = [
-    "ingest",
-    "bronze-to-silver",
-    "silver-to-gold",
-    "maintenance",
-    "fetch-weather",
-];
+/// The Lambda functions, by the names the template gives them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Function {
+    Ingest,
+    BronzeToSilver,
+    SilverToGold,
+    Maintenance,
+    FetchWeather,
+}
 
 /// Runs `function`'s handler on the event document and prints its result as JSON; with
 /// `recent`, a KafkaEvent's event times are first moved to end now ([`moved_to_now`]).
-pub async fn run(deps: &Deps, function: &str, event: &Path, recent: bool) -> Result<()> {
-    if !FUNCTIONS.contains(&function) {
-        bail!(
-            "unknown function {function:?}; accepted: {}",
-            FUNCTIONS.join(", ")
-        );
-    }
+pub async fn run(deps: &Deps, function: Function, event: &Path, recent: bool) -> Result<()> {
     let mut text = std::fs::read_to_string(event)
         .with_context(|| format!("cannot read {}", event.display()))?;
     if recent {
@@ -44,24 +39,22 @@ pub async fn run(deps: &Deps, function: &str, event: &Path, recent: bool) -> Res
         Ok(LambdaEvent::new(value, LambdaContext::default()))
     };
     let result = match function {
-        "ingest" => {
+        Function::Ingest => {
             let event = LambdaEvent::new(payload, LambdaContext::default());
             serde_json::to_value(ingest::handler(deps, event).await?)?
         }
-        "bronze-to-silver" => {
+        Function::BronzeToSilver => {
             serde_json::to_value(bronze_to_silver::handler(deps, value(&payload)?).await?)?
         }
-        "silver-to-gold" => {
+        Function::SilverToGold => {
             serde_json::to_value(silver_to_gold::handler(deps, value(&payload)?).await?)?
         }
-        "maintenance" => serde_json::to_value(maintenance::handler(deps, value(&payload)?).await?)?,
-        "fetch-weather" => {
+        Function::Maintenance => {
+            serde_json::to_value(maintenance::handler(deps, value(&payload)?).await?)?
+        }
+        Function::FetchWeather => {
             serde_json::to_value(fetch_weather::handler(deps, value(&payload)?).await?)?
         }
-        other => bail!(
-            "unknown function {other:?}; accepted: {}",
-            FUNCTIONS.join(", ")
-        ),
     };
     say!("{}", crate::to_json(&result)?);
     Ok(())

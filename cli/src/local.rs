@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use bakehouse::adapters::events::object_created_event;
-use bakehouse::adapters::iceberg::TableDef;
+use bakehouse::adapters::lakehouse::TableDef;
 use bakehouse::adapters::objects::list_objects;
 use bakehouse::domain::time::{format_timestamp, now_micros};
 use bakehouse::error::{HandlerError, StorageError};

@@ -139,8 +139,9 @@ enum Command {
     },
     /// Run one function's handler on an AWS event document, as `sam local invoke` would
     Invoke {
-        /// ingest, bronze-to-silver, silver-to-gold, maintenance or fetch-weather
-        function: String,
+        /// The function whose handler runs
+        #[arg(value_enum)]
+        function: invoke::Function,
         /// The event document (KafkaEvent, S3Event, scheduled event)
         #[arg(long)]
         event: PathBuf,
@@ -293,7 +294,7 @@ async fn run(cli: Cli) -> Result<()> {
             function,
             event,
             recent,
-        } => invoke::run(&deps, &function, &event, recent).await?,
+        } => invoke::run(&deps, function, &event, recent).await?,
         Command::Sql { query } => sql::run(&deps, &query).await?,
         Command::Status(args) => status::run(&deps, &args).await?,
         Command::Backfill(args) => repair::backfill(&deps, &args).await?,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use bakehouse::domain::dataset::Dataset;
 use bakehouse::domain::time::now_micros;
-use bakehouse::simulate::{DayPlan, generate_day};
+use bakehouse_simulate::{DayPlan, generate_day};
 use indicatif::{ProgressBar, ProgressStyle};
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use bakehouse::adapters::iceberg::{Lakehouse, tables};
+use bakehouse::adapters::lakehouse::{Lakehouse, tables};
 use bakehouse::domain::records::{
     DataQualityDaily, DimProduct, FactEquipmentPerformance, FactSalesDaily,
 };

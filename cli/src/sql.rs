@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use anyhow::{Result, bail};
-use bakehouse::adapters::iceberg::ALL_TABLES;
+use bakehouse::adapters::lakehouse::ALL_TABLES;
 use bakehouse::config::CATALOG_NAME;
 use bakehouse::hops::Deps;
 use datafusion::arrow::array::RecordBatch;

@@ -7,15 +7,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use bakehouse::adapters::iceberg::{ALL_TABLES, Lakehouse, TableDef, tables};
+use bakehouse::adapters::lakehouse::{ALL_TABLES, Lakehouse, Table, TableDef, tables};
 use bakehouse::domain::records::{DataQualityDaily, LateArrivalsDaily};
 use bakehouse::domain::time::{date_from_days, format_timestamp};
 use bakehouse::hops::to_gold::FACTS;
 use bakehouse::hops::to_silver::SILVER;
 use bakehouse::hops::{Deps, PROP_INGESTED_OBJECTS, PROP_KAFKA_OFFSETS, checkpoint};
 use clap::Args;
-use iceberg::spec::Operation;
-use iceberg::table::Table;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde::Serialize;
@@ -117,23 +115,18 @@ pub async fn gather(deps: &Deps, args: &StatusArgs) -> Result<Status> {
     for (target, source) in SILVER.iter().chain(FACTS.iter()) {
         let (target_table, source_table) = (lake.load(target).await?, lake.load(source).await?);
         let done = checkpoint(&target_table);
-        let meta = source_table.metadata();
-        // Compaction (a replace) brings nothing new to process.
-        let pending: Vec<_> = meta
-            .snapshots()
-            .filter(|s| s.sequence_number() > done && s.summary().operation != Operation::Replace)
+        // A rewrite (compaction, a fill) brings nothing new to process.
+        let pending: Vec<_> = Lakehouse::snapshots(&source_table)
+            .into_iter()
+            .filter(|s| s.sequence > done && s.brings_new_rows)
             .collect();
         hops.push(HopStatus {
             source: source.qualified(),
             target: target.qualified(),
             checkpoint: done,
-            source_head: meta.current_snapshot().map_or(0, |s| s.sequence_number()),
+            source_head: Lakehouse::head_sequence(&source_table),
             snapshots_behind: pending.len(),
-            rows_behind: pending
-                .iter()
-                .filter_map(|s| s.summary().additional_properties.get("added-records"))
-                .filter_map(|n| n.parse::<u64>().ok())
-                .sum(),
+            rows_behind: pending.iter().map(|s| s.added_records).sum(),
         });
     }
     let mut ingested = Vec::new();
@@ -183,20 +176,20 @@ fn table_line(table: &Table, def: &TableDef) -> TableStatus {
             .unwrap_or(0u64)
     };
     let (files, bytes) = (number("total-data-files"), number("total-files-size"));
-    let meta = table.metadata();
+    let snapshots = Lakehouse::snapshots(table);
     let time = |ms: i64| format_timestamp(ms * 1000);
     TableStatus {
         table: def.qualified(),
-        snapshots: meta.snapshots().len(),
+        snapshots: snapshots.len(),
         rows: number("total-records"),
         files,
         bytes,
         avg_file_bytes: bytes.checked_div(files).unwrap_or(0),
-        last_commit: meta.current_snapshot().map(|s| time(s.timestamp_ms())),
-        last_compaction: meta
-            .snapshots()
-            .filter(|s| s.summary().operation == Operation::Replace)
-            .map(|s| s.timestamp_ms())
+        last_commit: Lakehouse::head(table).map(|head| time(head.timestamp_ms)),
+        last_compaction: snapshots
+            .iter()
+            .filter(|s| s.compaction)
+            .map(|s| s.timestamp_ms)
             .max()
             .map(time),
     }

@@ -4,7 +4,8 @@
 
 use bakehouse::domain::dataset::Dataset;
 use bakehouse::domain::records::Lineage;
-use bakehouse::domain::validate::{decode_jsonl, validate};
+use bakehouse::domain::decode::decode_jsonl;
+use bakehouse::domain::validate::validate;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -8,7 +8,6 @@ pub mod domain;
 pub mod error;
 pub mod hops;
 pub mod metrics;
-pub mod simulate;
 
 /// The allocator of every Bakehouse binary (functions, CLI, tests): ingest validates on several
 /// threads with many small allocations, where mimalloc is ~35 % faster than glibc's malloc and

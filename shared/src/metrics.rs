@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
 
-use crate::adapters::iceberg::CommitOutcome;
+use crate::adapters::lakehouse::CommitOutcome;
 use crate::hops::ingest::IngestSummary;
 use crate::hops::maintenance::MaintenanceReport;
 use crate::hops::weather::PullSummary;

@@ -7,7 +7,7 @@
 
 mod support;
 
-use bakehouse::adapters::iceberg::Lakehouse;
+use bakehouse::adapters::lakehouse::Lakehouse;
 use bakehouse::config::{Config, Overrides};
 use bakehouse::error::StorageError;
 

@@ -9,7 +9,7 @@ mod support;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use bakehouse::adapters::iceberg::{CommitPlan, Lakehouse, Operation, tables::QUARANTINE};
+use bakehouse::adapters::lakehouse::{CommitPlan, Lakehouse, Operation, tables::QUARANTINE};
 use bakehouse::config::{Config, Overrides};
 use bakehouse::domain::records::QuarantineRow;
 use bakehouse::error::StorageError;

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeSet;
 
-use bakehouse::adapters::iceberg::{Col, CommitPlan, Grain, Lakehouse, TableDef, tables};
+use bakehouse::adapters::lakehouse::{Col, CommitPlan, Grain, Lakehouse, TableDef, tables};
 use bakehouse::config::Config;
 use bakehouse::domain::dataset::Dataset;
 use bakehouse::domain::money::Money;
@@ -440,7 +440,13 @@ async fn a_new_bronze_column_is_filled_from_the_payload_exactly_once() {
             None
         ]
     );
-    // The rows keep their sequence numbers: silver sees nothing new.
+    // The rows keep their sequence numbers: silver sees nothing new, and the fill's snapshot
+    // says so (`status` counts nothing pending).
+    let bronze = deps.lake.load(&tables::BRONZE_SALES).await.unwrap();
+    let history = Lakehouse::snapshots(&bronze);
+    let fill_snapshot = history.last().unwrap();
+    assert!(!fill_snapshot.brings_new_rows && !fill_snapshot.compaction);
+    assert!(history[0].brings_new_rows, "the ingest brought rows");
     to_silver::handle(&deps, None).await.unwrap();
     assert_eq!(
         metadata_location(&deps.lake, &tables::SILVER_SALES).await,

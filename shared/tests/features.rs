@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use bakehouse::adapters::iceberg::tables;
+use bakehouse::adapters::lakehouse::tables;
 use bakehouse::config::Config;
 use bakehouse::domain::dataset::Dataset;
 use bakehouse::domain::records::FeatureDemandDaily;

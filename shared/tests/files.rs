@@ -10,7 +10,7 @@ mod support;
 use std::collections::HashMap;
 
 use arrow_array::RecordBatch;
-use bakehouse::adapters::iceberg::{
+use bakehouse::adapters::lakehouse::{
     CommitPlan, DEFAULT_TARGET_FILE_SIZE, Lakehouse, arrow_schema, batch_to_rows, partition_value,
     rows_to_batch, tables::QUARANTINE, write_produced,
 };

@@ -10,7 +10,7 @@ mod support;
 use std::collections::BTreeMap;
 
 use bakehouse::adapters::events::parse_ingest_event;
-use bakehouse::adapters::iceberg::{TableDef, tables};
+use bakehouse::adapters::lakehouse::{TableDef, tables};
 use bakehouse::config::Config;
 use bakehouse::domain::records::QuarantineRow;
 use bakehouse::hops::{Deps, ingest};

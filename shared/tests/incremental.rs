@@ -10,13 +10,13 @@
 use std::collections::HashMap;
 
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
-use bakehouse::adapters::iceberg::{Lakehouse, TableDef, tables};
+use bakehouse::adapters::lakehouse::{Lakehouse, TableDef, tables};
 use bakehouse::config::Config;
 use bakehouse::domain::dataset::Dataset;
 use bakehouse::domain::time::{MICROS_PER_HOUR, MICROS_PER_SECOND, date_of, format_timestamp};
 use bakehouse::hops::to_gold::{Backfill, Fact, catch_up};
 use bakehouse::hops::{Deps, ingest, init, to_gold, to_silver};
-use bakehouse::simulate::{DayPlan, generate_day};
+use bakehouse_simulate::{DayPlan, generate_day};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use bakehouse::adapters::iceberg::tables;
+use bakehouse::adapters::lakehouse::tables;
 use bakehouse::config::Config;
 use bakehouse::domain::dataset::Dataset;
 use bakehouse::domain::records::{DimCustomer, DimProduct, DimStore, FactSale};

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 use arrow_array::cast::AsArray;
-use bakehouse::adapters::iceberg::{KeyProbe, LookupStats, tables};
+use bakehouse::adapters::lakehouse::{KeyProbe, LookupStats, tables};
 use bakehouse::config::Config;
 use bakehouse::domain::dataset::Dataset;
 use bakehouse::domain::time::{MICROS_PER_HOUR, MICROS_PER_SECOND, format_timestamp, now_micros};

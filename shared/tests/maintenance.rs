@@ -9,7 +9,7 @@ mod support;
 
 use std::collections::HashMap;
 
-use bakehouse::adapters::iceberg::{Lakehouse, tables::QUARANTINE};
+use bakehouse::adapters::lakehouse::{Lakehouse, tables::QUARANTINE};
 use bakehouse::config::{Config, MaintenancePolicy, Overrides};
 use bakehouse::domain::records::QuarantineRow;
 use bakehouse::domain::time::{MICROS_PER_DAY, now_micros};

@@ -8,7 +8,7 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use bakehouse::adapters::iceberg::{Lakehouse, TableDef, tables};
+use bakehouse::adapters::lakehouse::{Lakehouse, TableDef, tables};
 use bakehouse::config::Config;
 use bakehouse::domain::records::{BronzeSale, FactSale, QuarantineRow};
 use bakehouse::domain::time::{

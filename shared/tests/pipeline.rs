@@ -6,11 +6,11 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use bakehouse::adapters::iceberg::{Lakehouse, TableDef, tables};
+use bakehouse::adapters::lakehouse::{Lakehouse, TableDef, tables};
 use bakehouse::config::Config;
 use bakehouse::domain::records::{FactEquipmentPerformance, FactInventory, FactSalesDaily};
 use bakehouse::hops::{Deps, ingest, init, to_gold, to_silver};
-use bakehouse::simulate::{DayPlan, generate_day};
+use bakehouse_simulate::{DayPlan, generate_day};
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde_json::Value;

@@ -10,7 +10,7 @@ mod support;
 use std::collections::BTreeSet;
 
 use bakehouse::adapters::events::{parse_failed_batch, parse_ingest_event};
-use bakehouse::adapters::iceberg::{TableDef, tables};
+use bakehouse::adapters::lakehouse::{TableDef, tables};
 use bakehouse::config::Config;
 use bakehouse::domain::records::*;
 use bakehouse::domain::time::{MICROS_PER_HOUR, format_timestamp, now_micros};

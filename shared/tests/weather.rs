@@ -11,7 +11,7 @@ mod weather_api;
 
 use std::time::Duration;
 
-use bakehouse::adapters::iceberg::tables;
+use bakehouse::adapters::lakehouse::tables;
 use bakehouse::config::Config;
 use bakehouse::domain::records::{BronzeWeather, DimWeather, QuarantineRow, SilverWeather};
 use bakehouse::domain::time::{days_from_date, parse_timestamp};

@@ -1,7 +1,7 @@
 //! The bronze-to-silver function: woken by S3 notifications of bronze metadata commits.
 
 use bakehouse::adapters::events::parse_s3_event;
-use bakehouse::adapters::iceberg::CommitOutcome;
+use bakehouse::adapters::lakehouse::CommitOutcome;
 use bakehouse::error::HandlerError;
 use bakehouse::hops::{Deps, to_silver};
 use lambda_runtime::LambdaEvent;

@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 use bakehouse::adapters::events::parse_ingest_event;
-use bakehouse::adapters::iceberg::{Lakehouse, tables};
+use bakehouse::adapters::lakehouse::{Lakehouse, tables};
 use bakehouse::config::Config;
 use bakehouse::domain::records::SilverSale;
 use bakehouse::hops::{Deps, PROP_SOURCE_SEQUENCE, ingest};

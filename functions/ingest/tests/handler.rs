@@ -2,7 +2,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use bakehouse::adapters::iceberg::{Lakehouse, TableDef, tables};
+use bakehouse::adapters::lakehouse::{Lakehouse, TableDef, tables};
 use bakehouse::config::Config;
 use bakehouse::domain::records::{BronzeReading, BronzeSale, QuarantineRow};
 use bakehouse::error::HandlerError;

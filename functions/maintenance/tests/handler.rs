@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use bakehouse::adapters::iceberg::{TableDef, tables};
+use bakehouse::adapters::lakehouse::{TableDef, tables};
 use bakehouse::config::Config;
 use bakehouse::domain::records::{
     BronzeSale, BronzeStore, DataQualityDaily, DimProduct, DimStore, FactSale,

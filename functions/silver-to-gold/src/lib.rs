@@ -1,7 +1,7 @@
 //! The silver-to-gold function: woken by S3 notifications of silver metadata commits.
 
 use bakehouse::adapters::events::parse_s3_event;
-use bakehouse::adapters::iceberg::CommitOutcome;
+use bakehouse::adapters::lakehouse::CommitOutcome;
 use bakehouse::error::HandlerError;
 use bakehouse::hops::{Deps, to_gold};
 use lambda_runtime::LambdaEvent;

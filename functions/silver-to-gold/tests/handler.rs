@@ -2,7 +2,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use bakehouse::adapters::iceberg::tables;
+use bakehouse::adapters::lakehouse::tables;
 use bakehouse::config::Config;
 use bakehouse::domain::money::Money;
 use bakehouse::domain::records::{FactSale, FactSalesDaily};

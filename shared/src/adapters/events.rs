@@ -15,7 +15,8 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::time::{format_timestamp, now_micros, parse_timestamp};
 
-use crate::domain::validate::{Decoded, RawRecord, RejectCode, Rejection};
+use crate::domain::decode::{Decoded, RawRecord};
+use crate::domain::rejection::{RejectCode, Rejection};
 
 /// An invocation document of the ingest function.
 #[derive(Debug)]

@@ -9,7 +9,7 @@ use iceberg::io::FileRead;
 use opendal::Operator;
 use std::io::Read;
 
-use super::iceberg::Lakehouse;
+use super::lakehouse::Lakehouse;
 use crate::error::StorageError;
 
 /// One object found by [`list_objects`].
@@ -95,6 +95,27 @@ fn operator_for(lake: &Lakehouse, location: &str) -> Result<(Operator, String), 
         .map_err(|e| e.to_string())?
         .finish();
     Ok((operator, key.to_string()))
+}
+
+/// Writes a small object whole (`s3://…` or `file://…`).
+///
+/// # Errors
+/// [`StorageError::Object`] naming the object.
+pub async fn write_object(
+    lake: &Lakehouse,
+    location: &str,
+    content: Bytes,
+) -> Result<(), StorageError> {
+    let failed = |e: iceberg::Error| StorageError::Object {
+        path: location.to_string(),
+        message: e.to_string(),
+    };
+    lake.file_io()
+        .new_output(location)
+        .map_err(failed)?
+        .write(content)
+        .await
+        .map_err(failed)
 }
 
 /// An input object read in pieces, so that ingesting it never holds it whole.

@@ -617,14 +617,14 @@ mod tests {
     }
 
     /// The Arrow schema of a table (what the hop reads and writes with).
-    fn schema_of(def: &crate::adapters::iceberg::TableDef) -> SchemaRef {
+    fn schema_of(def: &crate::adapters::lakehouse::TableDef) -> SchemaRef {
         Arc::new(iceberg::arrow::schema_to_arrow_schema(&def.schema().unwrap()).unwrap())
     }
 
     /// Silver rows as the batch the hop reads.
     fn silver(rows: &[SilverSale]) -> Vec<RecordBatch> {
-        let schema = schema_of(&crate::adapters::iceberg::tables::SILVER_SALES);
-        vec![crate::adapters::iceberg::rows_to_batch("silver", &schema, rows).unwrap()]
+        let schema = schema_of(&crate::adapters::lakehouse::tables::SILVER_SALES);
+        vec![crate::adapters::lakehouse::rows_to_batch("silver", &schema, rows).unwrap()]
     }
 
     /// The daily fact of silver read in batches of two rows (so a group spans batches).
@@ -641,7 +641,7 @@ mod tests {
 
     /// The sale ids of the fact per date (sorted), from silver in batches of three rows.
     fn sale_ids(rows: &[SilverSale], policy: &GoldPolicy) -> BTreeMap<i32, Vec<String>> {
-        let fact = schema_of(&crate::adapters::iceberg::tables::FACT_SALES);
+        let fact = schema_of(&crate::adapters::lakehouse::tables::FACT_SALES);
         let keys = SurrogateKeys::default();
         let mut out: BTreeMap<i32, Vec<String>> = BTreeMap::new();
         for batch in rows.chunks(3).flat_map(silver) {

@@ -2,6 +2,7 @@
 //! aggregates. Never imports AWS, Lambda, Kafka or Iceberg crates; time is a parameter.
 
 pub mod dataset;
+pub mod decode;
 pub mod features;
 pub mod fields;
 pub mod gold;
@@ -9,6 +10,7 @@ pub mod money;
 pub mod quality;
 pub mod records;
 pub mod reference;
+pub mod rejection;
 pub mod reports;
 pub mod scd2;
 pub mod silver;

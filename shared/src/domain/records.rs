@@ -1,6 +1,6 @@
 //! The rows of every table, one struct per table. Field names are the column names of SPEC
 //! §3–5; timestamps are UTC microseconds, dates days since the epoch, money [`Money`].
-//! The Iceberg schemas that match them live in `adapters::iceberg::tables`.
+//! The Iceberg schemas that match them live in `adapters::lakehouse::tables`.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,8 +1,10 @@
-//! `bakehouse evolve`: changes a running lake without rewriting it. Tables are brought to
-//! their current definitions (new columns, widened types: [`Lakehouse::create_tables`]),
-//! partition specs change on request (new files use the new spec, old files keep theirs), and
-//! a column new to a bronze table is filled, for the rows ingested before it existed, from
-//! their raw payload, exactly once. Every request is checked before anything is written.
+//! `bakehouse init` and `bakehouse evolve`: the lake's tables brought to their definitions.
+//! `init` creates them (and may load the sample reference snapshot). `evolve` changes a
+//! running lake without rewriting it: tables are brought to their current definitions (new
+//! columns, widened types: [`Lakehouse::create_tables`]), partition specs change on request
+//! (new files use the new spec, old files keep theirs), and a column new to a bronze table is
+//! filled, for the rows ingested before it existed, from their raw payload, exactly once.
+//! Every request is checked before anything is written.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -11,14 +13,53 @@ use arrow_array::{Array, RecordBatch, StringArray};
 use serde::Serialize;
 use tracing::info;
 
-use super::Deps;
-use crate::adapters::iceberg::{
+use super::{Deps, ingest};
+use crate::adapters::lakehouse::{
     CommitPlan, DEFAULT_TARGET_FILE_SIZE, Grain, Lakehouse, LiveFile, TableDef, tables,
 };
 use crate::domain::dataset::Dataset;
+use crate::domain::decode::{Decoded, RawRecord};
 use crate::domain::records::Lineage;
-use crate::domain::validate::{Decoded, RawRecord, validate};
+use crate::domain::reference::default_snapshot;
+use crate::domain::validate::validate;
 use crate::error::{HandlerError, StorageError};
+
+/// What `bakehouse init` did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct InitReport {
+    /// Tables created (the others existed and were brought up to their current definition).
+    pub created: Vec<String>,
+    /// Reference datasets the sample snapshot was loaded into.
+    pub sample_loaded: Vec<&'static str>,
+}
+
+/// `bakehouse init`: creates the namespaces and tables, evolves existing tables to their
+/// current definitions, and with `sample`, loads the shipped sample reference snapshot into
+/// each reference table that has none yet (a user's snapshot is never replaced).
+///
+/// # Errors
+/// Storage errors.
+pub async fn init(deps: &Deps, sample: bool) -> Result<InitReport, HandlerError> {
+    let mut report = InitReport {
+        created: deps.lake.create_tables().await?,
+        ..InitReport::default()
+    };
+    if !sample {
+        return Ok(report);
+    }
+    for dataset in Dataset::REFERENCE {
+        let Some(csv) = default_snapshot(dataset) else {
+            continue;
+        };
+        let table = deps.lake.load(&TableDef::bronze(dataset)).await?;
+        if Lakehouse::head(&table).is_none() {
+            let key = format!("builtin:reference/{}.csv", dataset.name());
+            ingest::ingest_bytes(deps, &key, Some(dataset), csv.as_bytes()).await?;
+            report.sample_loaded.push(dataset.name());
+        }
+    }
+    Ok(report)
+}
 
 /// A table to partition at a new granularity (`namespace.table=grain`).
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -7,7 +7,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use super::{Deps, source_changes};
-use crate::adapters::iceberg::{CommitOutcome, CommitPlan, TableDef, tables};
+use crate::adapters::lakehouse::{CommitOutcome, CommitPlan, TableDef, tables};
 use crate::domain::features::{DemandInputs, LOOK_BACK_DAYS, dates_reached, features_demand_daily};
 use crate::domain::records::{DimWeather, FactInventory, FactSalesDaily};
 use crate::error::StorageError;

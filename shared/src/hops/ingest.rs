@@ -8,30 +8,27 @@ use std::sync::{Arc, Mutex};
 use arrow_array::RecordBatch;
 use arrow_array::cast::AsArray;
 use bytes::Bytes;
-use iceberg::spec::DataFile;
-use iceberg::table::Table;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use tracing::{debug, info, instrument};
+use tracing::{info, instrument};
 
 use super::{
     Deps, PROP_INGESTED_OBJECTS, PROP_KAFKA_OFFSETS, PROP_REDRIVEN_BATCHES, PROP_REFERENCE_OBJECT,
     PROP_REFERENCE_TIME,
 };
 use crate::adapters::events::{FailedBatch, IngestEvent, KafkaMessage, s3_objects};
-use crate::adapters::iceberg::{
-    CommitOutcome, CommitPlan, DEFAULT_TARGET_FILE_SIZE, KeyProbe, Lakehouse, LiveFile, TableDef,
-    TableWriter, rows_to_batch, tables,
+use crate::adapters::lakehouse::{
+    CommitOutcome, CommitPlan, DEFAULT_TARGET_FILE_SIZE, DataFile, KeyProbe, Lakehouse, LiveFile,
+    Table, TableDef, TableWriter, rows_to_batch, tables,
 };
 use crate::adapters::objects::ObjectReader;
 use crate::config::ENV_MAX_OBJECT_BYTES;
 use crate::domain::dataset::Dataset;
+use crate::domain::decode::{Decoded, RawRecord, decode_csv, decode_jsonl};
 use crate::domain::records::*;
+use crate::domain::rejection::{RejectCode, Rejection};
 use crate::domain::time::{date_of, now_micros};
-use crate::domain::validate::{
-    BronzeRecord, Decoded, RawRecord, RejectCode, Rejection, decode_csv, decode_jsonl,
-    quarantine_row, validate,
-};
+use crate::domain::validate::{BronzeRecord, quarantine_row, validate};
 use crate::error::{HandlerError, StorageError};
 
 /// What one ingest invocation did.
@@ -455,7 +452,7 @@ async fn source_refs_held(
         }
     }
     if let Ok(mut l) = looked_up.lock() {
-        *l = Some((table.metadata().last_sequence_number(), held.clone()));
+        *l = Some((Lakehouse::last_sequence(table), held.clone()));
     }
     Ok(held)
 }
@@ -914,11 +911,8 @@ async fn commit_object_files(
         })
         .await?;
     if outcome.is_none() {
-        for file in &files {
-            if let Err(e) = lake.file_io().delete(file.file_path()).await {
-                debug!(path = file.file_path(), error = %e, "Could not delete a file of an object already ingested.");
-            }
-        }
+        // The table holds the object already.
+        lake.delete_uncommitted(&files).await;
     }
     summary.record_commit(def, outcome);
     Ok(())

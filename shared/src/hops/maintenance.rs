@@ -12,11 +12,11 @@ use serde::de::DeserializeOwned;
 use tracing::{info, instrument, warn};
 
 use super::reference::{latest_snapshot, read_versions};
-use super::{Deps, checkpoint, head_sequence, sequence_property, source_changes, to_silver};
+use super::{Deps, checkpoint, sequence_property, source_changes, to_silver};
 use super::{reference, to_gold};
-use crate::adapters::iceberg::{
-    ALL_TABLES, CommitOutcome, CommitPlan, DEFAULT_TARGET_FILE_SIZE, FileStats, Lakehouse,
-    LiveFile, TableDef, tables,
+use crate::adapters::lakehouse::{
+    ALL_TABLES, CommitOutcome, CommitPlan, DEFAULT_TARGET_FILE_SIZE, DataFile, FileStats,
+    Lakehouse, LiveFile, Table, TableDef, tables,
 };
 use crate::config::MaintenancePolicy;
 use crate::domain::gold;
@@ -261,22 +261,15 @@ async fn rekey_sales(lake: &Lakehouse) -> Result<Vec<CommitOutcome>, StorageErro
     let table = lake.load(&tables::FACT_SALES).await?;
     let recorded = reference::keys_as_of(&table);
     let checked = sequence_property(&table, PROP_KEYS_CHECKED);
-    let head = head_sequence(&table);
+    let head = Lakehouse::head_sequence(&table);
     let (earliest, gained) = match recorded {
         Some(state) => keys.changes_since(state),
         None => (None, [true; 3]),
     };
     let from_day = earliest.map(date_of);
-    let has_column = |name: &str| {
-        table
-            .metadata()
-            .current_schema()
-            .field_by_name(name)
-            .is_some()
-    };
     let unresolved = |file: &LiveFile, (key, id): (&str, &str)| match file.null_count(&table, key) {
         Some(nulls) => nulls > file.null_count(&table, id).unwrap_or(0),
-        None => has_column(key), // written before the key column existed
+        None => Lakehouse::has_column(&table, key), // written before the key column existed
     };
     let candidates: Vec<LiveFile> = lake
         .live_files(&table)
@@ -343,10 +336,10 @@ async fn rekey_sales(lake: &Lakehouse) -> Result<Vec<CommitOutcome>, StorageErro
 /// moves.
 async fn rekey_file(
     lake: &Lakehouse,
-    table: &iceberg::table::Table,
+    table: &Table,
     file: &LiveFile,
     keys: &SurrogateKeys,
-) -> Result<Option<Vec<iceberg::spec::DataFile>>, StorageError> {
+) -> Result<Option<Vec<DataFile>>, StorageError> {
     let batches = lake
         .read_batches(table, std::slice::from_ref(file), None)
         .await?;
@@ -487,12 +480,12 @@ async fn update_report(
         let properties: HashMap<String, String> =
             changes.iter().map(|c| c.checkpoint.clone()).collect();
         // Every file of the touched dates, of every source (also those unchanged).
-        let mut rows_of = Vec::new();
+        let mut files_by_source = Vec::new();
         for change in changes {
             let files = lake.files_of_days(&change.table, &dates).await?;
-            rows_of.push((change.table, files));
+            files_by_source.push((change.table, files));
         }
-        let [sales, readings, inventory, rest @ ..] = rows_of.as_slice() else {
+        let [sales, readings, inventory, rest @ ..] = files_by_source.as_slice() else {
             return Ok(None);
         };
         let sales: Vec<SilverSale> = lake.read_rows(&sales.0, &sales.1).await?;

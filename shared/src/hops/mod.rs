@@ -11,13 +11,13 @@ pub mod to_gold;
 pub mod to_silver;
 pub mod weather;
 
+pub use evolve::{InitReport, init};
+
 use std::collections::HashMap;
 
-use crate::adapters::iceberg::{Lakehouse, LiveFile, TableDef};
+use crate::adapters::lakehouse::{Lakehouse, LiveFile, Table, TableDef};
 use crate::config::Config;
-use crate::domain::dataset::Dataset;
-use crate::domain::reference::default_snapshot;
-use crate::error::{HandlerError, StorageError};
+use crate::error::StorageError;
 
 /// Kafka offsets ingested into a table: JSON `{"topic/partition": highest offset}`.
 pub const PROP_KAFKA_OFFSETS: &str = "bakehouse.kafka-offsets";
@@ -39,30 +39,22 @@ pub const PROP_REFERENCE_OBJECT: &str = "bakehouse.reference-object";
 pub const PROP_REFERENCE_TIME: &str = "bakehouse.reference-ingestion-time";
 
 /// The source sequence number a downstream table has processed up to (0: nothing yet).
-pub fn checkpoint(table: &iceberg::table::Table) -> i64 {
+pub fn checkpoint(table: &Table) -> i64 {
     sequence_property(table, PROP_SOURCE_SEQUENCE)
 }
 
 /// A sequence-number checkpoint kept in the current snapshot's summary (0: none yet).
-fn sequence_property(table: &iceberg::table::Table, key: &str) -> i64 {
+fn sequence_property(table: &Table, key: &str) -> i64 {
     Lakehouse::snapshot_property(table, key)
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
-}
-
-/// The sequence number of the table's current snapshot (0 before the first commit).
-fn head_sequence(table: &iceberg::table::Table) -> i64 {
-    table
-        .metadata()
-        .current_snapshot()
-        .map_or(0, |s| s.sequence_number())
 }
 
 /// What changed in one source of a table computed from several (a daily report, the demand
 /// features), since the checkpoint the table keeps for it (a snapshot summary property).
 struct SourceChanges {
     /// The source table as loaded.
-    table: iceberg::table::Table,
+    table: Table,
     /// The partition days of its files added since the checkpoint (compaction adds none).
     days: std::collections::BTreeSet<i32>,
     /// The checkpoint to commit with what is computed from it: the source's head.
@@ -72,13 +64,13 @@ struct SourceChanges {
 /// The changes of `source` since `target`'s checkpoint for it.
 async fn source_changes(
     lake: &Lakehouse,
-    target: &iceberg::table::Table,
+    target: &Table,
     source: &TableDef,
 ) -> Result<SourceChanges, StorageError> {
     let table = lake.load(source).await?;
     let key = format!("{PROP_SOURCE_SEQUENCE}.{}", source.qualified());
     let done = sequence_property(target, &key);
-    let head = head_sequence(&table);
+    let head = Lakehouse::head_sequence(&table);
     let days = if head > done {
         let files = lake.files_since(&table, done).await?;
         files.iter().flat_map(LiveFile::dates).collect()
@@ -94,18 +86,15 @@ async fn source_changes(
 
 /// The checkpoint a downstream commit records: the source table's current snapshot, which it
 /// has read up to (none before the source's first commit).
-fn checkpoint_properties(source: &iceberg::table::Table) -> HashMap<String, String> {
-    let Some(head) = source.metadata().current_snapshot() else {
+fn checkpoint_properties(source: &Table) -> HashMap<String, String> {
+    let Some(head) = Lakehouse::head(source) else {
         return HashMap::new();
     };
     HashMap::from([
-        (
-            PROP_SOURCE_SEQUENCE.to_string(),
-            head.sequence_number().to_string(),
-        ),
+        (PROP_SOURCE_SEQUENCE.to_string(), head.sequence.to_string()),
         (
             PROP_SOURCE_SNAPSHOT.to_string(),
-            head.snapshot_id().to_string(),
+            head.snapshot_id.to_string(),
         ),
     ])
 }
@@ -117,12 +106,9 @@ async fn new_source_files(
     lake: &Lakehouse,
     source: &TableDef,
     done: i64,
-) -> Result<Option<(iceberg::table::Table, Vec<LiveFile>)>, StorageError> {
+) -> Result<Option<(Table, Vec<LiveFile>)>, StorageError> {
     let table = lake.load(source).await?;
-    let Some(head) = table.metadata().current_snapshot() else {
-        return Ok(None);
-    };
-    if head.sequence_number() <= done {
+    if Lakehouse::head_sequence(&table) <= done {
         return Ok(None);
     }
     let files = lake.files_since(&table, done).await?;
@@ -147,43 +133,6 @@ impl Deps {
             config,
         })
     }
-}
-
-/// What `bakehouse init` did.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct InitReport {
-    /// Tables created (the others existed and were brought up to their current definition).
-    pub created: Vec<String>,
-    /// Reference datasets the sample snapshot was loaded into.
-    pub sample_loaded: Vec<&'static str>,
-}
-
-/// `bakehouse init`: creates the namespaces and tables, evolves existing tables to their
-/// current definitions, and with `sample`, loads the shipped sample reference snapshot into
-/// each reference table that has none yet (a user's snapshot is never replaced).
-///
-/// # Errors
-/// Storage errors.
-pub async fn init(deps: &Deps, sample: bool) -> Result<InitReport, HandlerError> {
-    let mut report = InitReport {
-        created: deps.lake.create_tables().await?,
-        ..InitReport::default()
-    };
-    if !sample {
-        return Ok(report);
-    }
-    for dataset in Dataset::REFERENCE {
-        let Some(csv) = default_snapshot(dataset) else {
-            continue;
-        };
-        let table = deps.lake.load(&TableDef::bronze(dataset)).await?;
-        if table.metadata().current_snapshot().is_none() {
-            let key = format!("builtin:reference/{}.csv", dataset.name());
-            ingest::ingest_bytes(deps, &key, Some(dataset), csv.as_bytes()).await?;
-            report.sample_loaded.push(dataset.name());
-        }
-    }
-    Ok(report)
 }
 
 #[cfg(test)]

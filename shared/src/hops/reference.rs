@@ -5,7 +5,7 @@
 use serde::de::DeserializeOwned;
 
 use super::{PROP_REFERENCE_OBJECT, PROP_REFERENCE_TIME};
-use crate::adapters::iceberg::{Lakehouse, TableDef, tables};
+use crate::adapters::lakehouse::{Lakehouse, Table, TableDef, tables};
 use crate::domain::records::*;
 use crate::domain::reference::ReferenceIndex;
 use crate::domain::scd2::{Dimension, KeyIndex, SurrogateKeys, Version};
@@ -56,7 +56,7 @@ pub async fn latest_snapshot<T: DeserializeOwned + Ingested>(
 /// The versions of an SCD2 dimension table.
 pub async fn read_versions<D: Dimension + DeserializeOwned>(
     lake: &Lakehouse,
-    table: &iceberg::table::Table,
+    table: &Table,
 ) -> Result<Vec<Version<D::Id, D::Attributes>>, StorageError> {
     let files = lake.live_files(table).await?;
     let rows: Vec<D> = lake.read_rows(table, &files).await?;
@@ -86,7 +86,7 @@ pub const PROP_KEYS_AS_OF: &str = "bakehouse.keys-as-of";
 
 /// The dimension state `fact_sales`' keys reflect; `None` before maintenance first recorded
 /// one (a new lake, or one written before keys were tracked).
-pub fn keys_as_of(fact_sales: &iceberg::table::Table) -> Option<[i64; 3]> {
+pub fn keys_as_of(fact_sales: &Table) -> Option<[i64; 3]> {
     let text = Lakehouse::snapshot_property(fact_sales, PROP_KEYS_AS_OF)?;
     let values: Vec<i64> = text.split(',').filter_map(|v| v.parse().ok()).collect();
     values.try_into().ok()
@@ -95,10 +95,7 @@ pub fn keys_as_of(fact_sales: &iceberg::table::Table) -> Option<[i64; 3]> {
 /// The property a commit of rows keyed with dimension state `used` records: the older of what
 /// the table records and `used`, so rows keyed with an outdated state are looked up again;
 /// nothing while the table records none (maintenance's first pass covers every file).
-pub fn keys_as_of_property(
-    fact_sales: &iceberg::table::Table,
-    used: [i64; 3],
-) -> Option<(String, String)> {
+pub fn keys_as_of_property(fact_sales: &Table, used: [i64; 3]) -> Option<(String, String)> {
     let recorded = keys_as_of(fact_sales)?;
     let mut oldest = used;
     for (o, r) in oldest.iter_mut().zip(recorded) {

@@ -16,11 +16,14 @@ use serde::Serialize;
 use tracing::{info, instrument};
 
 use super::Deps;
-use crate::adapters::iceberg::{CommitPlan, Lakehouse, LiveFile, TableDef, tables};
+use crate::adapters::lakehouse::{
+    CommitPlan, DataFile, Lakehouse, LiveFile, Table, TableDef, tables,
+};
 use crate::domain::dataset::Dataset;
+use crate::domain::decode::{Decoded, RawRecord};
 use crate::domain::records::{Ingested, Lineage, QuarantineRow};
 use crate::domain::time::date_of;
-use crate::domain::validate::{BronzeRecord, Decoded, RawRecord, validate};
+use crate::domain::validate::{BronzeRecord, validate};
 use crate::error::StorageError;
 
 /// Which quarantined records to try again (`None`: any).
@@ -179,10 +182,10 @@ async fn append_new(
 /// Writes validated records of one event dataset to its bronze table's data files.
 async fn write_records(
     lake: &Lakehouse,
-    table: &iceberg::table::Table,
+    table: &Table,
     records: &[&BronzeRecord],
-) -> Result<Vec<iceberg::spec::DataFile>, StorageError> {
-    macro_rules! rows_of {
+) -> Result<Vec<DataFile>, StorageError> {
+    macro_rules! write_variant {
         ($variant:ident) => {{
             let rows: Vec<_> = records
                 .iter()
@@ -195,9 +198,9 @@ async fn write_records(
         }};
     }
     match records.first() {
-        Some(BronzeRecord::Sale(_)) => rows_of!(Sale),
-        Some(BronzeRecord::Reading(_)) => rows_of!(Reading),
-        Some(BronzeRecord::Inventory(_)) => rows_of!(Inventory),
+        Some(BronzeRecord::Sale(_)) => write_variant!(Sale),
+        Some(BronzeRecord::Reading(_)) => write_variant!(Reading),
+        Some(BronzeRecord::Inventory(_)) => write_variant!(Inventory),
         _ => Ok(Vec::new()),
     }
 }

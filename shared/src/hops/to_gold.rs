@@ -10,7 +10,6 @@ use std::sync::Arc;
 use arrow_array::{Array, BooleanArray, Date32Array, RecordBatch};
 use arrow_schema::{ArrowError, SchemaRef};
 use aws_lambda_events::event::s3::S3Event;
-use iceberg::table::Table;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::{info, instrument};
@@ -18,9 +17,9 @@ use tracing::{info, instrument};
 use super::reference::{self, surrogate_keys};
 use super::{Deps, PROP_TOO_LATE_TAKEN_IN, checkpoint, checkpoint_properties, new_source_files};
 use crate::adapters::events::changed_tables;
-use crate::adapters::iceberg::{
-    CommitOutcome, CommitPlan, DEFAULT_TARGET_FILE_SIZE, KeyProbe, Lakehouse, LiveFile, TableDef,
-    arrow_schema, batch_to_rows, batches_by_day, tables, write_produced,
+use crate::adapters::lakehouse::{
+    CommitOutcome, CommitPlan, DEFAULT_TARGET_FILE_SIZE, KeyProbe, Lakehouse, LiveFile, Table,
+    TableDef, arrow_schema, batch_to_rows, batches_by_day, tables, write_produced,
 };
 use crate::domain::time::{date_from_days, days_from_date};
 use crate::domain::{gold, weather};
@@ -254,7 +253,7 @@ where
         None,
         scope,
         None,
-        move |silver, schema| by_date(schema, &aggregate(&rows_of(silver)?, &policy), date_of),
+        move |silver, schema| by_date(schema, &aggregate(&silver_rows(silver)?, &policy), date_of),
     )
     .await
 }
@@ -299,7 +298,7 @@ fn failed(fact: &str, e: impl std::fmt::Display) -> StorageError {
 }
 
 /// Silver batches as rows, for the facts computed on rows.
-fn rows_of<S: DeserializeOwned>(batches: SilverBatches) -> Result<Vec<S>, StorageError> {
+fn silver_rows<S: DeserializeOwned>(batches: SilverBatches) -> Result<Vec<S>, StorageError> {
     let mut rows = Vec::new();
     for batch in batches {
         rows.append(&mut batch_to_rows("silver batch", &batch?)?);
@@ -365,14 +364,14 @@ async fn refresh(
     lake.commit_with(fact_def, move |gold_table| async move {
         let done = checkpoint(&gold_table);
         let silver = lake.load(silver_def).await?;
-        let Some(head) = silver.metadata().current_snapshot() else {
+        let Some(head) = Lakehouse::head(&silver) else {
             return Ok(None);
         };
         let also = match scope {
             Scope::Dates(also) => also,
             Scope::NewRows => None,
         };
-        if head.sequence_number() <= done && also.is_none() {
+        if head.sequence <= done && also.is_none() {
             return Ok(None);
         }
         let new = lake.files_since(&silver, done).await?;

@@ -11,7 +11,6 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use arrow_schema::{DataType, SchemaRef};
 use aws_lambda_events::event::s3::S3Event;
-use iceberg::table::Table;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::{debug, info, instrument};
@@ -19,9 +18,9 @@ use tracing::{debug, info, instrument};
 use super::reference::load_reference;
 use super::{Deps, checkpoint, checkpoint_properties, new_source_files};
 use crate::adapters::events::changed_tables;
-use crate::adapters::iceberg::{
+use crate::adapters::lakehouse::{
     Columns, CommitOutcome, CommitPlan, DEFAULT_TARGET_FILE_SIZE, KeyProbe, Lakehouse, LiveFile,
-    LookupStats, TableDef, arrow_schema, batches_by_day, tables, write_produced,
+    LookupStats, Table, TableDef, arrow_schema, batches_by_day, tables, write_produced,
 };
 use crate::domain::dataset::Dataset;
 use crate::domain::records::*;
@@ -243,7 +242,7 @@ async fn held_already(
     new_files: &[LiveFile],
     id_column: &str,
 ) -> Result<IdSet, StorageError> {
-    if silver.metadata().current_snapshot().is_none() {
+    if Lakehouse::head(silver).is_none() {
         return Ok(IdSet::default());
     }
     let mut probes: BTreeMap<i32, KeyProbe> = BTreeMap::new();

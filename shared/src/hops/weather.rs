@@ -10,7 +10,8 @@ use tracing::{info, warn};
 
 use super::reference::{latest_snapshot, load_reference};
 use super::{Deps, checkpoint, checkpoint_properties, new_source_files};
-use crate::adapters::iceberg::{CommitOutcome, CommitPlan, Lakehouse, tables};
+use crate::adapters::lakehouse::{CommitOutcome, CommitPlan, tables};
+use crate::adapters::objects::write_object;
 use crate::config::WeatherSettings;
 use crate::domain::records::{BronzeStore, BronzeWeather, SilverWeather};
 use crate::domain::time::{date_from_days, format_timestamp};
@@ -113,7 +114,8 @@ pub async fn pull(deps: &Deps, from: i32, to: i32, now: i64) -> Result<PullSumma
                     date_from_days(from),
                     format_timestamp(now).replace(':', ""),
                 );
-                write_object(&deps.lake, &location, lines.join("\n") + "\n").await?;
+                let text = lines.join("\n") + "\n";
+                write_object(&deps.lake, &location, text.into()).await?;
                 summary.landed.push(location);
             }
             Err(reason) => {
@@ -186,20 +188,6 @@ async fn fetch(
         }
     }
     Err(format!("{endpoint}: {last}"))
-}
-
-/// Writes a small object whole (`s3://…` or `file://…`).
-async fn write_object(lake: &Lakehouse, location: &str, text: String) -> Result<(), StorageError> {
-    let failed = |e: iceberg::Error| StorageError::Object {
-        path: location.to_string(),
-        message: e.to_string(),
-    };
-    lake.file_io()
-        .new_output(location)
-        .map_err(failed)?
-        .write(text.into())
-        .await
-        .map_err(failed)
 }
 
 /// Brings `silver.weather` up to date with `bronze.weather`: the new bronze rows, scored, and

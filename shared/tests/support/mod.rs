@@ -46,7 +46,7 @@ impl TempDatabase {
 use std::collections::HashMap;
 
 use bakehouse::adapters::events::object_created_event;
-use bakehouse::adapters::iceberg::{
+use bakehouse::adapters::lakehouse::{
     CommitOutcome, CommitPlan, Lakehouse, Operation, tables::QUARANTINE,
 };
 use bakehouse::domain::records::QuarantineRow;

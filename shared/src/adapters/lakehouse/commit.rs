@@ -25,6 +25,9 @@ use crate::error::StorageError;
 
 /// Summary properties with this prefix are checkpoints, copied into every later snapshot.
 pub const CHECKPOINT_PREFIX: &str = "bakehouse.";
+/// Summary property of a snapshot: how many of its added files are rewrites keeping their
+/// rows' sequence numbers (no reader takes their rows for new ones).
+pub(super) const REWRITTEN_DATA_FILES: &str = "rewritten-data-files";
 
 /// The snapshot operation a commit records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -624,6 +627,10 @@ fn summary_properties(
         ("total-equality-deletes", 0),
     ] {
         properties.insert(key.to_string(), value.to_string());
+    }
+    if !plan.add_rewritten.is_empty() {
+        let rewritten = plan.add_rewritten.len().to_string();
+        properties.insert(REWRITTEN_DATA_FILES.to_string(), rewritten);
     }
     properties
 }

@@ -6,8 +6,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
-use crate::domain::dataset::Dataset;
-use crate::domain::time::{
+use bakehouse::domain::dataset::Dataset;
+use bakehouse::domain::time::{
     MICROS_PER_HOUR, MICROS_PER_SECOND, date_from_days, date_of, format_timestamp,
 };
 

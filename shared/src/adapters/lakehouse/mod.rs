@@ -1,10 +1,12 @@
-//! All Iceberg access: opening the catalog (SQL or AWS Glue), creating the tables, reading and writing data
-//! files, committing through our own compare-and-swap commit (`commit.rs`), and table
-//! maintenance (`maintain.rs`). The crate is 0.x; when its API changes, only this folder
-//! changes.
+//! All Iceberg access: opening the catalog (SQL or AWS Glue), creating the tables, reading and
+//! writing data files, what a table's metadata says (`facts.rs`), committing through our own
+//! compare-and-swap commit (`commit.rs`), and table maintenance (`maintain.rs`). The crate is
+//! 0.x; when its API changes, only this folder changes: the hops and the CLI import nothing
+//! from it.
 
 mod cache;
 mod commit;
+mod facts;
 mod files;
 mod lookup;
 mod maintain;
@@ -16,8 +18,11 @@ use std::sync::Arc;
 
 use iceberg::io::StorageFactory;
 use iceberg::io::{FileIO, FileIOBuilder};
+/// A data file of a table, as its manifests describe it.
+pub use iceberg::spec::DataFile;
 use iceberg::spec::Schema;
-use iceberg::table::Table;
+/// A table as loaded (its metadata at one snapshot), handed to the adapter's functions.
+pub use iceberg::table::Table;
 use iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableCreation};
 use iceberg_catalog_glue::{GlueCatalog, GlueCatalogBuilder};
 use iceberg_catalog_sql::{SqlBindStyle, SqlCatalog, SqlCatalogBuilder};
@@ -27,6 +32,7 @@ use sqlx::any::AnyPoolOptions;
 use tracing::instrument;
 
 pub use commit::{CHECKPOINT_PREFIX, CommitOutcome, CommitPlan, Operation};
+pub use facts::{Head, SnapshotFacts};
 pub use files::{
     BLOOM_FILTER_ENABLED, BLOOM_FILTER_FPP, Columns, DEFAULT_BLOOM_FILTER_FPP,
     DEFAULT_TARGET_FILE_SIZE, LiveFile, TableWriter, arrow_schema, batch_to_rows, batches_by_day,
@@ -178,6 +184,16 @@ impl Lakehouse {
     /// Storage access for objects outside tables (landing files).
     pub fn file_io(&self) -> &FileIO {
         &self.file_io
+    }
+
+    /// Deletes data files written but never committed, as far as it can (an orphan sweep
+    /// removes any left).
+    pub async fn delete_uncommitted(&self, files: &[DataFile]) {
+        for file in files {
+            if let Err(e) = self.file_io.delete(file.file_path()).await {
+                tracing::debug!(path = file.file_path(), error = %e, "Could not delete an uncommitted file.");
+            }
+        }
     }
 
     /// Storage properties (S3 endpoint, region, credentials).
@@ -365,15 +381,6 @@ impl Lakehouse {
             })
             .await?;
         Ok(changed.is_some())
-    }
-
-    /// A summary property of the table's current snapshot (a checkpoint).
-    pub fn snapshot_property<'t>(table: &'t Table, key: &str) -> Option<&'t str> {
-        table
-            .metadata()
-            .current_snapshot()
-            .and_then(|s| s.summary().additional_properties.get(key))
-            .map(String::as_str)
     }
 
     /// Loads a table's current metadata.
