@@ -27,9 +27,10 @@ test: unit interop
 
 # The private cluster's URL, its password included (dev/postgres.sh keeps it in a 0600 file);
 # starting the cluster when it is not running.
-PG_URL ?= $(shell dev/postgres.sh start /tmp/bakehouse-pg 55432)
+PG_DIR := /tmp/bakehouse-pg
+PG_URL ?= $(shell dev/postgres.sh start $(PG_DIR) 55432)
 unit interop: export BAKEHOUSE_TEST_POSTGRES = $(PG_URL)
-unit: export BAKEHOUSE_TEST_POSTGRES_CA = /tmp/bakehouse-pg.ca.pem
+unit: export BAKEHOUSE_TEST_POSTGRES_CA = $(PG_DIR).ca.pem
 unit interop: export BAKEHOUSE_TEST_S3 = $(shell dev/s3.sh start)
 unit: export BAKEHOUSE_TEST_KAFKA = $(shell dev/kafka.sh start | sed 's/^KAFKA_BOOTSTRAP_SERVERS=//')
 unit: export BAKEHOUSE_TEST_GLUE = $(shell dev/moto.sh start | sed 's/^BAKEHOUSE_TEST_GLUE=\([^ ]*\) .*/\1/')
@@ -39,7 +40,7 @@ unit: export BAKEHOUSE_LAMBDA_DIR = $(CURDIR)/$(LAMBDA_DIR)
 unit: export CARGO_LAMBDA = $(LAMBDA_VENV)/bin/cargo-lambda
 
 postgres:
-	dev/postgres.sh start /tmp/bakehouse-pg 55432 >/dev/null
+	dev/postgres.sh start $(PG_DIR) 55432 >/dev/null
 
 ## The local servers on 127.0.0.1 (PostgreSQL, S3, Kafka), installed when missing; prints the
 ## environment to export: eval "$$(make -s up)"

@@ -122,44 +122,74 @@ impl std::fmt::Debug for CatalogUri {
 }
 
 /// libpq's `sslmode` values, all of which a PostgreSQL catalog URL may name.
-const SSL_MODES: [&str; 6] = [
-    "disable",
-    "allow",
-    "prefer",
-    "require",
-    "verify-ca",
-    "verify-full",
-];
+const SSL_MODES: &str = "disable, allow, prefer, require, verify-ca or verify-full";
 
 /// A PostgreSQL `url` with its `sslmode` (see [`CatalogUri::parse`]); `None` when it is no URL.
+/// A `sslrootcert` must name a file that exists. The database driver reads `sslmode` only from
+/// the URL here (`PGSSLMODE` is not consulted).
 fn with_ssl_mode(url: &str) -> Option<Result<String, ConfigError>> {
     let parsed = url::Url::parse(url).ok()?;
-    if let Some((_, mode)) = parsed.query_pairs().find(|(key, _)| key == "sslmode") {
-        return Some(if SSL_MODES.contains(&mode.as_ref()) {
+    // The last of the parameters the driver reads under any of `names`.
+    let param = |names: &[&str]| {
+        let pairs = parsed.query_pairs();
+        let named = pairs.filter(|(key, _)| names.contains(&key.as_ref()));
+        named.last().map(|(_, value)| value.into_owned())
+    };
+    if let Some(root) = param(&["sslrootcert", "ssl-root-cert", "ssl-ca"])
+        && std::fs::metadata(&root).is_err()
+    {
+        return Some(Err(ConfigError::Invalid {
+            name: "sslrootcert of --catalog / BAKEHOUSE_CATALOG",
+            value: root,
+            accepted: "the path of a readable PEM file: the CA that signed the server's certificate",
+        }));
+    }
+    if let Some(mode) = param(&["sslmode", "ssl-mode"]) {
+        let mut known = SSL_MODES
+            .split([',', ' '])
+            .filter(|m| !m.is_empty() && *m != "or");
+        return Some(if known.any(|m| m.eq_ignore_ascii_case(&mode)) {
             Ok(url.to_string())
         } else {
             Err(ConfigError::Invalid {
                 name: "sslmode of --catalog / BAKEHOUSE_CATALOG",
-                value: mode.into_owned(),
-                accepted: "disable, allow, prefer, require, verify-ca or verify-full",
+                value: mode,
+                accepted: SSL_MODES,
             })
         });
     }
-    let local = match parsed.host() {
-        None => true, // a Unix socket
-        // `postgres://` is no special scheme to the URL parser: an IPv4 address stays text.
-        Some(url::Host::Domain(name)) => {
-            name == "localhost"
-                || name
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback())
-        }
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+    // The host the driver connects to: a `host` or `hostaddr` parameter, else the URL's.
+    let host = param(&["host", "hostaddr"]).or_else(|| {
+        let host = parsed.host_str()?;
+        Some(
+            percent_encoding::percent_decode_str(host)
+                .decode_utf8_lossy()
+                .into_owned(),
+        )
+    });
+    let mode = if host.as_deref().is_none_or(is_this_machine) {
+        "prefer"
+    } else {
+        "verify-full"
     };
-    let mode = if local { "prefer" } else { "verify-full" };
-    let separator = if parsed.query().is_some() { '&' } else { '?' };
-    Some(Ok(format!("{url}{separator}sslmode={mode}")))
+    // Before a `#fragment`, which the driver ignores.
+    let (base, fragment) = url
+        .split_once('#')
+        .map_or((url, None), |(b, f)| (b, Some(f)));
+    let separator = if base.contains('?') { '&' } else { '?' };
+    let fragment = fragment.map(|f| format!("#{f}")).unwrap_or_default();
+    Some(Ok(format!("{base}{separator}sslmode={mode}{fragment}")))
+}
+
+/// Whether a PostgreSQL host is on this machine: a Unix socket's folder, `localhost` or a
+/// loopback address (`postgres://` is no special scheme to the URL parser: addresses stay text).
+fn is_this_machine(host: &str) -> bool {
+    let address = host.trim_start_matches('[').trim_end_matches(']');
+    host.starts_with('/')
+        || host == "localhost"
+        || address
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// `url` with its password hidden (`***`), wherever a message or log line names a catalog URL:
@@ -725,6 +755,40 @@ mod tests {
         }
         let chosen = "postgresql://u:p@db.example.com/lake?sslmode=disable";
         assert_eq!(url(chosen), chosen);
+        let spelled = "postgresql://u:p@db.example.com/lake?ssl-mode=Require";
+        assert_eq!(url(spelled), spelled);
+        // The host the driver connects to decides, wherever the URL names it.
+        for (given, expected) in [
+            (
+                "postgres://u:p@localhost/lake?hostaddr=10.0.0.7",
+                "postgres://u:p@localhost/lake?hostaddr=10.0.0.7&sslmode=verify-full",
+            ),
+            (
+                "postgres:///lake?host=db.example.com",
+                "postgres:///lake?host=db.example.com&sslmode=verify-full",
+            ),
+            (
+                "postgres:///lake?host=/var/run/postgresql",
+                "postgres:///lake?host=/var/run/postgresql&sslmode=prefer",
+            ),
+            (
+                "postgres://u:p@%2Fvar%2Frun%2Fpostgresql/lake",
+                "postgres://u:p@%2Fvar%2Frun%2Fpostgresql/lake?sslmode=prefer",
+            ),
+        ] {
+            assert_eq!(url(given), expected);
+        }
+        assert_eq!(
+            url("postgres://u:p@db.example.com/lake#note"),
+            "postgres://u:p@db.example.com/lake?sslmode=verify-full#note"
+        );
+        let missing = CatalogUri::parse("postgres://u:p@h/db?sslrootcert=/nonexistent/ca.pem")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            missing.contains("sslrootcert") && missing.contains("/nonexistent/ca.pem"),
+            "{missing}"
+        );
         let err = CatalogUri::parse("postgres://u:s3cret@h/db?sslmode=verify_full")
             .unwrap_err()
             .to_string();

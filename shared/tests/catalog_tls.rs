@@ -39,8 +39,12 @@ async fn the_catalog_speaks_tls_verified_by_the_ca_its_url_names_and_by_default(
     let Some(database) = support::TempDatabase::create().await else {
         return;
     };
-    let ca = std::env::var("BAKEHOUSE_TEST_POSTGRES_CA")
-        .expect("`make test` sets BAKEHOUSE_TEST_POSTGRES_CA beside BAKEHOUSE_TEST_POSTGRES");
+    let Ok(ca) = std::env::var("BAKEHOUSE_TEST_POSTGRES_CA") else {
+        assert!(std::env::var("CI").is_err(), "CI must run the TLS test");
+        eprintln!("BAKEHOUSE_TEST_POSTGRES_CA is not set: `make test` sets it");
+        database.drop().await;
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     for (case, settings, tls) in [
         (

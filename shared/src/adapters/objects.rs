@@ -191,20 +191,31 @@ impl ObjectReader {
 
     /// What tells this object's content apart from an earlier one at the same key without
     /// reading it: S3's ETag, else the modification time (`None` for bytes handed over whole,
-    /// or when neither can be read).
-    pub async fn version(&self, lake: &Lakehouse) -> Option<String> {
+    /// or a store that keeps neither).
+    ///
+    /// # Errors
+    /// [`StorageError::Object`] naming the object when its metadata cannot be read.
+    pub async fn version(&self, lake: &Lakehouse) -> Result<Option<String>, StorageError> {
+        let failed = |location: &str, message: String| StorageError::Object {
+            path: location.to_string(),
+            message,
+        };
         match self {
-            ObjectReader::Memory(_) => None,
+            ObjectReader::Memory(_) => Ok(None),
             ObjectReader::Storage { location, .. } => {
-                let (operator, path) = operator_for(lake, location).ok()?;
-                let stat = operator.stat(&path).await.ok()?;
-                stat.etag()
-                    .map(str::to_string)
-                    .or_else(|| stat.last_modified().map(|at| at.to_string()))
+                let (operator, path) =
+                    operator_for(lake, location).map_err(|e| failed(location, e))?;
+                let stat = operator
+                    .stat(&path)
+                    .await
+                    .map_err(|e| failed(location, e.to_string()))?;
+                let modified = || stat.last_modified().map(|at| at.to_string());
+                Ok(stat.etag().map(str::to_string).or_else(modified))
             }
-            ObjectReader::Local { file, .. } => {
-                let modified = file.metadata().and_then(|m| m.modified()).ok()?;
-                Some(format!("{modified:?}"))
+            ObjectReader::Local { location, file } => {
+                let modified = file.metadata().and_then(|m| m.modified());
+                let modified = modified.map_err(|e| failed(location, e.to_string()))?;
+                Ok(Some(format!("{modified:?}")))
             }
         }
     }

@@ -224,3 +224,20 @@ fn csv_fields(
     }
     Ok(map)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jsonl_lines_are_numbered_and_blank_lines_skipped() {
+        let records = decode_jsonl(
+            &b"\xEF\xBB\xBF{\"a\":1}\r\n\n  \n{\"b\":2}"[..],
+            "landing/x.jsonl",
+            1,
+        );
+        let refs: Vec<_> = records.iter().map(|r| r.source_ref.as_str()).collect();
+        assert_eq!(refs, ["landing/x.jsonl:1", "landing/x.jsonl:4"]);
+        assert_eq!(&records[0].bytes[..], b"{\"a\":1}");
+    }
+}

@@ -517,7 +517,7 @@ impl<'a> Obj<'_, 'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::decode::{decode_csv, decode_jsonl};
+    use crate::domain::decode::decode_csv;
     use bytes::Bytes;
 
     fn lineage() -> Lineage {
@@ -799,18 +799,6 @@ mod tests {
             (s.opening_hour.as_deref(), s.closing_hour.as_deref(), s.city),
             (Some("6"), Some("20:00"), None)
         );
-    }
-
-    #[test]
-    fn jsonl_lines_are_numbered_and_blank_lines_skipped() {
-        let records = decode_jsonl(
-            &b"\xEF\xBB\xBF{\"a\":1}\r\n\n  \n{\"b\":2}"[..],
-            "landing/x.jsonl",
-            1,
-        );
-        let refs: Vec<_> = records.iter().map(|r| r.source_ref.as_str()).collect();
-        assert_eq!(refs, ["landing/x.jsonl:1", "landing/x.jsonl:4"]);
-        assert_eq!(&records[0].bytes[..], b"{\"a\":1}");
     }
 
     #[test]

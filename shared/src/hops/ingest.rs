@@ -749,7 +749,7 @@ async fn read_whole(
     content: &mut Sha256,
 ) -> Result<Vec<RawRecord>, StorageError> {
     if let Some(size) = reader.size().filter(|size| *size > cap) {
-        let version = reader.version(lake).await.unwrap_or_default();
+        let version = reader.version(lake).await?.unwrap_or_default();
         content.update(format!("unread object of {size} bytes, version {version}"));
         return Ok(vec![RawRecord {
             source_ref: format!("{key}:0"),

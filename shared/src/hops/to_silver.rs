@@ -181,7 +181,7 @@ where
             let mut seen = Box::pin(held).await?;
             // Room for every new id up front: no rehashing of a million ids mid-run. (Ids are
             // some 30 bytes; room reserved and not used is never touched, so costs no memory.)
-            let ids: u64 = new_files.iter().map(|f| f.data_file.record_count()).sum();
+            let ids: u64 = new_files.iter().map(LiveFile::record_count).sum();
             let ids = usize::try_from(ids).unwrap_or(0);
             seen.reserve(ids, ids.saturating_mul(32));
             // Batch by batch, so a hop holds a few batches of rows, not the whole input: this
@@ -251,8 +251,9 @@ async fn held_already(
         new_files.to_vec(),
         Columns::only(&[id_column, EVENT_TIME]),
     );
-    let read =
-        |e: String| StorageError::data(format!("read {id_column} of {}", bronze.identifier()))(e);
+    let read = |e: String| {
+        StorageError::data(format!("read {id_column} of {}", Lakehouse::name(bronze)))(e)
+    };
     while let Some(batch) = rows.next().await? {
         let (Some(ids), Some(times)) = (
             batch.column_by_name(id_column),
@@ -305,7 +306,7 @@ async fn held_already(
         }
     }
     debug!(
-        table = %silver.identifier(),
+        table = %Lakehouse::name(silver),
         files = stats.files,
         files_opened = stats.files_opened,
         row_groups = stats.row_groups,

@@ -27,7 +27,7 @@ use crate::error::StorageError;
 pub const CHECKPOINT_PREFIX: &str = "bakehouse.";
 /// Summary property of a snapshot: how many of its added files are rewrites keeping their
 /// rows' sequence numbers (no reader takes their rows for new ones).
-pub(super) const REWRITTEN_DATA_FILES: &str = "rewritten-data-files";
+pub(super) const REWRITTEN_DATA_FILES: &str = "bakehouse-rewritten-data-files";
 
 /// The snapshot operation a commit records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -204,11 +204,8 @@ impl Lakehouse {
         match self.write_and_swap(table, &plan, &mut written).await {
             Err(AttemptError::Conflict) => {
                 // Nobody references what this attempt wrote: remove it.
-                for path in &written {
-                    if let Err(e) = table.file_io().delete(path).await {
-                        debug!(path, error = %e, "Could not delete a file of a lost commit.");
-                    }
-                }
+                super::delete_uncommitted(table.file_io(), written.iter().map(String::as_str))
+                    .await;
                 Err(AttemptError::Conflict)
             }
             other => other,
@@ -426,11 +423,8 @@ impl Lakehouse {
             match self.swap_metadata(&table, metadata, &mut written).await {
                 Ok(()) => return Ok(Some(value)),
                 Err(AttemptError::Conflict) => {
-                    for path in &written {
-                        if let Err(e) = table.file_io().delete(path).await {
-                            debug!(path, error = %e, "Could not delete a file of a lost commit.");
-                        }
-                    }
+                    let paths = written.iter().map(String::as_str);
+                    super::delete_uncommitted(table.file_io(), paths).await;
                     debug!(table = %def.qualified(), attempt, "Metadata conflict, re-planning.");
                     tokio::time::sleep(backoff(attempt)).await;
                 }

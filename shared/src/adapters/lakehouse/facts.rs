@@ -28,6 +28,11 @@ pub struct SnapshotFacts {
 }
 
 impl Lakehouse {
+    /// The table's qualified name (`namespace.table`).
+    pub fn name(table: &Table) -> String {
+        table.identifier().to_string()
+    }
+
     /// The table's current snapshot (`None` before its first commit).
     pub fn head(table: &Table) -> Option<Head> {
         table.metadata().current_snapshot().map(|s| Head {

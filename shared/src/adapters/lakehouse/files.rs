@@ -50,6 +50,11 @@ pub struct LiveFile {
 }
 
 impl LiveFile {
+    /// The rows the file holds.
+    pub fn record_count(&self) -> u64 {
+        self.data_file.record_count()
+    }
+
     /// The nulls in `column` as the file's manifest entry counts them (no data read); `None`
     /// when the table has no such column, or the file was written before the column existed
     /// (then every row reads null) or without the count.

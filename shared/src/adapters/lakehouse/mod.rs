@@ -1,8 +1,8 @@
 //! All Iceberg access: opening the catalog (SQL or AWS Glue), creating the tables, reading and
 //! writing data files, what a table's metadata says (`facts.rs`), committing through our own
 //! compare-and-swap commit (`commit.rs`), and table maintenance (`maintain.rs`). The crate is
-//! 0.x; when its API changes, only this folder changes: the hops and the CLI import nothing
-//! from it.
+//! 0.x. The hops and the CLI import nothing from it: they hold its `Table` and `DataFile` as
+//! handles and ask this adapter what they say, so most API changes stop here.
 
 mod cache;
 mod commit;
@@ -186,14 +186,9 @@ impl Lakehouse {
         &self.file_io
     }
 
-    /// Deletes data files written but never committed, as far as it can (an orphan sweep
-    /// removes any left).
+    /// Deletes data files written but never committed (see [`delete_uncommitted`]).
     pub async fn delete_uncommitted(&self, files: &[DataFile]) {
-        for file in files {
-            if let Err(e) = self.file_io.delete(file.file_path()).await {
-                tracing::debug!(path = file.file_path(), error = %e, "Could not delete an uncommitted file.");
-            }
-        }
+        delete_uncommitted(&self.file_io, files.iter().map(DataFile::file_path)).await;
     }
 
     /// Storage properties (S3 endpoint, region, credentials).
@@ -429,6 +424,16 @@ fn lost_creation_race(e: &iceberg::Error) -> bool {
     message.contains("already exists") || message.contains("pg_type_typname_nsp_index")
 }
 
+/// Deletes files written but never committed, as far as it can: the orphan sweep removes any
+/// left.
+async fn delete_uncommitted(file_io: &FileIO, paths: impl Iterator<Item = &str>) {
+    for path in paths {
+        if let Err(e) = file_io.delete(path).await {
+            tracing::debug!(path, error = %e, "Could not delete an uncommitted file.");
+        }
+    }
+}
+
 /// The innermost cause of an error (the one line that says what failed).
 fn root_cause(error: &dyn std::error::Error) -> String {
     let mut cause = error;
@@ -474,12 +479,16 @@ async fn open_sql(
         Ok(Err(sqlx::Error::PoolTimedOut)) => return Err(unreachable("no connection".into())),
         // rustls reports a certificate it cannot verify as invalid data on the socket.
         Ok(Err(sqlx::Error::Io(e))) if e.kind() == std::io::ErrorKind::InvalidData => {
+            let hint = if url.contains("sslrootcert=") {
+                "the server's certificate is not signed by the CA sslrootcert names, or is not \
+                 for this host"
+            } else {
+                "without sslrootcert the server's certificate is checked against the public \
+                 roots (a private CA needs sslrootcert=/path/to/ca.pem in the URL)"
+            };
             return Err(StorageError::Tls {
                 what: what(),
-                message: format!(
-                    "{e}; sslmode=verify-full checks the server's certificate against the public \
-                     roots (a private CA needs sslrootcert=/path/to/ca.pem in the URL)"
-                ),
+                message: format!("{e}; {hint}"),
             });
         }
         Ok(Err(e @ sqlx::Error::Io(_))) => return Err(unreachable(e.to_string())),
@@ -493,7 +502,7 @@ async fn open_sql(
         Err(_) => return Err(unreachable("no connection".into())),
     };
     if dialect == Dialect::Sqlite {
-        // WAL makes commits visible atomically to concurrent readers (upstream #3061).
+        // WAL makes commits visible atomically to concurrent readers.
         sqlx::query("PRAGMA journal_mode=WAL")
             .execute(&pool)
             .await?;
