@@ -729,7 +729,15 @@ def latency():
     print(f"\nevent→gold latency: {count} probes at {rate:g}/s through `bakehouse local` (its defaults: batch window 1 s, poll 1 s) "
           f"on PostgreSQL, s3s-fs and tansu; {len(seen)} visible in gold.fact_sales within 15 s of the last")
     print(f"  p50 {p50:.2f} s, p95 {p95:.2f} s, max {seconds[-1]:.2f} s; target p95 ≤ 5 s: {'met' if p95 <= 5 else 'NOT MET'}")
-    (WORK / "results-latency.json").write_text(json.dumps(dict(probes=count, visible=len(seen), p50=p50, p95=p95, seconds=seconds)))
+    # How well the event source's window coalesced the stream into commits (before compaction,
+    # which `--maintenance-every 0` keeps from running).
+    status = json.loads(subprocess.run([BIN, "status", "--json"], env=env, check=True, capture_output=True, text=True).stdout)
+    bronze = next(t for t in status["tables"] if t["table"] == "bronze.sales_events")
+    per_2000 = bronze["files"] / max(bronze["rows"], 1) * 2000
+    print(f"  bronze.sales_events: {bronze['rows']} rows in {bronze['files']} data files, "
+          f"{per_2000:.1f} files per 2,000 rows at {rate:g} events/s")
+    (WORK / "results-latency.json").write_text(json.dumps(dict(probes=count, visible=len(seen), p50=p50, p95=p95, seconds=seconds,
+                                                                 bronze_files_per_2000_rows=per_2000)))
 
 
 if __name__ == "__main__":
