@@ -1,7 +1,8 @@
-//! Manifest lists and manifests read once per process. Both are immutable once written (a
-//! commit writes new ones, never changes old ones), so a path names its content for good; a
-//! warm function or a long-running `bakehouse local` reads each from storage once instead of
-//! at every invocation. Bounded by bytes, the oldest entry evicted first.
+//! Table metadata, manifest lists and manifests read once per process. All three are immutable
+//! once written (a commit writes new ones, never changes old ones), so a path names its content
+//! for good; a warm function or a long-running `bakehouse local` reads each from storage once
+//! instead of at every invocation. Manifests and lists are bounded by bytes, the oldest entry
+//! evicted first; of a table's metadata only the version last loaded is kept.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -31,13 +32,28 @@ struct Entries {
     bytes: u64,
 }
 
-/// The process's cache of manifest lists and manifests, by path.
+/// The process's cache of manifest lists and manifests, by path, and of each table's version
+/// last loaded, by name.
 #[derive(Default)]
 pub(super) struct MetadataCache {
     entries: Mutex<Entries>,
+    tables: Mutex<HashMap<String, Table>>,
 }
 
 impl MetadataCache {
+    /// The table `name` as last loaded, if that version's metadata file is `location`.
+    pub(super) fn table_at(&self, name: &str, location: &str) -> Option<Table> {
+        let tables = self.tables.lock().unwrap_or_else(PoisonError::into_inner);
+        let table = tables.get(name)?;
+        (table.metadata_location() == Some(location)).then(|| table.clone())
+    }
+
+    /// Keeps `table` as the version of `name` last loaded.
+    pub(super) fn keep_table(&self, name: &str, table: &Table) {
+        let mut tables = self.tables.lock().unwrap_or_else(PoisonError::into_inner);
+        tables.insert(name.to_string(), table.clone());
+    }
+
     fn get(&self, path: &str) -> Option<Cached> {
         let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         entries.by_path.get(path).cloned()

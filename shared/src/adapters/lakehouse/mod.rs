@@ -18,12 +18,13 @@ use std::sync::Arc;
 
 use iceberg::io::StorageFactory;
 use iceberg::io::{FileIO, FileIOBuilder};
+
 /// A data file of a table, as its manifests describe it.
 pub use iceberg::spec::DataFile;
-use iceberg::spec::Schema;
+use iceberg::spec::{Schema, TableMetadata};
 /// A table as loaded (its metadata at one snapshot), handed to the adapter's functions.
 pub use iceberg::table::Table;
-use iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableCreation};
+use iceberg::{Catalog, CatalogBuilder, ErrorKind, NamespaceIdent, Runtime, TableCreation};
 use iceberg_catalog_glue::{GlueCatalog, GlueCatalogBuilder};
 use iceberg_catalog_sql::{SqlBindStyle, SqlCatalog, SqlCatalogBuilder};
 use iceberg_storage_opendal::OpenDalResolvingStorageFactory;
@@ -383,13 +384,33 @@ impl Lakehouse {
     /// # Errors
     /// The table does not exist (run `bakehouse init`) or cannot be read.
     pub async fn load(&self, def: &TableDef) -> Result<Table, StorageError> {
-        self.catalog
-            .load_table(&def.ident())
-            .await
-            .map_err(StorageError::iceberg(format!(
-                "load table {} (has `bakehouse init` run?)",
-                def.qualified()
-            )))
+        let (ident, name) = (def.ident(), def.qualified());
+        let failed =
+            StorageError::iceberg(format!("load table {name} (has `bakehouse init` run?)"));
+        // The pointer, then its metadata file unless that version is the one last loaded.
+        let Some(location) = self.pointer.location(&ident).await? else {
+            let missing = format!("no table {name} in the catalog");
+            return Err(failed(iceberg::Error::new(
+                ErrorKind::TableNotFound,
+                missing,
+            )));
+        };
+        if let Some(table) = self.cache.table_at(&name, &location) {
+            return Ok(table);
+        }
+        let read = TableMetadata::read_from(&self.file_io, &location).await;
+        let built = read.and_then(|metadata| {
+            Table::builder()
+                .file_io(self.file_io.clone())
+                .identifier(ident)
+                .metadata_location(location)
+                .metadata(metadata)
+                .runtime(Runtime::try_current()?)
+                .build()
+        });
+        let table = built.map_err(failed)?;
+        self.cache.keep_table(&name, &table);
+        Ok(table)
     }
 }
 

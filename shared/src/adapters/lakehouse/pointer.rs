@@ -57,6 +57,73 @@ impl CatalogPointer {
     }
 }
 
+impl CatalogPointer {
+    /// The metadata file the table points at now (`None`: no such table).
+    pub(super) async fn location(
+        &self,
+        ident: &TableIdent,
+    ) -> Result<Option<String>, StorageError> {
+        match self {
+            CatalogPointer::Sql {
+                pool,
+                dialect,
+                catalog_name,
+            } => {
+                let sql = match dialect {
+                    Dialect::Sqlite => {
+                        "SELECT metadata_location FROM iceberg_tables WHERE catalog_name = ? \
+                         AND table_namespace = ? AND table_name = ? \
+                         AND (iceberg_type = 'TABLE' OR iceberg_type IS NULL)"
+                    }
+                    Dialect::Postgres => {
+                        "SELECT metadata_location FROM iceberg_tables WHERE catalog_name = $1 \
+                         AND table_namespace = $2 AND table_name = $3 \
+                         AND (iceberg_type = 'TABLE' OR iceberg_type IS NULL)"
+                    }
+                };
+                let row: Option<(Option<String>,)> = sqlx::query_as(sql)
+                    .bind(*catalog_name)
+                    .bind(ident.namespace().join("."))
+                    .bind(ident.name())
+                    .fetch_optional(pool)
+                    .await
+                    .map_err(StorageError::Catalog)?;
+                Ok(row.and_then(|(location,)| location))
+            }
+            CatalogPointer::Glue(client) => Box::pin(glue_location(client, ident)).await,
+        }
+    }
+}
+
+/// A Glue table's `metadata_location` (`None`: no such table).
+async fn glue_location(
+    client: &aws_sdk_glue::Client,
+    ident: &TableIdent,
+) -> Result<Option<String>, StorageError> {
+    let database = ident.namespace().join(".");
+    let name = ident.name();
+    let found = client
+        .get_table()
+        .database_name(&database)
+        .name(name)
+        .send()
+        .await;
+    match found {
+        Ok(found) => Ok(found
+            .table()
+            .and_then(|t| t.parameters())
+            .and_then(|p| p.get(METADATA_LOCATION))
+            .cloned()),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_entity_not_found_exception()) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(glue_error(format!("GetTable {database}.{name}"), e)),
+    }
+}
+
 async fn swap_sql(
     pool: &AnyPool,
     dialect: Dialect,
