@@ -7,6 +7,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use iceberg::TableIdent;
 use iceberg::spec::{Manifest, ManifestFile, SnapshotRef};
 use iceberg::table::Table;
 
@@ -32,26 +33,38 @@ struct Entries {
     bytes: u64,
 }
 
-/// The process's cache of manifest lists and manifests, by path, and of each table's version
-/// last loaded, by name.
+/// The process's cache of manifest lists and manifests, by path, and of each table's latest
+/// version this process loaded or committed.
 #[derive(Default)]
 pub(super) struct MetadataCache {
     entries: Mutex<Entries>,
-    tables: Mutex<HashMap<String, Table>>,
+    tables: Mutex<HashMap<TableIdent, Table>>,
 }
 
 impl MetadataCache {
-    /// The table `name` as last loaded, if that version's metadata file is `location`.
-    pub(super) fn table_at(&self, name: &str, location: &str) -> Option<Table> {
-        let tables = self.tables.lock().unwrap_or_else(PoisonError::into_inner);
-        let table = tables.get(name)?;
-        (table.metadata_location() == Some(location)).then(|| table.clone())
+    /// The table as kept, if that version's metadata file is `location`; a version the pointer
+    /// has moved past is dropped (so that two versions are never held while the next is read).
+    pub(super) fn table_at(&self, ident: &TableIdent, location: &str) -> Option<Table> {
+        let mut tables = self.tables.lock().unwrap_or_else(PoisonError::into_inner);
+        let current = tables.get(ident)?.metadata_location() == Some(location);
+        if current {
+            tables.get(ident).cloned()
+        } else {
+            tables.remove(ident);
+            None
+        }
     }
 
-    /// Keeps `table` as the version of `name` last loaded.
-    pub(super) fn keep_table(&self, name: &str, table: &Table) {
+    /// Keeps `table` as the table's latest version, unless a later one is kept already.
+    pub(super) fn keep_table(&self, table: &Table) {
         let mut tables = self.tables.lock().unwrap_or_else(PoisonError::into_inner);
-        tables.insert(name.to_string(), table.clone());
+        let sequence = |t: &Table| t.metadata().last_sequence_number();
+        if tables
+            .get(table.identifier())
+            .is_none_or(|kept| sequence(kept) <= sequence(table))
+        {
+            tables.insert(table.identifier().clone(), table.clone());
+        }
     }
 
     fn get(&self, path: &str) -> Option<Cached> {

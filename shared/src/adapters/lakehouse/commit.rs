@@ -392,7 +392,17 @@ impl Lakehouse {
             )
             .await
         {
-            Ok(true) => Ok(()),
+            Ok(true) => {
+                // The version just committed: the next load of the table reads nothing.
+                let ident = table.identifier().clone();
+                let location = new_location.to_string();
+                if let Ok(committed) =
+                    super::table_version(table.file_io(), ident, location, new_metadata)
+                {
+                    self.cache.keep_table(&committed);
+                }
+                Ok(())
+            }
             Ok(false) => Err(AttemptError::Conflict),
             Err(e) => {
                 // Unknown outcome: the swap may have landed. Delete nothing.

@@ -395,21 +395,14 @@ impl Lakehouse {
                 missing,
             )));
         };
-        if let Some(table) = self.cache.table_at(&name, &location) {
+        if let Some(table) = self.cache.table_at(&ident, &location) {
             return Ok(table);
         }
         let read = TableMetadata::read_from(&self.file_io, &location).await;
-        let built = read.and_then(|metadata| {
-            Table::builder()
-                .file_io(self.file_io.clone())
-                .identifier(ident)
-                .metadata_location(location)
-                .metadata(metadata)
-                .runtime(Runtime::try_current()?)
-                .build()
-        });
-        let table = built.map_err(failed)?;
-        self.cache.keep_table(&name, &table);
+        let table = read
+            .and_then(|metadata| table_version(&self.file_io, ident, location, metadata))
+            .map_err(failed)?;
+        self.cache.keep_table(&table);
         Ok(table)
     }
 }
@@ -443,6 +436,22 @@ const CATALOG_CREATION_TRIES: u64 = 5;
 fn lost_creation_race(e: &iceberg::Error) -> bool {
     let message = e.to_string();
     message.contains("already exists") || message.contains("pg_type_typname_nsp_index")
+}
+
+/// The table `ident` at the version whose metadata, at `location`, is `metadata`.
+fn table_version(
+    file_io: &FileIO,
+    ident: iceberg::TableIdent,
+    location: String,
+    metadata: TableMetadata,
+) -> iceberg::Result<Table> {
+    Table::builder()
+        .file_io(file_io.clone())
+        .identifier(ident)
+        .metadata_location(location)
+        .metadata(metadata)
+        .runtime(Runtime::try_current()?)
+        .build()
 }
 
 /// Deletes files written but never committed, as far as it can: the orphan sweep removes any

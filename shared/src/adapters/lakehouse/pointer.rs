@@ -420,6 +420,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn glue_location_is_the_tables_metadata_location_or_none() {
+        let found = mock!(aws_sdk_glue::Client::get_table)
+            .then_output(|| glue_table("s3://lake/m/00003.metadata.json", "9"));
+        let missing = mock!(aws_sdk_glue::Client::get_table).then_error(|| {
+            GetTableError::EntityNotFoundException(
+                EntityNotFoundException::builder()
+                    .message("no such table")
+                    .build(),
+            )
+        });
+        let client = mock_client!(aws_sdk_glue, RuleMode::Sequential, [&found, &missing]);
+        let pointer = CatalogPointer::Glue(client);
+        let location = pointer.location(&ident()).await.unwrap();
+        assert_eq!(location.as_deref(), Some("s3://lake/m/00003.metadata.json"));
+        assert_eq!(pointer.location(&ident()).await.unwrap(), None);
+    }
+
+    #[tokio::test]
     async fn glue_swap_updates_with_the_version_it_read() {
         let get = mock!(aws_sdk_glue::Client::get_table)
             .match_requests(|r| {
