@@ -2,7 +2,8 @@
 //! once written (a commit writes new ones, never changes old ones), so a path names its content
 //! for good; a warm function or a long-running `bakehouse local` reads each from storage once
 //! instead of at every invocation. Manifests and lists are bounded by bytes, the oldest entry
-//! evicted first; of a table's metadata only the version last loaded is kept.
+//! evicted first; of a table's metadata only the latest version this process loaded or
+//! committed is kept.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
