@@ -387,7 +387,8 @@ impl Lakehouse {
         let (ident, name) = (def.ident(), def.qualified());
         let failed =
             StorageError::iceberg(format!("load table {name} (has `bakehouse init` run?)"));
-        // The pointer, then its metadata file unless that version is the one last loaded.
+        // The pointer, then its metadata file unless that version is the one kept (loaded or
+        // committed by this process).
         let Some(location) = self.pointer.location(&ident).await? else {
             let missing = format!("no table {name} in the catalog");
             return Err(failed(iceberg::Error::new(
